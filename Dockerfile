@@ -1,0 +1,26 @@
+# Production image. Node is the base because the serial bridge runs under Node
+# (serialport's native binding cannot load in Bun) and npm installs Bun itself.
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends tini ca-certificates && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 DATA_DIR=/data
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json bunfig.toml tsconfig.json ./
+COPY server ./server
+COPY workers ./workers
+COPY db ./db
+COPY hardware ./hardware
+RUN mkdir -p /data && chown node:node /data
+USER node
+VOLUME ["/data"]
+EXPOSE 3000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["tini", "--", "node_modules/.bin/bun"]
+# All-in-one by default; compose runs server/api.ts and workers/main.ts separately.
+CMD ["server/main.ts"]

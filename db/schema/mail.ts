@@ -1,0 +1,25 @@
+import { index, integer, pgEnum, pgTable, text } from "drizzle-orm/pg-core";
+import { createdAt, id, timestamptz } from "./columns";
+
+export const mailStatus = pgEnum("mail_status", ["queued", "sent", "failed"]);
+
+/**
+ * The outbox: a message is written here (in the transaction that wants it sent)
+ * before the mail job is enqueued, so a lost enqueue is retried, never lost.
+ */
+export const mailMessages = pgTable(
+  "mail_messages",
+  {
+    id: id(),
+    to: text("to").notNull(),
+    subject: text("subject").notNull(),
+    text: text("text").notNull(),
+    kind: text("kind").notNull(),
+    status: mailStatus("status").notNull().default("queued"),
+    attempts: integer("attempts").notNull().default(0),
+    lastError: text("last_error"),
+    createdAt: createdAt(),
+    sentAt: timestamptz("sent_at"),
+  },
+  (t) => [index("mail_messages_status_idx").on(t.status, t.createdAt)],
+);

@@ -1,0 +1,133 @@
+import { trpcServer } from "@hono/trpc-server";
+import { Hono, type Context as HonoContext } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { getConnInfo } from "hono/bun";
+import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { routePath } from "hono/route";
+import { secureHeaders } from "hono/secure-headers";
+import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
+import { serializeError } from "./log";
+import { createMetrics } from "./metrics";
+import { checkReadiness } from "./readiness";
+import { appRouter } from "./router";
+import type { Services } from "./services";
+import { createContext, type RequestInfo } from "./trpc";
+
+export type AppEnv = { Variables: { requestId: string } };
+
+/**
+ * The HTTP surface: middleware, tRPC at /trpc, health, readiness and metrics.
+ * Webhooks and file routes mount here too, outside /trpc so they own their body.
+ */
+export function createApp(services: Services) {
+  const { config, log } = services;
+  const metrics = createMetrics();
+  const app = new Hono<AppEnv>();
+
+  app.use(
+    requestId({
+      // Accept a caller's id only if it is short and plain, so logs stay clean.
+      generator: () => crypto.randomUUID(),
+      limitLength: 64,
+    }),
+  );
+
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    const seconds = (performance.now() - started) / 1000;
+    const route = routePath(c) || "unmatched";
+    metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    metrics.httpDuration.observe({ method: c.req.method, route }, seconds);
+    const quiet = route === "/health" || route === "/metrics";
+    log[quiet ? "debug" : "info"]("request", {
+      requestId: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      durationMs: Math.round(seconds * 100_000) / 100,
+    });
+  });
+
+  app.use(secureHeaders({ crossOriginResourcePolicy: "same-site", strictTransportSecurity: config.production ? "max-age=31536000; includeSubDomains" : false }));
+
+  const origins = new Set(config.http.corsOrigins);
+  app.use(
+    cors({
+      origin: (origin) => (origins.has(origin) ? origin : null),
+      credentials: true,
+      allowHeaders: ["content-type", "authorization", "x-request-id", "trpc-accept"],
+      allowMethods: ["GET", "POST", "OPTIONS"],
+      maxAge: 600,
+    }),
+  );
+
+  app.use(
+    bodyLimit({
+      maxSize: config.http.bodyLimitBytes,
+      onError: (c) => fail(c, "PAYLOAD_TOO_LARGE", `Request body exceeds ${config.http.bodyLimitBytes} bytes`),
+    }),
+  );
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+
+  app.get("/ready", async (c) => {
+    const readiness = await checkReadiness(services);
+    return c.json(readiness, readiness.status === "ready" ? 200 : 503);
+  });
+
+  app.get("/metrics", async (c) => c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }));
+
+  app.use(
+    "/trpc/*",
+    trpcServer({
+      endpoint: "/trpc",
+      router: appRouter,
+      allowMethodOverride: false,
+      createContext: (opts, c) => createContext(services, { headers: opts.req.headers, resHeaders: opts.resHeaders, request: requestInfo(c as HonoContext<AppEnv>, config.http.trustProxy) }),
+      onError: ({ error, path, ctx }) => {
+        if (appCodeForTrpcError(error) === "INTERNAL") {
+          log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
+        }
+      },
+    }),
+  );
+
+  app.notFound((c) => fail(c, "NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`));
+
+  app.onError((error, c) => {
+    if (error instanceof HTTPException && error.status < 500) {
+      const code: AppErrorCode = error.status === 413 ? "PAYLOAD_TOO_LARGE" : error.status === 404 ? "NOT_FOUND" : "MALFORMED_REQUEST";
+      return fail(c, code, error.message || "Bad request");
+    }
+    log.error("unhandled error", { requestId: c.get("requestId"), path: c.req.path, error: serializeError(error) });
+    return fail(c, "INTERNAL", "Internal server error");
+  });
+
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;
+
+function fail(c: HonoContext<AppEnv>, code: AppErrorCode, message: string) {
+  return c.json(errorBody(code, message, c.get("requestId") ?? null), httpStatusOf(code) as 400);
+}
+
+function requestInfo(c: HonoContext<AppEnv>, trustProxy: boolean): RequestInfo {
+  return { requestId: c.get("requestId"), ip: clientIp(c, trustProxy), userAgent: c.req.header("user-agent")?.slice(0, 512) ?? null };
+}
+
+/** The peer address, or the first X-Forwarded-For hop when behind a trusted proxy. */
+export function clientIp(c: HonoContext, trustProxy: boolean): string | null {
+  if (trustProxy) {
+    const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();
+    if (forwarded) return forwarded;
+  }
+  try {
+    return getConnInfo(c).remote.address ?? null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,63 @@
+import { ConfigError, loadConfig } from "./config";
+import { createApp } from "./app";
+import { createLogger, serializeError } from "./log";
+import { createServices } from "./services";
+import { startWorkers } from "../workers/runner";
+import { processors } from "../workers/processors";
+
+export type Parts = { api: boolean; workers: boolean };
+
+/**
+ * Starts the requested parts of the platform in this process and stops them
+ * in order on SIGTERM/SIGINT: stop accepting requests, let jobs and requests
+ * in flight finish, then close connections.
+ */
+export async function boot(parts: Parts): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    console.error(JSON.stringify({ level: "error", msg: error instanceof ConfigError ? error.message : String(error) }));
+    process.exit(1);
+  }
+  const log = createLogger({ level: config.logLevel, base: { service: "sahary", pid: process.pid } });
+
+  let services;
+  try {
+    services = await createServices(config, { log });
+  } catch (error) {
+    log.error("start-up failed", { error: serializeError(error) });
+    process.exit(1);
+  }
+
+  const server = parts.api
+    ? Bun.serve({
+        hostname: config.host,
+        port: config.port,
+        fetch: createApp(services).fetch,
+        // Bun's own cap is the backstop; Hono's bodyLimit answers first with a 413 body.
+        maxRequestBodySize: config.http.bodyLimitBytes * 2,
+      })
+    : undefined;
+  if (server) log.info("listening", { url: `http://${server.hostname}:${server.port}`, database: services.database.driver });
+
+  const workers = parts.workers ? await startWorkers(services, processors) : undefined;
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    try {
+      await server?.stop();
+      await workers?.close();
+      await services.close();
+    } catch (error) {
+      log.error("shutdown error", { error: serializeError(error) });
+      process.exit(1);
+    }
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}

@@ -1,0 +1,147 @@
+import { TRPCError } from "@trpc/server";
+import { TRPC_ERROR_CODES_BY_KEY, type TRPC_ERROR_CODE_KEY } from "@trpc/server/rpc";
+import { getHTTPStatusCodeFromError } from "@trpc/server/http";
+
+/**
+ * The closed list of application error codes and the one mapping from each to a
+ * tRPC code (which fixes the HTTP status). Clients branch on `appCode`; it never
+ * changes meaning once published. Add codes here, nowhere else.
+ */
+const APP_ERRORS = {
+  // Request shape
+  VALIDATION_FAILED: "BAD_REQUEST",
+  MALFORMED_REQUEST: "PARSE_ERROR",
+  PAYLOAD_TOO_LARGE: "PAYLOAD_TOO_LARGE",
+  UNSUPPORTED_MEDIA_TYPE: "UNSUPPORTED_MEDIA_TYPE",
+  PROCEDURE_NOT_FOUND: "NOT_FOUND",
+  METHOD_NOT_ALLOWED: "METHOD_NOT_SUPPORTED",
+  NOT_FOUND: "NOT_FOUND",
+  CONFLICT: "CONFLICT",
+  RATE_LIMITED: "TOO_MANY_REQUESTS",
+
+  // Identity and permission
+  UNAUTHENTICATED: "UNAUTHORIZED",
+  FORBIDDEN: "FORBIDDEN",
+  INSUFFICIENT_SCOPE: "FORBIDDEN",
+  ACCOUNT_SUSPENDED: "FORBIDDEN",
+  EMAIL_NOT_VERIFIED: "FORBIDDEN",
+  INVALID_CREDENTIALS: "UNAUTHORIZED",
+  ACCOUNT_LOCKED: "TOO_MANY_REQUESTS",
+  EMAIL_TAKEN: "CONFLICT",
+  WEAK_PASSWORD: "BAD_REQUEST",
+  TOKEN_INVALID: "BAD_REQUEST",
+  TOKEN_EXPIRED: "BAD_REQUEST",
+  LAST_ADMIN: "PRECONDITION_FAILED",
+
+  // Compute
+  PLAN_NOT_FOUND: "NOT_FOUND",
+  IMAGE_NOT_FOUND: "NOT_FOUND",
+  QUOTA_EXCEEDED: "FORBIDDEN",
+  CAPACITY_EXHAUSTED: "SERVICE_UNAVAILABLE",
+  INVALID_TRANSITION: "CONFLICT",
+  IDEMPOTENCY_KEY_REUSED: "CONFLICT",
+  POWER_RESTRICTED: "SERVICE_UNAVAILABLE",
+
+  // Billing
+  INVOICE_NOT_PAYABLE: "CONFLICT",
+  PAYMENT_PROVIDER_ERROR: "BAD_GATEWAY",
+  WEBHOOK_SIGNATURE_INVALID: "BAD_REQUEST",
+
+  // Platform
+  DEPENDENCY_UNAVAILABLE: "SERVICE_UNAVAILABLE",
+  INTERNAL: "INTERNAL_SERVER_ERROR",
+} as const satisfies Record<string, TRPC_ERROR_CODE_KEY>;
+
+export type AppErrorCode = keyof typeof APP_ERRORS;
+export const APP_ERROR_CODES = Object.keys(APP_ERRORS) as AppErrorCode[];
+
+/**
+ * A domain error. It is a TRPCError so a procedure can let it propagate and the
+ * HTTP status follows from the code; workers and webhooks check `appCode`.
+ */
+export class AppError extends TRPCError {
+  readonly appCode: AppErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(appCode: AppErrorCode, message: string, opts: { details?: Record<string, unknown>; cause?: unknown } = {}) {
+    super({ code: APP_ERRORS[appCode], message, cause: opts.cause });
+    this.name = "AppError";
+    this.appCode = appCode;
+    this.details = opts.details;
+  }
+}
+
+export function trpcCodeOf(appCode: AppErrorCode): TRPC_ERROR_CODE_KEY {
+  return APP_ERRORS[appCode];
+}
+
+export function isAppError(error: unknown, code?: AppErrorCode): error is AppError {
+  return error instanceof AppError && (code === undefined || error.appCode === code);
+}
+
+/** For errors tRPC raises itself (parse failures, unknown paths, validation). */
+export function appCodeForTrpcError(error: TRPCError): AppErrorCode {
+  if (error instanceof AppError) return error.appCode;
+  switch (error.code) {
+    case "PARSE_ERROR":
+      return "MALFORMED_REQUEST";
+    case "BAD_REQUEST":
+      return hasIssues(error.cause) ? "VALIDATION_FAILED" : "MALFORMED_REQUEST";
+    case "NOT_FOUND":
+      return "PROCEDURE_NOT_FOUND";
+    case "METHOD_NOT_SUPPORTED":
+      return "METHOD_NOT_ALLOWED";
+    case "UNSUPPORTED_MEDIA_TYPE":
+      return "UNSUPPORTED_MEDIA_TYPE";
+    case "PAYLOAD_TOO_LARGE":
+      return "PAYLOAD_TOO_LARGE";
+    case "UNAUTHORIZED":
+      return "UNAUTHENTICATED";
+    case "FORBIDDEN":
+      return "FORBIDDEN";
+    case "TOO_MANY_REQUESTS":
+      return "RATE_LIMITED";
+    case "CONFLICT":
+      return "CONFLICT";
+    case "SERVICE_UNAVAILABLE":
+      return "DEPENDENCY_UNAVAILABLE";
+    default:
+      return "INTERNAL";
+  }
+}
+
+export interface ValidationIssue {
+  path: string;
+  message: string;
+}
+
+export function validationIssues(cause: unknown): ValidationIssue[] | undefined {
+  if (!hasIssues(cause)) return undefined;
+  return cause.issues.map((issue) => ({
+    path: (issue.path ?? []).map((seg) => (typeof seg === "object" && seg !== null && "key" in seg ? String(seg.key) : String(seg))).join("."),
+    message: issue.message,
+  }));
+}
+
+function hasIssues(cause: unknown): cause is { issues: Array<{ message: string; path?: ReadonlyArray<unknown> }> } {
+  return typeof cause === "object" && cause !== null && Array.isArray((cause as { issues?: unknown }).issues);
+}
+
+/**
+ * The error body for routes outside tRPC (webhooks, health, PDFs, limits). It
+ * mirrors tRPC's error shape so clients parse one format everywhere.
+ */
+export function errorBody(appCode: AppErrorCode, message: string, requestId: string | null) {
+  const code = APP_ERRORS[appCode];
+  return {
+    error: {
+      message,
+      code: TRPC_ERROR_CODES_BY_KEY[code],
+      data: { code, httpStatus: httpStatusOf(appCode), appCode, requestId },
+    },
+  };
+}
+
+export function httpStatusOf(appCode: AppErrorCode): number {
+  return getHTTPStatusCodeFromError(new TRPCError({ code: APP_ERRORS[appCode] }));
+}

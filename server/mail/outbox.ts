@@ -1,0 +1,30 @@
+import { and, eq, lt } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { mailMessages } from "../../db/schema";
+import { jobId, type Queues } from "../../workers/queues";
+
+export type NewMail = { to: string; subject: string; text: string; kind: string };
+
+/**
+ * Writes a message to the outbox. Call inside the transaction whose outcome
+ * the message reports, then `dispatchMail` after it commits.
+ */
+export async function queueMail(db: Database, mail: NewMail): Promise<string> {
+  const [row] = await db.insert(mailMessages).values(mail).returning({ id: mailMessages.id });
+  return row!.id;
+}
+
+/** Enqueues delivery; the stable job id makes a second dispatch a no-op. */
+export async function dispatchMail(queues: Queues, messageId: string): Promise<void> {
+  await queues.enqueue("mail", "send", { messageId }, { jobId: jobId("mail", messageId) });
+}
+
+/** Outbox messages still queued after `olderThanMs` (their enqueue may have been lost). */
+export async function staleQueuedMail(db: Database, olderThanMs: number): Promise<string[]> {
+  const rows = await db
+    .select({ id: mailMessages.id })
+    .from(mailMessages)
+    .where(and(eq(mailMessages.status, "queued"), lt(mailMessages.createdAt, new Date(Date.now() - olderThanMs))))
+    .limit(500);
+  return rows.map((row) => row.id);
+}

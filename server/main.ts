@@ -1,0 +1,4 @@
+// Everything in one process, for a single box: API, workers (and the hardware monitor).
+import { boot } from "./boot";
+
+await boot({ api: true, workers: true });

@@ -1,0 +1,68 @@
+import Docker from "dockerode";
+import type { Database, DatabaseHandle } from "../db/client";
+import { openDatabase } from "../db/client";
+import { migrateDatabase } from "../db/migrate";
+import { createQueues, type Queues } from "../workers/queues";
+import { createSessionManager, type SessionManager } from "./auth/session";
+import type { Config } from "./config";
+import { createLogger, type Logger } from "./log";
+import { createMailTransport, type MailTransport } from "./mail/transport";
+import { connectRedis, type Redis } from "./redis";
+
+/**
+ * Everything a process talks to, opened once and passed down explicitly
+ * (to the tRPC context, to workers, to the hardware monitor).
+ */
+export type Services = {
+  config: Config;
+  log: Logger;
+  database: DatabaseHandle;
+  db: Database;
+  redis: Redis;
+  queues: Queues;
+  docker: Docker;
+  mailer: MailTransport;
+  sessions: SessionManager;
+  close(): Promise<void>;
+};
+
+export async function createServices(config: Config, opts: { log?: Logger } = {}): Promise<Services> {
+  const log = opts.log ?? createLogger({ level: config.logLevel, base: { service: "sahary" } });
+  const database = await openDatabase(config.database);
+  try {
+    await migrateDatabase(database, config.database.url);
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  let redis: Redis;
+  try {
+    redis = await connectRedis(config.redis.url, "command");
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  const queues = createQueues(redis, config.redis.prefix);
+  const docker = new Docker({ socketPath: config.docker.socketPath });
+  const mailer = createMailTransport(config.mail);
+  const sessions = createSessionManager(database.db, { production: config.production });
+  log.info("services ready", { database: database.driver });
+
+  return {
+    config,
+    log,
+    database,
+    db: database.db,
+    redis,
+    queues,
+    docker,
+    mailer,
+    sessions,
+    async close() {
+      await queues.close();
+      redis.disconnect();
+      mailer.close();
+      await database.close();
+    },
+  };
+}

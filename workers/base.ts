@@ -1,0 +1,57 @@
+import { UnrecoverableError, type Job } from "bullmq";
+import * as v from "valibot";
+import { AppError, httpStatusOf } from "../server/errors";
+import type { Logger } from "../server/log";
+import type { Services } from "../server/services";
+import { jobSchema, type JobName, type JobPayload, type QueueName } from "./queues";
+
+export type JobContext = Services & { job: Job; log: Logger };
+
+type Handlers<Q extends QueueName> = { [J in JobName<Q>]: (payload: JobPayload<Q, J>, ctx: JobContext) => Promise<unknown> };
+
+/** A repeatable job the runner keeps scheduled (idempotent upsert by id). */
+export type Schedule<Q extends QueueName> = { id: string; every: number; name: JobName<Q>; data: Record<string, unknown> };
+
+export type Processor<Q extends QueueName = QueueName> = {
+  queue: Q;
+  handlers: Handlers<Q>;
+  schedules?: Schedule<Q>[];
+  /** Defaults to WORKER_CONCURRENCY. */
+  concurrency?: number;
+};
+
+/** Any queue's processor: a union, so a list of them needs no casts. */
+export type AnyProcessor = { [Q in QueueName]: Processor<Q> }[QueueName];
+
+export function defineProcessor<Q extends QueueName>(processor: Processor<Q>): Processor<Q> {
+  return processor;
+}
+
+/**
+ * Wraps a processor's handlers in what every job needs: the payload is checked
+ * against the queue contract, and only errors that retrying cannot fix stop
+ * the retries (BullMQ's UnrecoverableError is the one signal it honours).
+ */
+export function processJob(processor: AnyProcessor, services: Services) {
+  return async (job: Job) => {
+    const log = services.log.child({ queue: processor.queue, job: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
+    const handler = (processor.handlers as Record<string, (payload: unknown, ctx: JobContext) => Promise<unknown>>)[job.name];
+    const schema = jobSchema(processor.queue, job.name);
+    if (!handler || !schema) throw new UnrecoverableError(`No handler for ${processor.queue}.${job.name}`);
+    const parsed = v.safeParse(schema, job.data);
+    if (!parsed.success) throw new UnrecoverableError(`Invalid payload for ${processor.queue}.${job.name}: ${parsed.issues[0]?.message}`);
+    try {
+      return await handler(parsed.output, { ...services, job, log });
+    } catch (error) {
+      if (error instanceof AppError && httpStatusOf(error.appCode) < 500) {
+        throw new UnrecoverableError(`${error.appCode}: ${error.message}`);
+      }
+      throw error;
+    }
+  };
+}
+
+/** True on the last attempt BullMQ will make for this job. */
+export function isFinalAttempt(job: Job): boolean {
+  return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+}

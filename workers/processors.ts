@@ -1,0 +1,5 @@
+import type { AnyProcessor } from "./base";
+import { mailProcessor } from "./mail";
+
+/** Every processor this code base runs; entry points start them all. */
+export const processors: AnyProcessor[] = [mailProcessor];

@@ -1,0 +1,87 @@
+import { Queue, type JobsOptions } from "bullmq";
+import type { Redis } from "ioredis";
+import * as v from "valibot";
+
+/**
+ * The contract between the server (producer) and the workers (consumers): every
+ * queue, every job name on it, and the schema of its payload. Producers can only
+ * enqueue what is declared here and workers re-validate what they receive.
+ */
+const uuid = v.pipe(v.string(), v.uuid());
+
+export const JOBS = {
+  mail: {
+    /** Deliver one message from the outbox. */
+    send: v.object({ messageId: uuid }),
+    /** Re-enqueue outbox messages whose enqueue was lost (repeatable). */
+    sweep: v.object({}),
+  },
+} as const;
+
+export type QueueName = keyof typeof JOBS;
+export type JobName<Q extends QueueName> = keyof (typeof JOBS)[Q] & string;
+type JobSchema<Q extends QueueName, J extends JobName<Q>> = (typeof JOBS)[Q][J] extends v.GenericSchema ? (typeof JOBS)[Q][J] : never;
+export type JobPayload<Q extends QueueName, J extends JobName<Q>> = v.InferOutput<JobSchema<Q, J>>;
+
+export const QUEUE_NAMES = Object.keys(JOBS) as QueueName[];
+
+export function jobSchema(queue: QueueName, name: string): v.GenericSchema | undefined {
+  return (JOBS[queue] as Record<string, v.GenericSchema>)[name];
+}
+
+/**
+ * BullMQ forbids ':' in custom ids; ids built from parts are joined with '.'.
+ * A stable id is what makes an enqueue idempotent: BullMQ ignores an add whose
+ * id already exists.
+ */
+export function jobId(...parts: Array<string | number>): string {
+  return parts.map((part) => String(part).replaceAll(":", "_")).join(".");
+}
+
+const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 5,
+  backoff: { type: "exponential", delay: 1000 },
+  removeOnComplete: { age: 24 * 3600, count: 5000 },
+  removeOnFail: { age: 14 * 24 * 3600 },
+};
+
+export type Queues = ReturnType<typeof createQueues>;
+
+export function bullPrefix(redisPrefix: string): string {
+  return `${redisPrefix}:bull`;
+}
+
+/** Producers for every queue, sharing the given command connection. */
+export function createQueues(connection: Redis, redisPrefix: string) {
+  const prefix = bullPrefix(redisPrefix);
+  const queues = new Map<QueueName, Queue>();
+  const queue = (name: QueueName): Queue => {
+    let q = queues.get(name);
+    if (!q) {
+      q = new Queue(name, { connection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+      queues.set(name, q);
+    }
+    return q;
+  };
+
+  return {
+    prefix,
+    queue,
+    /** Validates the payload against the contract, then adds the job. */
+    async enqueue<Q extends QueueName, J extends JobName<Q>>(
+      queueName: Q,
+      name: J,
+      payload: JobPayload<Q, J>,
+      opts: JobsOptions = {},
+    ): Promise<string> {
+      const schema = jobSchema(queueName, name);
+      if (!schema) throw new Error(`No job ${queueName}.${name} in the queue contract`);
+      const data = v.parse(schema, payload);
+      const job = await queue(queueName).add(name, data, opts);
+      return job.id!;
+    },
+    async close(): Promise<void> {
+      await Promise.all([...queues.values()].map((q) => q.close()));
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import { Worker } from "bullmq";
+import { connectRedis } from "../server/redis";
+import { serializeError } from "../server/log";
+import type { Services } from "../server/services";
+import { processJob, type AnyProcessor } from "./base";
+
+export type WorkerRunner = { workers: Worker[]; close(): Promise<void> };
+
+/**
+ * Starts one BullMQ worker per processor on a dedicated blocking connection and
+ * keeps their schedules. `close` stops taking jobs, lets the running ones
+ * finish (bounded by SHUTDOWN_TIMEOUT_MS: BullMQ's close has no timeout of its
+ * own, stack-pitfalls B-2), then closes the connection.
+ */
+export async function startWorkers(services: Services, processors: AnyProcessor[]): Promise<WorkerRunner> {
+  const { config, log } = services;
+  const connection = await connectRedis(config.redis.url, "worker");
+  const workers = processors.map((processor) => {
+    const worker = new Worker(processor.queue, processJob(processor, services), {
+      connection,
+      prefix: services.queues.prefix,
+      concurrency: processor.concurrency ?? config.workers.concurrency,
+    });
+    worker.on("failed", (job, error) => {
+      log.warn("job failed", { queue: processor.queue, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, error: serializeError(error) });
+    });
+    worker.on("error", (error) => log.error("worker error", { queue: processor.queue, error: serializeError(error) }));
+    return worker;
+  });
+
+  for (const processor of processors) {
+    for (const schedule of processor.schedules ?? []) {
+      await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, { every: schedule.every }, { name: schedule.name, data: schedule.data });
+    }
+  }
+  log.info("workers started", { queues: processors.map((p) => p.queue) });
+
+  return {
+    workers,
+    async close() {
+      const closing = Promise.all(workers.map((worker) => worker.close()));
+      const timedOut = await Promise.race([
+        closing.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), config.workers.shutdownTimeoutMs).unref()),
+      ]);
+      if (timedOut) {
+        log.warn("workers did not finish in time; forcing close", { timeoutMs: config.workers.shutdownTimeoutMs });
+        await Promise.all(workers.map((worker) => worker.close(true)));
+      }
+      connection.disconnect();
+      log.info("workers stopped");
+    },
+  };
+}
