@@ -30,7 +30,7 @@ const bool = v.pipe(
   v.transform((s) => s === "true" || s === "1"),
 );
 const url = v.pipe(v.string(), v.url("must be a URL"));
-const positiveNumber = v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.minValue(0.001, "must be positive"));
+const positiveNumber = v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.check((n) => n > 0, "must be positive"));
 /** `name=endpoint` pairs: `unix:///var/run/docker.sock`, `tcp://10.0.0.5:2375` or `http://…`. */
 const dockerHosts = v.pipe(
   list,

@@ -38,13 +38,19 @@ export async function instanceLogs(deps: StatsDeps, ownerId: string | null, inst
   return { instanceId, lines: demuxLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(raw)).slice(-opts.tail) };
 }
 
+/** RFC 3339 with the fraction padded to nanoseconds, so stamps compare as strings. */
+function sortableStamp(stamp: string): string {
+  const match = /^(.*?)(?:\.(\d+))?Z$/.exec(stamp);
+  return match ? `${match[1]}.${(match[2] ?? "").padEnd(9, "0")}Z` : stamp;
+}
+
 /**
  * Splits the engine's multiplexed log stream (containers run without a TTY):
  * frames of an 8-byte header (stream type, 3 zero bytes, big-endian length)
  * and a payload, each line prefixed with its RFC 3339 timestamp.
  */
 export function demuxLogs(buffer: Buffer): LogLine[] {
-  const lines: LogLine[] = [];
+  const lines: Array<LogLine & { sortKey: string }> = [];
   const partial: Record<LogLine["stream"], string> = { stdout: "", stderr: "" };
   let offset = 0;
   while (offset + 8 <= buffer.length) {
@@ -59,13 +65,20 @@ export function demuxLogs(buffer: Buffer): LogLine[] {
     for (const piece of pieces) lines.push(toLine(stream, piece));
   }
   for (const stream of ["stdout", "stderr"] as const) if (partial[stream]) lines.push(toLine(stream, partial[stream]));
-  return lines;
+  // A line without a stamp (cut off) keeps its place after the line before it.
+  for (let i = 1; i < lines.length; i++) if (!lines[i]!.sortKey) lines[i]!.sortKey = lines[i - 1]!.sortKey;
+  // The engine copies stdout and stderr separately, so its file order can interleave them out of time order.
+  return lines
+    .map((line, index) => ({ line, index }))
+    .sort((a, b) => (a.line.sortKey < b.line.sortKey ? -1 : a.line.sortKey > b.line.sortKey ? 1 : a.index - b.index))
+    .map(({ line: { sortKey: _, ...line } }) => line);
 }
 
-function toLine(stream: LogLine["stream"], text: string): LogLine {
+function toLine(stream: LogLine["stream"], text: string): LogLine & { sortKey: string } {
   const space = text.indexOf(" ");
   const stamp = space > 0 ? text.slice(0, space) : "";
-  const at = /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(stamp) ? new Date(stamp.replace(/(\.\d{3})\d+Z$/, "$1Z")).toISOString() : null;
-  const message = (at ? text.slice(space + 1) : text).replace(/\r$/, "");
-  return { stream, at, message: message.length > MAX_LINE_CHARS ? `${message.slice(0, MAX_LINE_CHARS)}…` : message };
+  const timed = /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(stamp);
+  const at = timed ? new Date(stamp.replace(/(\.\d{3})\d+Z$/, "$1Z")).toISOString() : null;
+  const message = (timed ? text.slice(space + 1) : text).replace(/\r$/, "");
+  return { stream, at, message: message.length > MAX_LINE_CHARS ? `${message.slice(0, MAX_LINE_CHARS)}…` : message, sortKey: timed ? sortableStamp(stamp) : "" };
 }

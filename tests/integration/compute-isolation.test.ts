@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { syncHosts } from "../../server/compute/hosts";
 import { actionDone, execIn } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { startTestServer, type TestServer } from "../harness/server";
@@ -8,6 +9,7 @@ let app: TestServer;
 
 beforeAll(async () => {
   app = await startTestServer({ workers: true });
+  await syncHosts(app.services);
 });
 afterAll(() => app.close());
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { hosts } from "../../db/schema";
 import { listInstancesByPriority, pauseInstance, resumeInstance, stateHistory, stopInstance, startInstance } from "../../server/compute/instances";
+import { syncHosts } from "../../server/compute/hosts";
 import { actionDone, containersOf, execIn } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { expectAppError } from "../harness/expect";
@@ -14,6 +15,7 @@ let owner: Awaited<ReturnType<typeof createUserWithSession>>;
 
 beforeAll(async () => {
   app = await startTestServer({ workers: true });
+  await syncHosts(app.services);
   owner = await createUserWithSession(app.services);
   api = app.client({ token: owner.token });
 });
@@ -110,7 +112,7 @@ describe("an instance's life", () => {
 
   test("logs return the tail of stdout and stderr, oldest first", async () => {
     // PID 1 is the init; its stdout and stderr are the container's.
-    await execIn(docker(), `${testRun.dockerNamespace}-${instanceId}`, ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i > /proc/1/fd/1; done; echo oops > /proc/1/fd/2"]);
+    await execIn(docker(), `${testRun.dockerNamespace}-${instanceId}`, ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i > /proc/1/fd/1; done; sleep 0.2; echo oops > /proc/1/fd/2"]);
     const logs = await eventually(
       () => api.compute.instances.logs.query({ id: instanceId, tail: 3 }),
       (l) => l.lines.some((line) => line.message === "oops"),
