@@ -224,7 +224,8 @@ export const attributionOf = (actor: Actor): Attribution => ({ actorType: actor.
  */
 export async function enqueueAction(deps: Pick<ComputeDeps, "queues" | "log">, actionId: string): Promise<void> {
   try {
-    await deps.queues.enqueue("lifecycle", "run", { actionId }, { jobId: actionJobId(actionId) });
+    // More attempts than the default: the backoff then spans about two minutes, long enough to ride out an engine restart.
+    await deps.queues.enqueue("lifecycle", "run", { actionId }, { jobId: actionJobId(actionId), attempts: 8 });
   } catch (error) {
     deps.log.warn("lifecycle enqueue failed; the sweep will retry", { actionId, error: (error as Error).message });
   }

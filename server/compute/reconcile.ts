@@ -1,15 +1,15 @@
 import type Docker from "dockerode";
 import { and, eq, inArray, lt, ne } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { instanceActions, instances } from "../../db/schema";
+import { hosts, instanceActions, instances } from "../../db/schema";
 import type { Queues } from "../../workers/queues";
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import { containerName, inspectContainer, LABELS, removeContainer, removeTenantNetwork } from "./containers";
 import type { Engines } from "./engines";
-import { getHost, syncHosts } from "./hosts";
+import { getHost, syncHosts, type Host } from "./hosts";
 import { actionJobId, changeState, enqueueAction, lockInstance, type Instance } from "./instances";
-import { failAction } from "./lifecycle";
+import { failAction, tenantNetworkLock } from "./lifecycle";
 import { LIVE_STATES, type InstanceState } from "./states";
 
 export type ReconcileDeps = { db: Database; config: Config; engines: Engines; log: Logger; queues: Queues };
@@ -64,45 +64,62 @@ export async function reconcileInstance(deps: ReconcileDeps, instanceId: string)
  * namespace that no live instance owns, and recover actions whose job was lost.
  */
 export async function reconcileAll(deps: ReconcileDeps, opts: { staleActionMs?: number } = {}) {
-  const { db, config, log } = deps;
+  const { log } = deps;
   const hostRows = await syncHosts(deps);
   let reconciled = 0;
   let orphansRemoved = 0;
   for (const host of hostRows.filter((h) => h.status === "active")) {
-    const docker = deps.engines.get(host.endpoint);
-    const containers = await docker.listContainers({ all: true, filters: { label: [`${LABELS.namespace}=${config.docker.namespace}`] } });
-    const hostInstances = await db
-      .select()
-      .from(instances)
-      .where(and(eq(instances.hostId, host.id), ne(instances.state, "deleted")));
-    const owned = new Map(hostInstances.map((i) => [i.id, i]));
-
-    for (const instance of hostInstances) {
-      if (!LIVE_STATES.includes(instance.state)) continue;
-      const container = containers.find((c) => c.Labels[LABELS.instance] === instance.id);
-      const agrees = container && (instance.state === "running" ? container.State === "running" : container.State === "paused");
-      if (!agrees && (await reconcileInstance(deps, instance.id))) reconciled += 1;
-    }
-
-    for (const container of containers) {
-      const instanceId = container.Labels[LABELS.instance];
-      // Only containers this platform made for an instance; the name check guards against a copied label.
-      if (!instanceId || !container.Names.includes(`/${containerName(config, instanceId)}`)) continue;
-      if (owned.has(instanceId)) continue;
-      await removeContainer(docker, container.Id);
-      orphansRemoved += 1;
-      log.warn("orphan container removed", { host: host.name, container: container.Names[0], instanceId });
-    }
-
-    const networks = await docker.listNetworks({ filters: { label: [`${LABELS.namespace}=${config.docker.namespace}`, `${LABELS.kind}=tenant-network`] } });
-    const owners = new Set(hostInstances.map((i) => i.userId));
-    for (const network of networks) {
-      const owner = network.Labels?.[LABELS.owner];
-      if (owner && !owners.has(owner)) await removeTenantNetwork(docker, config, owner).catch(() => false);
+    try {
+      const found = await reconcileHost(deps, host);
+      reconciled += found.reconciled;
+      orphansRemoved += found.orphansRemoved;
+    } catch (error) {
+      // One engine failing must not stop the pass over the others.
+      log.warn("host reconciliation failed", { host: host.name, error: (error as Error).message });
     }
   }
   const actions = await recoverStaleActions(deps, opts.staleActionMs ?? 2 * 60_000);
   return { hosts: hostRows.length, reconciled, orphansRemoved, ...actions };
+}
+
+async function reconcileHost(deps: ReconcileDeps, host: Host) {
+  const { db, config, log } = deps;
+  let reconciled = 0;
+  let orphansRemoved = 0;
+  const docker = deps.engines.get(host.endpoint);
+  const containers = await docker.listContainers({ all: true, filters: { label: [`${LABELS.namespace}=${config.docker.namespace}`] } });
+  // Every host record on this engine: two names for one engine must not take each other's containers for orphans.
+  const sameEngine = (await db.select({ id: hosts.id }).from(hosts).where(eq(hosts.endpoint, host.endpoint))).map((h) => h.id);
+  const hostInstances = await db
+    .select()
+    .from(instances)
+    .where(and(inArray(instances.hostId, sameEngine), ne(instances.state, "deleted")));
+  const owned = new Map(hostInstances.map((i) => [i.id, i]));
+
+  for (const instance of hostInstances) {
+    if (!LIVE_STATES.includes(instance.state)) continue;
+    const container = containers.find((c) => c.Labels[LABELS.instance] === instance.id);
+    const agrees = container && (instance.state === "running" ? container.State === "running" : container.State === "paused");
+    if (!agrees && (await reconcileInstance(deps, instance.id))) reconciled += 1;
+  }
+
+  for (const container of containers) {
+    const instanceId = container.Labels[LABELS.instance];
+    // Only containers this platform made for an instance; the name check guards against a copied label.
+    if (!instanceId || !container.Names.includes(`/${containerName(config, instanceId)}`)) continue;
+    if (owned.has(instanceId)) continue;
+    await removeContainer(docker, container.Id);
+    orphansRemoved += 1;
+    log.warn("orphan container removed", { host: host.name, container: container.Names[0], instanceId });
+  }
+
+  const networks = await docker.listNetworks({ filters: { label: [`${LABELS.namespace}=${config.docker.namespace}`, `${LABELS.kind}=tenant-network`] } });
+  const owners = new Set(hostInstances.map((i) => i.userId));
+  for (const network of networks) {
+    const owner = network.Labels?.[LABELS.owner];
+    if (owner && !owners.has(owner)) await tenantNetworkLock(db, owner, host.id)(() => removeTenantNetwork(docker, config, owner)).catch(() => false);
+  }
+  return { reconciled, orphansRemoved };
 }
 
 /**

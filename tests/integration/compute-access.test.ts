@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq, inArray, ne } from "drizzle-orm";
-import { instanceActions, instances } from "../../db/schema";
+import { instanceActions, instances, plans } from "../../db/schema";
 import type { Scope } from "../../server/auth/actor";
+import { seedCatalogue } from "../../server/compute/catalogue";
 import { syncHosts } from "../../server/compute/hosts";
 import { setUserQuota } from "../../server/compute/quotas";
 import { appRouter } from "../../server/router";
@@ -253,6 +254,35 @@ describe("the state machine at the API", () => {
     const cancelled = await api.compute.actions.get.query({ id: created.actionId });
     expect(cancelled).toMatchObject({ status: "failed", error: "cancelled by a delete request" });
     await expectAppError(api.compute.instances.delete.mutate({ id: created.instance.id }), "INVALID_TRANSITION");
+  });
+});
+
+describe("the catalogue seed", () => {
+  test("runs at every start without duplicating rows or undoing an operator's edit", async () => {
+    const [nano] = await app.services.db.select().from(plans).where(eq(plans.slug, "nano"));
+    await app.services.db.update(plans).set({ priceMonthlyMinor: nano!.priceMonthlyMinor + 1 }).where(eq(plans.id, nano!.id));
+    try {
+      await Promise.all([seedCatalogue(app.services.db), seedCatalogue(app.services.db)]);
+      const rows = await app.services.db.select().from(plans).where(eq(plans.slug, "nano"));
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.priceMonthlyMinor).toBe(nano!.priceMonthlyMinor + 1);
+    } finally {
+      await app.services.db.update(plans).set({ priceMonthlyMinor: nano!.priceMonthlyMinor }).where(eq(plans.id, nano!.id));
+    }
+  });
+
+  test("an instance keeps the price it was sold at when the plan's price changes", async () => {
+    const { api } = await customer();
+    const [micro] = await app.services.db.select().from(plans).where(eq(plans.slug, "micro"));
+    const { instance } = await create(api, "priced", { planId: "micro" });
+    await app.services.db.update(plans).set({ priceHourlyMinor: micro!.priceHourlyMinor * 10 }).where(eq(plans.id, micro!.id));
+    try {
+      const after = await api.compute.instances.get.query({ id: instance.id });
+      expect(after.priceHourlyMinor).toBe(micro!.priceHourlyMinor);
+      expect(after.priceMonthlyMinor).toBe(micro!.priceMonthlyMinor);
+    } finally {
+      await app.services.db.update(plans).set({ priceHourlyMinor: micro!.priceHourlyMinor }).where(eq(plans.id, micro!.id));
+    }
   });
 });
 
