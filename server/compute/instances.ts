@@ -237,8 +237,25 @@ export async function getInstance(db: Database, ownerId: string | null, instance
   return instanceView(await findInstance(db, ownerId, instanceId));
 }
 
+/**
+ * The reads clients poll (an action until it finishes, an instance until it
+ * runs), prepared once per database handle.
+ */
+const prepared = new WeakMap<Database, ReturnType<typeof prepareReads>>();
+function prepareReads(db: Database) {
+  return {
+    instance: db.select().from(instances).where(eq(instances.id, sql.placeholder("id"))).prepare("compute_instance_by_id"),
+    action: db.select().from(instanceActions).where(eq(instanceActions.id, sql.placeholder("id"))).prepare("compute_action_by_id"),
+  };
+}
+function reads(db: Database) {
+  let statements = prepared.get(db);
+  if (!statements) prepared.set(db, (statements = prepareReads(db)));
+  return statements;
+}
+
 export async function findInstance(db: Database, ownerId: string | null, instanceId: string): Promise<Instance> {
-  const [instance] = await db.select().from(instances).where(eq(instances.id, instanceId));
+  const [instance] = await reads(db).instance.execute({ id: instanceId });
   if (!instance || (ownerId !== null && instance.userId !== ownerId)) throw new AppError("NOT_FOUND", "No such instance", { details: { instanceId } });
   return instance;
 }
@@ -285,7 +302,7 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
 }
 
 export async function getAction(db: Database, ownerId: string | null, actionId: string) {
-  const [action] = await db.select().from(instanceActions).where(eq(instanceActions.id, actionId));
+  const [action] = await reads(db).action.execute({ id: actionId });
   if (!action || (ownerId !== null && action.userId !== ownerId)) throw new AppError("NOT_FOUND", "No such action", { details: { actionId } });
   return actionView(action);
 }
