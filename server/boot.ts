@@ -2,7 +2,7 @@ import { ConfigError, loadConfig } from "./config";
 import { createApp } from "./app";
 import { createLogger, serializeError } from "./log";
 import { createServices } from "./services";
-import { startWorkers } from "../workers/runner";
+import { startWorkers, type WorkerRunner } from "../workers/runner";
 import { processors } from "../workers/processors";
 
 export type Parts = { api: boolean; workers: boolean };
@@ -30,27 +30,18 @@ export async function boot(parts: Parts): Promise<void> {
     process.exit(1);
   }
 
-  const server = parts.api
-    ? Bun.serve({
-        hostname: config.host,
-        port: config.port,
-        fetch: createApp(services).fetch,
-        // Bun's own cap is the backstop; Hono's bodyLimit answers first with a 413 body.
-        maxRequestBodySize: config.http.bodyLimitBytes * 2,
-      })
-    : undefined;
-  if (server) log.info("listening", { url: `http://${server.hostname}:${server.port}`, database: services.database.driver });
-
-  const workers = parts.workers ? await startWorkers(services, processors) : undefined;
-
+  // Signals are handled from here on, so a stop that arrives while workers are
+  // still starting (background tasks, schedules) is still a graceful one.
   let stopping = false;
+  let server: ReturnType<typeof Bun.serve> | undefined;
+  let workers: Promise<WorkerRunner | undefined> = Promise.resolve(undefined);
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info("shutting down", { signal });
     try {
       await server?.stop();
-      await workers?.close();
+      await (await workers.catch(() => undefined))?.close();
       await services.close();
     } catch (error) {
       log.error("shutdown error", { error: serializeError(error) });
@@ -60,4 +51,25 @@ export async function boot(parts: Parts): Promise<void> {
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+
+  if (parts.api) {
+    server = Bun.serve({
+      hostname: config.host,
+      port: config.port,
+      fetch: createApp(services).fetch,
+      // Bun's own cap is the backstop; Hono's bodyLimit answers first with a 413 body.
+      maxRequestBodySize: config.http.bodyLimitBytes * 2,
+    });
+    log.info("listening", { url: `http://${server.hostname}:${server.port}`, database: services.database.driver });
+  }
+
+  if (parts.workers) {
+    workers = startWorkers(services, processors);
+    try {
+      await workers;
+    } catch (error) {
+      log.error("workers failed to start", { error: serializeError(error) });
+      process.exit(1);
+    }
+  }
 }

@@ -30,6 +30,13 @@ const bool = v.pipe(
   v.transform((s) => s === "true" || s === "1"),
 );
 const url = v.pipe(v.string(), v.url("must be a URL"));
+const positiveNumber = v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.check((n) => n > 0, "must be positive"));
+/** `name=endpoint` pairs: `unix:///var/run/docker.sock`, `tcp://10.0.0.5:2375` or `http://…`. */
+const dockerHosts = v.pipe(
+  list,
+  v.check((entries) => entries.every((entry) => /^[a-z0-9][a-z0-9_.-]*=(unix:\/\/\/\S+|(tcp|http):\/\/[^\s/]+:\d+\/?)$/.test(entry)), "must be name=unix:///path or name=tcp://host:port pairs"),
+  v.check((entries) => entries.length > 0, "must name at least one engine"),
+);
 
 const EnvSchema = v.object({
   NODE_ENV: v.optional(v.picklist(["development", "test", "production"], "must be development, test or production"), "development"),
@@ -52,6 +59,18 @@ const EnvSchema = v.object({
   MAIL_FROM: v.optional(v.string(), "Sahary Cloud <no-reply@sahary.local>"),
   WORKER_CONCURRENCY: v.optional(positiveInt, "8"),
   SHUTDOWN_TIMEOUT_MS: v.optional(positiveInt, "25000"),
+  DOCKER_HOSTS: v.optional(dockerHosts),
+  DOCKER_TIMEOUT_MS: v.optional(positiveInt, "30000"),
+  HOST_CPU_OVERCOMMIT: v.optional(positiveNumber, "4"),
+  HOST_MEMORY_OVERCOMMIT: v.optional(positiveNumber, "1"),
+  QUOTA_MAX_INSTANCES: v.optional(positiveInt, "10"),
+  QUOTA_MAX_VCPUS: v.optional(positiveNumber, "4"),
+  QUOTA_MAX_MEMORY_MB: v.optional(positiveInt, "8192"),
+  INSTANCE_PIDS_LIMIT: v.optional(positiveInt, "256"),
+  INSTANCE_STOP_TIMEOUT_S: v.optional(positiveInt, "10"),
+  IMAGE_PULL: v.optional(v.picklist(["missing", "never"], "must be missing or never"), "missing"),
+  IMAGE_PULL_TIMEOUT_MS: v.optional(positiveInt, "120000"),
+  COMPUTE_RECONCILE_INTERVAL_MS: v.optional(positiveInt, "30000"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -78,6 +97,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (production) {
     requireSecret("APP_SECRET", e.APP_SECRET);
   }
+  // A stop waits up to its grace period for the container; the Docker call must outlive it.
+  if (e.INSTANCE_STOP_TIMEOUT_S * 1000 + 5000 > e.DOCKER_TIMEOUT_MS) {
+    throw new ConfigError("Invalid configuration: DOCKER_TIMEOUT_MS must exceed INSTANCE_STOP_TIMEOUT_S by at least 5 seconds");
+  }
+  const hostNames = (e.DOCKER_HOSTS ?? []).map((entry) => entry.split("=")[0]);
+  if (new Set(hostNames).size !== hostNames.length) throw new ConfigError("Invalid configuration: DOCKER_HOSTS names an engine twice");
 
   return {
     env: e.NODE_ENV,
@@ -93,6 +118,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secret: e.APP_SECRET ?? DEV_SECRET,
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
     workers: { concurrency: e.WORKER_CONCURRENCY, shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS },
+    compute: {
+      hosts: (e.DOCKER_HOSTS ?? [`local=unix://${e.DOCKER_SOCKET}`]).map((entry) => {
+        const at = entry.indexOf("=");
+        return { name: entry.slice(0, at), endpoint: entry.slice(at + 1) };
+      }),
+      dockerTimeoutMs: e.DOCKER_TIMEOUT_MS,
+      overcommit: { cpu: e.HOST_CPU_OVERCOMMIT, memory: e.HOST_MEMORY_OVERCOMMIT },
+      defaultQuota: { maxInstances: e.QUOTA_MAX_INSTANCES, maxCpuMillis: Math.round(e.QUOTA_MAX_VCPUS * 1000), maxMemoryMb: e.QUOTA_MAX_MEMORY_MB },
+      pidsLimit: e.INSTANCE_PIDS_LIMIT,
+      stopTimeoutS: e.INSTANCE_STOP_TIMEOUT_S,
+      imagePull: e.IMAGE_PULL,
+      imagePullTimeoutMs: e.IMAGE_PULL_TIMEOUT_MS,
+      reconcileIntervalMs: e.COMPUTE_RECONCILE_INTERVAL_MS,
+    },
   };
 }
 

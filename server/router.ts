@@ -1,8 +1,10 @@
 import { authRouter } from "./auth/router";
+import { computeRouter } from "./compute/router";
 import { router } from "./trpc";
 
 export const appRouter = router({
   auth: authRouter,
+  compute: computeRouter,
 });
 
 /** The type typed clients import: `createTRPCClient<AppRouter>(...)`. */

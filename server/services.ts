@@ -4,6 +4,8 @@ import { openDatabase } from "../db/client";
 import { migrateDatabase } from "../db/migrate";
 import { createQueues, type Queues } from "../workers/queues";
 import { createSessionManager, type SessionManager } from "./auth/session";
+import { seedCatalogue } from "./compute/catalogue";
+import { createEngines, type Engines } from "./compute/engines";
 import type { Config } from "./config";
 import { createLogger, type Logger } from "./log";
 import { createMailTransport, type MailTransport } from "./mail/transport";
@@ -21,6 +23,8 @@ export type Services = {
   redis: Redis;
   queues: Queues;
   docker: Docker;
+  /** Docker clients for the compute hosts, by endpoint. */
+  engines: Engines;
   mailer: MailTransport;
   sessions: SessionManager;
   close(): Promise<void>;
@@ -31,6 +35,7 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
   const database = await openDatabase(config.database);
   try {
     await migrateDatabase(database, config.database.url);
+    await seedCatalogue(database.db);
   } catch (error) {
     await database.close();
     throw error;
@@ -56,6 +61,7 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
     redis,
     queues,
     docker,
+    engines: createEngines(config),
     mailer,
     sessions,
     async close() {

@@ -1,6 +1,7 @@
 import { UnrecoverableError, type Job } from "bullmq";
 import * as v from "valibot";
 import { AppError, httpStatusOf } from "../server/errors";
+import type { Config } from "../server/config";
 import type { Logger } from "../server/log";
 import type { Services } from "../server/services";
 import { jobSchema, type JobName, type JobPayload, type QueueName } from "./queues";
@@ -12,10 +13,15 @@ type Handlers<Q extends QueueName> = { [J in JobName<Q>]: (payload: JobPayload<Q
 /** A repeatable job the runner keeps scheduled (idempotent upsert by id). */
 export type Schedule<Q extends QueueName> = { id: string; every: number; name: JobName<Q>; data: Record<string, unknown> };
 
+/** Long-running work beside the jobs (an event stream): started with the workers, stopped before them. */
+export type BackgroundTask = { name: string; start(services: Services): Promise<{ stop(): Promise<void> }> };
+
 export type Processor<Q extends QueueName = QueueName> = {
   queue: Q;
   handlers: Handlers<Q>;
-  schedules?: Schedule<Q>[];
+  /** Fixed, or derived from the configuration (intervals that are settings). */
+  schedules?: Schedule<Q>[] | ((config: Config) => Schedule<Q>[]);
+  background?: BackgroundTask[];
   /** Defaults to WORKER_CONCURRENCY. */
   concurrency?: number;
 };

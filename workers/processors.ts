@@ -1,5 +1,6 @@
 import type { AnyProcessor } from "./base";
+import { lifecycleProcessor } from "./lifecycle";
 import { mailProcessor } from "./mail";
 
 /** Every processor this code base runs; entry points start them all. */
-export const processors: AnyProcessor[] = [mailProcessor];
+export const processors: AnyProcessor[] = [mailProcessor, lifecycleProcessor];

@@ -16,6 +16,14 @@ export const JOBS = {
     /** Re-enqueue outbox messages whose enqueue was lost (repeatable). */
     sweep: v.object({}),
   },
+  lifecycle: {
+    /** Carry out one instance action (create, start, stop, restart, delete, pause, resume). Job id: action.<actionId>. */
+    run: v.object({ actionId: uuid }),
+    /** Compare every host with the database and correct drift; recover lost actions (repeatable). */
+    reconcile: v.object({}),
+    /** Check one instance against its container, after a Docker event. */
+    reconcileInstance: v.object({ instanceId: uuid }),
+  },
 } as const;
 
 export type QueueName = keyof typeof JOBS;

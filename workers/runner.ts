@@ -29,15 +29,25 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
   });
 
   for (const processor of processors) {
-    for (const schedule of processor.schedules ?? []) {
+    const schedules = typeof processor.schedules === "function" ? processor.schedules(config) : (processor.schedules ?? []);
+    for (const schedule of schedules) {
       await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, { every: schedule.every }, { name: schedule.name, data: schedule.data });
     }
   }
-  log.info("workers started", { queues: processors.map((p) => p.queue) });
+  const background: Array<{ name: string; stop(): Promise<void> }> = [];
+  for (const task of processors.flatMap((p) => p.background ?? [])) {
+    background.push({ name: task.name, ...(await task.start(services)) });
+  }
+  log.info("workers started", { queues: processors.map((p) => p.queue), background: background.map((t) => t.name) });
 
   return {
     workers,
     async close() {
+      await Promise.all(
+        background.map((task) =>
+          task.stop().catch((error) => log.error("background task did not stop cleanly", { task: task.name, error: serializeError(error) })),
+        ),
+      );
       const closing = Promise.all(workers.map((worker) => worker.close()));
       const timedOut = await Promise.race([
         closing.then(() => false),

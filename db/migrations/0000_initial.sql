@@ -1,5 +1,10 @@
 CREATE TYPE "public"."user_role" AS ENUM('customer', 'operator', 'admin');--> statement-breakpoint
 CREATE TYPE "public"."user_status" AS ENUM('unverified', 'active', 'suspended');--> statement-breakpoint
+CREATE TYPE "public"."instance_action_kind" AS ENUM('create', 'start', 'stop', 'restart', 'delete', 'pause', 'resume');--> statement-breakpoint
+CREATE TYPE "public"."instance_action_status" AS ENUM('pending', 'running', 'succeeded', 'failed');--> statement-breakpoint
+CREATE TYPE "public"."host_status" AS ENUM('active', 'offline');--> statement-breakpoint
+CREATE TYPE "public"."instance_priority" AS ENUM('critical', 'standard', 'interruptible');--> statement-breakpoint
+CREATE TYPE "public"."instance_state" AS ENUM('pending', 'provisioning', 'running', 'stopping', 'stopped', 'paused', 'deleting', 'deleted', 'error');--> statement-breakpoint
 CREATE TYPE "public"."mail_status" AS ENUM('queued', 'sent', 'failed');--> statement-breakpoint
 CREATE TABLE "audit_log" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
@@ -37,6 +42,116 @@ CREATE TABLE "users" (
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "compute_quotas" (
+	"user_id" uuid PRIMARY KEY NOT NULL,
+	"max_instances" integer,
+	"max_cpu_millis" integer,
+	"max_memory_mb" integer,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "hosts" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"name" text NOT NULL,
+	"endpoint" text NOT NULL,
+	"status" "host_status" DEFAULT 'offline' NOT NULL,
+	"cpu_capacity_millis" integer DEFAULT 0 NOT NULL,
+	"memory_capacity_mb" integer DEFAULT 0 NOT NULL,
+	"storage_driver" text,
+	"disk_limit_supported" boolean,
+	"engine_version" text,
+	"last_error" text,
+	"last_seen_at" timestamp with time zone,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "images" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"slug" text NOT NULL,
+	"name" text NOT NULL,
+	"reference" text NOT NULL,
+	"description" text NOT NULL,
+	"cap_add" jsonb DEFAULT '[]'::jsonb NOT NULL,
+	"active" boolean DEFAULT true NOT NULL,
+	"sort_order" integer DEFAULT 0 NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "instance_actions" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"instance_id" uuid NOT NULL,
+	"user_id" uuid NOT NULL,
+	"kind" "instance_action_kind" NOT NULL,
+	"status" "instance_action_status" DEFAULT 'pending' NOT NULL,
+	"reason" text NOT NULL,
+	"actor_type" text NOT NULL,
+	"actor_id" uuid,
+	"error" text,
+	"attempts" integer DEFAULT 0 NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"started_at" timestamp with time zone,
+	"finished_at" timestamp with time zone
+);
+--> statement-breakpoint
+CREATE TABLE "instance_state_history" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"instance_id" uuid NOT NULL,
+	"from_state" "instance_state",
+	"to_state" "instance_state" NOT NULL,
+	"reason" text NOT NULL,
+	"actor_type" text NOT NULL,
+	"actor_id" uuid,
+	"action_id" uuid,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"seq" bigint GENERATED ALWAYS AS IDENTITY (sequence name "instance_state_history_seq_seq" INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1)
+);
+--> statement-breakpoint
+CREATE TABLE "instances" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"user_id" uuid NOT NULL,
+	"host_id" uuid NOT NULL,
+	"name" text NOT NULL,
+	"plan_id" uuid NOT NULL,
+	"image_id" uuid NOT NULL,
+	"image_reference" text NOT NULL,
+	"cpu_millis" integer NOT NULL,
+	"memory_mb" integer NOT NULL,
+	"disk_gb" integer NOT NULL,
+	"price_hourly_minor" integer NOT NULL,
+	"price_monthly_minor" integer NOT NULL,
+	"currency" text NOT NULL,
+	"priority" "instance_priority" DEFAULT 'standard' NOT NULL,
+	"env" jsonb DEFAULT '{}'::jsonb NOT NULL,
+	"state" "instance_state" DEFAULT 'pending' NOT NULL,
+	"state_reason" text,
+	"state_changed_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"container_id" text,
+	"ip_address" text,
+	"disk_limit_enforced" boolean,
+	"idempotency_key" text,
+	"request_hash" text,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"deleted_at" timestamp with time zone
+);
+--> statement-breakpoint
+CREATE TABLE "plans" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"slug" text NOT NULL,
+	"name" text NOT NULL,
+	"cpu_millis" integer NOT NULL,
+	"memory_mb" integer NOT NULL,
+	"disk_gb" integer NOT NULL,
+	"price_hourly_minor" integer NOT NULL,
+	"price_monthly_minor" integer NOT NULL,
+	"currency" text NOT NULL,
+	"active" boolean DEFAULT true NOT NULL,
+	"sort_order" integer DEFAULT 0 NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "plans_positive" CHECK ("plans"."cpu_millis" > 0 and "plans"."memory_mb" > 0 and "plans"."disk_gb" > 0 and "plans"."price_hourly_minor" >= 0 and "plans"."price_monthly_minor" >= 0)
+);
+--> statement-breakpoint
 CREATE TABLE "mail_messages" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
 	"to" text NOT NULL,
@@ -51,9 +166,29 @@ CREATE TABLE "mail_messages" (
 );
 --> statement-breakpoint
 ALTER TABLE "sessions" ADD CONSTRAINT "sessions_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "compute_quotas" ADD CONSTRAINT "compute_quotas_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "instance_actions" ADD CONSTRAINT "instance_actions_instance_id_instances_id_fk" FOREIGN KEY ("instance_id") REFERENCES "public"."instances"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "instance_actions" ADD CONSTRAINT "instance_actions_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "instance_state_history" ADD CONSTRAINT "instance_state_history_instance_id_instances_id_fk" FOREIGN KEY ("instance_id") REFERENCES "public"."instances"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "instances" ADD CONSTRAINT "instances_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "instances" ADD CONSTRAINT "instances_host_id_hosts_id_fk" FOREIGN KEY ("host_id") REFERENCES "public"."hosts"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "instances" ADD CONSTRAINT "instances_plan_id_plans_id_fk" FOREIGN KEY ("plan_id") REFERENCES "public"."plans"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "instances" ADD CONSTRAINT "instances_image_id_images_id_fk" FOREIGN KEY ("image_id") REFERENCES "public"."images"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "audit_log_at_idx" ON "audit_log" USING btree ("created_at");--> statement-breakpoint
 CREATE INDEX "audit_log_actor_idx" ON "audit_log" USING btree ("actor_id","created_at");--> statement-breakpoint
 CREATE INDEX "audit_log_action_idx" ON "audit_log" USING btree ("action","created_at");--> statement-breakpoint
 CREATE INDEX "sessions_user_id_idx" ON "sessions" USING btree ("user_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "users_email_key" ON "users" USING btree ("email");--> statement-breakpoint
+CREATE UNIQUE INDEX "hosts_name_key" ON "hosts" USING btree ("name");--> statement-breakpoint
+CREATE UNIQUE INDEX "images_slug_key" ON "images" USING btree ("slug");--> statement-breakpoint
+CREATE INDEX "instance_actions_instance_idx" ON "instance_actions" USING btree ("instance_id","created_at");--> statement-breakpoint
+CREATE INDEX "instance_actions_open_idx" ON "instance_actions" USING btree ("status","created_at") WHERE "instance_actions"."status" in ('pending', 'running');--> statement-breakpoint
+CREATE UNIQUE INDEX "instance_actions_one_open_key" ON "instance_actions" USING btree ("instance_id") WHERE "instance_actions"."status" in ('pending', 'running');--> statement-breakpoint
+CREATE INDEX "instance_state_history_instance_idx" ON "instance_state_history" USING btree ("instance_id","seq");--> statement-breakpoint
+CREATE INDEX "instances_user_idx" ON "instances" USING btree ("user_id","created_at","id");--> statement-breakpoint
+CREATE INDEX "instances_host_state_idx" ON "instances" USING btree ("host_id","state");--> statement-breakpoint
+CREATE INDEX "instances_state_idx" ON "instances" USING btree ("state");--> statement-breakpoint
+CREATE UNIQUE INDEX "instances_user_idempotency_key" ON "instances" USING btree ("user_id","idempotency_key");--> statement-breakpoint
+CREATE UNIQUE INDEX "instances_user_live_name_key" ON "instances" USING btree ("user_id","name") WHERE "instances"."state" <> 'deleted';--> statement-breakpoint
+CREATE UNIQUE INDEX "plans_slug_key" ON "plans" USING btree ("slug");--> statement-breakpoint
 CREATE INDEX "mail_messages_status_idx" ON "mail_messages" USING btree ("status","created_at");

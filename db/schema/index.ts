@@ -1,3 +1,4 @@
 export * from "./audit";
 export * from "./auth";
+export * from "./compute";
 export * from "./mail";

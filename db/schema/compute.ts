@@ -1,0 +1,203 @@
+import { sql } from "drizzle-orm";
+import { bigint, boolean, check, index, integer, jsonb, pgEnum, pgTable, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { users } from "./auth";
+import { createdAt, id, timestamptz, updatedAt } from "./columns";
+
+export const hostStatus = pgEnum("host_status", ["active", "offline"]);
+
+/**
+ * Docker engines instances are placed on. Capacity is read from the engine
+ * (`docker info`) and multiplied by the configured overcommit; what is
+ * allocated is the sum of the plans of the host's instances that are not
+ * deleted, so there is no counter to drift.
+ */
+export const hosts = pgTable(
+  "hosts",
+  {
+    id: id(),
+    name: text("name").notNull(),
+    endpoint: text("endpoint").notNull(),
+    status: hostStatus("status").notNull().default("offline"),
+    cpuCapacityMillis: integer("cpu_capacity_millis").notNull().default(0),
+    memoryCapacityMb: integer("memory_capacity_mb").notNull().default(0),
+    storageDriver: text("storage_driver"),
+    /**
+     * null: not yet known (decided by the engine at the first create);
+     * false: the storage driver cannot limit a container's disk, so plans'
+     * disk sizes are not enforced on this host.
+     */
+    diskLimitSupported: boolean("disk_limit_supported"),
+    engineVersion: text("engine_version"),
+    lastError: text("last_error"),
+    lastSeenAt: timestamptz("last_seen_at"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [uniqueIndex("hosts_name_key").on(t.name)],
+);
+
+/** Sizes and prices. Instances copy what they need at creation, so a later price change never rewrites history. */
+export const plans = pgTable(
+  "plans",
+  {
+    id: id(),
+    slug: text("slug").notNull(),
+    name: text("name").notNull(),
+    /** Thousandths of a vCPU: 250 is a quarter of a core. */
+    cpuMillis: integer("cpu_millis").notNull(),
+    memoryMb: integer("memory_mb").notNull(),
+    diskGb: integer("disk_gb").notNull(),
+    /** Integer minor units (cents). Billing charges hourly, capped at the monthly price. */
+    priceHourlyMinor: integer("price_hourly_minor").notNull(),
+    priceMonthlyMinor: integer("price_monthly_minor").notNull(),
+    currency: text("currency").notNull(),
+    active: boolean("active").notNull().default(true),
+    sortOrder: integer("sort_order").notNull().default(0),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex("plans_slug_key").on(t.slug),
+    check("plans_positive", sql`${t.cpuMillis} > 0 and ${t.memoryMb} > 0 and ${t.diskGb} > 0 and ${t.priceHourlyMinor} >= 0 and ${t.priceMonthlyMinor} >= 0`),
+  ],
+);
+
+/** The images customers may run. `capAdd` names the only capabilities given back after dropping all. */
+export const images = pgTable(
+  "images",
+  {
+    id: id(),
+    slug: text("slug").notNull(),
+    name: text("name").notNull(),
+    reference: text("reference").notNull(),
+    description: text("description").notNull(),
+    capAdd: jsonb("cap_add").$type<string[]>().notNull().default([]),
+    active: boolean("active").notNull().default(true),
+    sortOrder: integer("sort_order").notNull().default(0),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("images_slug_key").on(t.slug)],
+);
+
+export const instanceState = pgEnum("instance_state", ["pending", "provisioning", "running", "stopping", "stopped", "paused", "deleting", "deleted", "error"]);
+export const instancePriority = pgEnum("instance_priority", ["critical", "standard", "interruptible"]);
+
+export const instances = pgTable(
+  "instances",
+  {
+    id: id(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    hostId: uuid("host_id")
+      .notNull()
+      .references(() => hosts.id),
+    name: text("name").notNull(),
+    planId: uuid("plan_id")
+      .notNull()
+      .references(() => plans.id),
+    imageId: uuid("image_id")
+      .notNull()
+      .references(() => images.id),
+    // Snapshot of the plan and image at creation.
+    imageReference: text("image_reference").notNull(),
+    cpuMillis: integer("cpu_millis").notNull(),
+    memoryMb: integer("memory_mb").notNull(),
+    diskGb: integer("disk_gb").notNull(),
+    priceHourlyMinor: integer("price_hourly_minor").notNull(),
+    priceMonthlyMinor: integer("price_monthly_minor").notNull(),
+    currency: text("currency").notNull(),
+    priority: instancePriority("priority").notNull().default("standard"),
+    env: jsonb("env").$type<Record<string, string>>().notNull().default({}),
+    state: instanceState("state").notNull().default("pending"),
+    stateReason: text("state_reason"),
+    stateChangedAt: timestamptz("state_changed_at").notNull().defaultNow(),
+    containerId: text("container_id"),
+    ipAddress: text("ip_address"),
+    /** null until the container exists; false when the host's storage driver cannot enforce `diskGb`. */
+    diskLimitEnforced: boolean("disk_limit_enforced"),
+    idempotencyKey: text("idempotency_key"),
+    /** SHA-256 of the create request, to tell a replay from a reused key. */
+    requestHash: text("request_hash"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    deletedAt: timestamptz("deleted_at"),
+  },
+  (t) => [
+    index("instances_user_idx").on(t.userId, t.createdAt, t.id),
+    index("instances_host_state_idx").on(t.hostId, t.state),
+    index("instances_state_idx").on(t.state),
+    uniqueIndex("instances_user_idempotency_key").on(t.userId, t.idempotencyKey),
+    uniqueIndex("instances_user_live_name_key").on(t.userId, t.name).where(sql`${t.state} <> 'deleted'`),
+  ],
+);
+
+/**
+ * Every state change with its reason. Billing derives running and paused time
+ * from these rows; the power policy's pauses and stops are told apart by reason.
+ */
+export const instanceStateHistory = pgTable(
+  "instance_state_history",
+  {
+    id: id(),
+    instanceId: uuid("instance_id")
+      .notNull()
+      .references(() => instances.id),
+    fromState: instanceState("from_state"),
+    toState: instanceState("to_state").notNull(),
+    reason: text("reason").notNull(),
+    actorType: text("actor_type").notNull(),
+    actorId: uuid("actor_id"),
+    actionId: uuid("action_id"),
+    at: createdAt(),
+    /** Orders changes that share a timestamp. */
+    seq: bigint("seq", { mode: "number" }).generatedAlwaysAsIdentity(),
+  },
+  (t) => [index("instance_state_history_instance_idx").on(t.instanceId, t.seq)],
+);
+
+export const actionKind = pgEnum("instance_action_kind", ["create", "start", "stop", "restart", "delete", "pause", "resume"]);
+export const actionStatus = pgEnum("instance_action_status", ["pending", "running", "succeeded", "failed"]);
+
+/**
+ * Asynchronous work on an instance, pollable by the client. At most one action
+ * per instance is pending or running: the unique index is the lock that keeps
+ * two lifecycle jobs from acting on one container at once.
+ */
+export const instanceActions = pgTable(
+  "instance_actions",
+  {
+    id: id(),
+    instanceId: uuid("instance_id")
+      .notNull()
+      .references(() => instances.id),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    kind: actionKind("kind").notNull(),
+    status: actionStatus("status").notNull().default("pending"),
+    reason: text("reason").notNull(),
+    actorType: text("actor_type").notNull(),
+    actorId: uuid("actor_id"),
+    error: text("error"),
+    attempts: integer("attempts").notNull().default(0),
+    createdAt: createdAt(),
+    startedAt: timestamptz("started_at"),
+    finishedAt: timestamptz("finished_at"),
+  },
+  (t) => [
+    index("instance_actions_instance_idx").on(t.instanceId, t.createdAt),
+    index("instance_actions_open_idx").on(t.status, t.createdAt).where(sql`${t.status} in ('pending', 'running')`),
+    uniqueIndex("instance_actions_one_open_key").on(t.instanceId).where(sql`${t.status} in ('pending', 'running')`),
+  ],
+);
+
+/** Per-user overrides of the configured default quotas; a null column means "the default". */
+export const computeQuotas = pgTable("compute_quotas", {
+  userId: uuid("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  maxInstances: integer("max_instances"),
+  maxCpuMillis: integer("max_cpu_millis"),
+  maxMemoryMb: integer("max_memory_mb"),
+  updatedAt: updatedAt(),
+});

@@ -1,0 +1,225 @@
+import type Docker from "dockerode";
+import { and, eq, ne, sql } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { images, instanceActions, instances } from "../../db/schema";
+import type { Config } from "../config";
+import type { Logger } from "../log";
+import {
+  ensureContainer,
+  ensureRunning,
+  inspectContainer,
+  ipAddressOf,
+  PermanentFailure,
+  removeContainer,
+  removeTenantNetwork,
+  statusCode,
+  stopContainer,
+  containerName,
+  LABELS,
+  type Serialize,
+} from "./containers";
+import type { Engines } from "./engines";
+import { getHost, recordDiskLimitSupport, type Host } from "./hosts";
+import { changeState, lockInstance, type Action, type Instance } from "./instances";
+import { ACTION_OUTCOME, ACTION_RULES, type InstanceState } from "./states";
+
+export type LifecycleDeps = { db: Database; config: Config; engines: Engines; log: Logger };
+
+type Effect = { set?: Partial<typeof instances.$inferInsert> };
+
+/**
+ * Carries out one action against the instance's engine. Safe to run any number
+ * of times, concurrently or after a crash at any point: each step looks at
+ * what exists (by deterministic container name) before acting, and every state
+ * change is a checked transition under the instance's row lock.
+ *
+ * A failure retrying cannot fix, or any failure on the final attempt, fails the
+ * action and (for actions with an in-between state) puts the instance in
+ * `error` with the reason; other failures are thrown so the job is retried.
+ */
+export async function executeAction(deps: LifecycleDeps, actionId: string, opts: { finalAttempt: boolean }): Promise<{ status: "succeeded" | "failed" | "already-finished"; error?: string }> {
+  const claimed = await claimAction(deps.db, actionId);
+  if (!claimed) return { status: "already-finished" };
+  const { action, instance, host } = claimed;
+  const docker = deps.engines.get(host.endpoint);
+  const log = deps.log.child({ actionId, instanceId: instance.id, kind: action.kind });
+  let effect: Effect;
+  try {
+    effect = await perform(deps, docker, host, action, instance);
+  } catch (error) {
+    if (!(error instanceof PermanentFailure) && !opts.finalAttempt) throw error;
+    const message = (error as Error).message;
+    log.warn("lifecycle action failed", { error: message });
+    await failAction(deps.db, actionId, message);
+    return { status: "failed", error: message };
+  }
+  await completeAction(deps.db, actionId, effect);
+  log.info("lifecycle action succeeded");
+  return { status: "succeeded" };
+}
+
+/** Marks the action running (counting the attempt) and, for a create, moves the instance to provisioning. */
+async function claimAction(db: Database, actionId: string): Promise<{ action: Action; instance: Instance; host: Host } | null> {
+  return db.transaction(async (tx) => {
+    const [found] = await tx.select({ instanceId: instanceActions.instanceId }).from(instanceActions).where(eq(instanceActions.id, actionId));
+    if (!found) return null;
+    let instance = await lockInstance(tx, found.instanceId, null);
+    const [action] = await tx.select().from(instanceActions).where(eq(instanceActions.id, actionId));
+    if (!action || action.status === "succeeded" || action.status === "failed") return null;
+    const [claimed] = await tx
+      .update(instanceActions)
+      .set({ status: "running", startedAt: action.startedAt ?? new Date(), attempts: action.attempts + 1 })
+      .where(eq(instanceActions.id, actionId))
+      .returning();
+    if (action.kind === "create" && instance.state === "pending") {
+      instance = await changeState(tx, instance, "provisioning", { reason: action.reason, by: action, actionId });
+    }
+    return { action: claimed!, instance, host: await getHost(tx, instance.hostId) };
+  });
+}
+
+async function completeAction(db: Database, actionId: string, effect: Effect): Promise<void> {
+  await db.transaction(async (tx) => {
+    const [found] = await tx.select({ instanceId: instanceActions.instanceId }).from(instanceActions).where(eq(instanceActions.id, actionId));
+    const instance = await lockInstance(tx, found!.instanceId, null);
+    const [action] = await tx.select().from(instanceActions).where(eq(instanceActions.id, actionId));
+    // A concurrent run of the same job finished it first.
+    if (action!.status !== "running") return;
+    const outcome = ACTION_OUTCOME[action!.kind];
+    if (instance.state !== outcome) {
+      await changeState(tx, instance, outcome, { reason: action!.reason, by: action!, actionId, set: effect.set });
+    } else if (effect.set) {
+      await tx.update(instances).set(effect.set).where(eq(instances.id, instance.id));
+    }
+    await tx.update(instanceActions).set({ status: "succeeded", error: null, finishedAt: new Date() }).where(eq(instanceActions.id, actionId));
+  });
+}
+
+/** Fails the action; an instance left in an in-between state goes to `error` with the reason. */
+export async function failAction(db: Database, actionId: string, message: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const [found] = await tx.select({ instanceId: instanceActions.instanceId }).from(instanceActions).where(eq(instanceActions.id, actionId));
+    if (!found) return;
+    const instance = await lockInstance(tx, found.instanceId, null);
+    const [action] = await tx.select().from(instanceActions).where(eq(instanceActions.id, actionId));
+    if (action!.status === "succeeded" || action!.status === "failed") return;
+    await tx
+      .update(instanceActions)
+      .set({ status: "failed", error: message.slice(0, 1000), finishedAt: new Date() })
+      .where(eq(instanceActions.id, actionId));
+    const kind = action!.kind;
+    const during: InstanceState[] = kind === "create" ? ["pending", "provisioning"] : [ACTION_RULES[kind].during].filter((s) => s !== null);
+    if (during.includes(instance.state)) {
+      await changeState(tx, instance, "error", { reason: `${action!.kind} failed: ${message}`.slice(0, 1000), by: action!, actionId });
+    }
+  });
+}
+
+async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: Action, instance: Instance): Promise<Effect> {
+  const { config } = deps;
+  const name = containerName(config, instance.id);
+  switch (action.kind) {
+    case "create":
+    case "start":
+      return provision(deps, docker, host, instance);
+    case "stop":
+      await stopContainer(docker, config, name);
+      return { set: { ipAddress: null } };
+    case "restart": {
+      const info = await inspectContainer(docker, name);
+      if (!info) return provision(deps, docker, host, instance);
+      const container = docker.getContainer(info.Id);
+      if (info.State.Paused) await container.unpause();
+      await container.restart({ t: config.compute.stopTimeoutS });
+      const running = await container.inspect();
+      return { set: { containerId: running.Id, ipAddress: ipAddressOf(running) } };
+    }
+    case "delete":
+      await removeContainer(docker, name);
+      await cleanUpTenantNetwork(deps, docker, instance);
+      return { set: { containerId: null, ipAddress: null, deletedAt: new Date() } };
+    case "pause": {
+      const info = await requireContainer(docker, name);
+      if (info.State.Paused) return {};
+      if (!info.State.Running) throw new PermanentFailure(`the container is ${info.State.Status}, not running`);
+      await docker.getContainer(info.Id).pause();
+      return {};
+    }
+    case "resume": {
+      const info = await requireContainer(docker, name);
+      if (info.State.Paused) await docker.getContainer(info.Id).unpause();
+      else if (!info.State.Running) throw new PermanentFailure(`the container is ${info.State.Status}, not paused`);
+      return {};
+    }
+  }
+}
+
+async function requireContainer(docker: Docker, name: string): Promise<Docker.ContainerInspectInfo> {
+  const info = await inspectContainer(docker, name);
+  if (!info) throw new PermanentFailure("the container no longer exists");
+  return info;
+}
+
+/** Creates the container if no earlier attempt did, and starts it. */
+async function provision(deps: LifecycleDeps, docker: Docker, host: Host, instance: Instance): Promise<Effect> {
+  const { db, config } = deps;
+  const [image] = await db.select({ capAdd: images.capAdd }).from(images).where(eq(images.id, instance.imageId));
+  const tryDiskLimit = host.diskLimitSupported !== false;
+  const serialize = tenantNetworkLock(db, instance.userId, host.id);
+  const created = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit, serialize });
+  if (created.info.Config.Labels?.[LABELS.instance] !== instance.id) {
+    throw new PermanentFailure(`container ${created.info.Name} exists but does not belong to this instance`);
+  }
+  if (created.diskLimitRefused) await recordDiskLimitSupport(db, host.id, false);
+  else if (tryDiskLimit && created.diskLimitEnforced && host.diskLimitSupported === null) await recordDiskLimitSupport(db, host.id, true);
+
+  let running: Docker.ContainerInspectInfo;
+  try {
+    running = await ensureRunning(docker, created.info);
+  } catch (error) {
+    // Created, then its tenant network was removed before it ever ran: make it again.
+    if (statusCode(error) !== 404 || created.info.State.StartedAt !== "0001-01-01T00:00:00Z") throw error;
+    await removeContainer(docker, created.info.Id);
+    const again = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit: created.diskLimitEnforced, serialize });
+    running = await ensureRunning(docker, again.info);
+  }
+  return {
+    set: {
+      containerId: running.Id,
+      ipAddress: ipAddressOf(running),
+      diskLimitEnforced: created.diskLimitEnforced,
+    },
+  };
+}
+
+// Any fixed value; it keys the per-tenant, per-host network lock.
+const NETWORK_LOCK_SPACE = 40_418;
+
+/**
+ * Docker can create two networks with one name when two creates race, so the
+ * jobs of one tenant on one host take turns at ensuring the network. A
+ * transaction-scoped advisory lock is released however the work ends.
+ */
+export function tenantNetworkLock(db: Database, userId: string, hostId: string): Serialize {
+  return (work) =>
+    db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_advisory_xact_lock(${NETWORK_LOCK_SPACE}, hashtext(${`${userId}/${hostId}`}))`);
+      return work();
+    });
+}
+
+/** The tenant's network goes with its last instance on the host. */
+async function cleanUpTenantNetwork(deps: LifecycleDeps, docker: Docker, instance: Instance): Promise<void> {
+  const [other] = await deps.db
+    .select({ id: instances.id })
+    .from(instances)
+    .where(and(eq(instances.userId, instance.userId), eq(instances.hostId, instance.hostId), ne(instances.state, "deleted"), ne(instances.id, instance.id)))
+    .limit(1);
+  if (other) return;
+  try {
+    await tenantNetworkLock(deps.db, instance.userId, instance.hostId)(() => removeTenantNetwork(docker, deps.config, instance.userId));
+  } catch (error) {
+    // The delete itself succeeded; the reconciler's pass removes the network later.
+    deps.log.warn("tenant network removal failed", { instanceId: instance.id, error: (error as Error).message });
+  }
+}

@@ -1,0 +1,151 @@
+import type Docker from "dockerode";
+import { and, eq, inArray, lt, ne } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { hosts, instanceActions, instances } from "../../db/schema";
+import type { Queues } from "../../workers/queues";
+import type { Config } from "../config";
+import type { Logger } from "../log";
+import { containerName, inspectContainer, LABELS, removeContainer, removeTenantNetwork } from "./containers";
+import type { Engines } from "./engines";
+import { getHost, syncHosts, type Host } from "./hosts";
+import { actionJobId, changeState, enqueueAction, lockInstance, type Instance } from "./instances";
+import { failAction, tenantNetworkLock } from "./lifecycle";
+import { LIVE_STATES, type InstanceState } from "./states";
+
+export type ReconcileDeps = { db: Database; config: Config; engines: Engines; log: Logger; queues: Queues };
+
+const RECONCILER = { actorType: "system", actorId: null };
+
+/** What the container says the instance's state should be, and why; null when it agrees. */
+function drift(instance: Instance, info: Docker.ContainerInspectInfo | null): { to: InstanceState; reason: string } | null {
+  if (!info) return { to: "error", reason: "container vanished" };
+  const state = info.State;
+  if (state.Running && state.Paused) return instance.state === "paused" ? null : { to: "paused", reason: "container was paused outside the platform" };
+  if (state.Running) return instance.state === "running" ? null : { to: "running", reason: "container was unpaused outside the platform" };
+  if (state.OOMKilled) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode})` };
+  if (state.ExitCode === 0) return { to: "stopped", reason: "container exited (exit code 0)" };
+  return { to: "error", reason: `container died (exit code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ""})` };
+}
+
+/**
+ * Corrects one instance that should be up (running or paused) from what its
+ * engine reports: died or vanished → stopped/error with the reason. Instances
+ * with an action in flight belong to the lifecycle worker and are left alone.
+ * Returns the state it moved the instance to, if any.
+ */
+export async function reconcileInstance(deps: ReconcileDeps, instanceId: string): Promise<InstanceState | null> {
+  const { db, config } = deps;
+  const [instance] = await db.select().from(instances).where(eq(instances.id, instanceId));
+  if (!instance || !LIVE_STATES.includes(instance.state)) return null;
+  const host = await getHost(db, instance.hostId);
+  const info = await inspectContainer(deps.engines.get(host.endpoint), containerName(config, instance.id));
+  const observed = drift(instance, info);
+  if (!observed) return null;
+
+  return db.transaction(async (tx) => {
+    const locked = await lockInstance(tx, instanceId, null);
+    // Re-checked under the lock: the state may have moved since the engine was asked.
+    if (locked.state !== instance.state) return null;
+    const [open] = await tx
+      .select({ id: instanceActions.id })
+      .from(instanceActions)
+      .where(and(eq(instanceActions.instanceId, instanceId), inArray(instanceActions.status, ["pending", "running"])));
+    if (open) return null;
+    const set = observed.to === "running" || observed.to === "paused" ? {} : { ipAddress: null, ...(info ? {} : { containerId: null }) };
+    await changeState(tx, locked, observed.to, { reason: observed.reason, by: RECONCILER, set });
+    deps.log.warn("instance reconciled", { instanceId, from: locked.state, to: observed.to, reason: observed.reason });
+    return observed.to;
+  });
+}
+
+/**
+ * One full pass over every active host: refresh host facts, reconcile every
+ * instance that should be up, remove containers and networks of this
+ * namespace that no live instance owns, and recover actions whose job was lost.
+ */
+export async function reconcileAll(deps: ReconcileDeps, opts: { staleActionMs?: number } = {}) {
+  const { log } = deps;
+  const hostRows = await syncHosts(deps);
+  let reconciled = 0;
+  let orphansRemoved = 0;
+  for (const host of hostRows.filter((h) => h.status === "active")) {
+    try {
+      const found = await reconcileHost(deps, host);
+      reconciled += found.reconciled;
+      orphansRemoved += found.orphansRemoved;
+    } catch (error) {
+      // One engine failing must not stop the pass over the others.
+      log.warn("host reconciliation failed", { host: host.name, error: (error as Error).message });
+    }
+  }
+  const actions = await recoverStaleActions(deps, opts.staleActionMs ?? 2 * 60_000);
+  return { hosts: hostRows.length, reconciled, orphansRemoved, ...actions };
+}
+
+async function reconcileHost(deps: ReconcileDeps, host: Host) {
+  const { db, config, log } = deps;
+  let reconciled = 0;
+  let orphansRemoved = 0;
+  const docker = deps.engines.get(host.endpoint);
+  const containers = await docker.listContainers({ all: true, filters: { label: [`${LABELS.namespace}=${config.docker.namespace}`] } });
+  // Every host record on this engine: two names for one engine must not take each other's containers for orphans.
+  const sameEngine = (await db.select({ id: hosts.id }).from(hosts).where(eq(hosts.endpoint, host.endpoint))).map((h) => h.id);
+  const hostInstances = await db
+    .select()
+    .from(instances)
+    .where(and(inArray(instances.hostId, sameEngine), ne(instances.state, "deleted")));
+  const owned = new Map(hostInstances.map((i) => [i.id, i]));
+
+  for (const instance of hostInstances) {
+    if (!LIVE_STATES.includes(instance.state)) continue;
+    const container = containers.find((c) => c.Labels[LABELS.instance] === instance.id);
+    const agrees = container && (instance.state === "running" ? container.State === "running" : container.State === "paused");
+    if (!agrees && (await reconcileInstance(deps, instance.id))) reconciled += 1;
+  }
+
+  for (const container of containers) {
+    const instanceId = container.Labels[LABELS.instance];
+    // Only containers this platform made for an instance; the name check guards against a copied label.
+    if (!instanceId || !container.Names.includes(`/${containerName(config, instanceId)}`)) continue;
+    if (owned.has(instanceId)) continue;
+    await removeContainer(docker, container.Id);
+    orphansRemoved += 1;
+    log.warn("orphan container removed", { host: host.name, container: container.Names[0], instanceId });
+  }
+
+  const networks = await docker.listNetworks({ filters: { label: [`${LABELS.namespace}=${config.docker.namespace}`, `${LABELS.kind}=tenant-network`] } });
+  const owners = new Set(hostInstances.map((i) => i.userId));
+  for (const network of networks) {
+    const owner = network.Labels?.[LABELS.owner];
+    if (owner && !owners.has(owner)) await tenantNetworkLock(db, owner, host.id)(() => removeTenantNetwork(docker, config, owner)).catch(() => false);
+  }
+  return { reconciled, orphansRemoved };
+}
+
+/**
+ * Actions still pending or running after `olderThanMs`: the job is enqueued
+ * again when it is missing (a lost enqueue), and the action is failed when its
+ * job has ended without finishing it (a worker killed on the last attempt).
+ */
+export async function recoverStaleActions(deps: ReconcileDeps, olderThanMs: number) {
+  const stale = await deps.db
+    .select({ id: instanceActions.id })
+    .from(instanceActions)
+    .where(and(inArray(instanceActions.status, ["pending", "running"]), lt(instanceActions.createdAt, new Date(Date.now() - olderThanMs))))
+    .limit(500);
+  let requeued = 0;
+  let failed = 0;
+  const queue = deps.queues.queue("lifecycle");
+  for (const { id } of stale) {
+    const job = await queue.getJob(actionJobId(id));
+    const state = job ? await job.getState() : "missing";
+    if (state === "missing" || state === "unknown") {
+      await enqueueAction(deps, id);
+      requeued += 1;
+    } else if (state === "completed" || state === "failed") {
+      await failAction(deps.db, id, `the lifecycle job ended without finishing the action${job?.failedReason ? `: ${job.failedReason}` : ""}`);
+      failed += 1;
+    }
+  }
+  return { requeued, failedActions: failed };
+}

@@ -1,0 +1,69 @@
+import * as v from "valibot";
+import { router, verifiedProcedure } from "../trpc";
+import { listImages, listPlans } from "./catalogue";
+import { createInstance, getAction, getInstance, listInstances, requestAction } from "./instances";
+import { instanceLogs } from "./logs";
+import { instanceStats } from "./stats";
+import { INSTANCE_STATES, PRIORITIES, type ActionKind } from "./states";
+
+const read = verifiedProcedure.meta({ scope: "compute:read" });
+const write = verifiedProcedure.meta({ scope: "compute:write" });
+
+const uuid = v.pipe(v.string(), v.uuid("must be a UUID"));
+/** A catalogue entry by UUID or by slug (`nano`, `busybox`). */
+const catalogueRef = v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.regex(/^[a-z0-9-]+$/i, "must be an id or a slug"));
+const byId = v.object({ id: uuid });
+
+const createInput = v.object({
+  name: v.pipe(v.string(), v.regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "lower-case letters, digits and inner hyphens, at most 63")),
+  planId: catalogueRef,
+  imageId: catalogueRef,
+  priority: v.optional(v.picklist(PRIORITIES)),
+  env: v.optional(
+    v.pipe(
+      v.record(
+        v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "environment variable names are letters, digits and _")),
+        v.pipe(v.string(), v.maxLength(4096), v.check((s) => !s.includes("\0"), "must not contain NUL")),
+      ),
+      v.check((env) => Object.keys(env).length <= 64, "at most 64 variables"),
+    ),
+  ),
+  idempotencyKey: v.optional(v.pipe(v.string(), v.minLength(8), v.maxLength(128), v.regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces"))),
+});
+
+const listInput = v.optional(
+  v.object({
+    state: v.optional(v.picklist(INSTANCE_STATES)),
+    cursor: v.optional(v.pipe(v.string(), v.maxLength(200))),
+    limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
+  }),
+  {},
+);
+
+const logsInput = v.object({ id: uuid, tail: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 100) });
+
+const instanceAction = (kind: Exclude<ActionKind, "create" | "pause" | "resume">) =>
+  write.input(byId).mutation(({ ctx, input }) => requestAction(ctx, ctx, { instanceId: input.id, kind, ownerId: ctx.user.id }));
+
+export const computeRouter = router({
+  plans: router({
+    list: read.query(({ ctx }) => listPlans(ctx.db)),
+  }),
+  images: router({
+    list: read.query(({ ctx }) => listImages(ctx.db)),
+  }),
+  instances: router({
+    create: write.input(createInput).mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
+    list: read.input(listInput).query(({ ctx, input }) => listInstances(ctx.db, ctx.user.id, input)),
+    get: read.input(byId).query(({ ctx, input }) => getInstance(ctx.db, ctx.user.id, input.id)),
+    start: instanceAction("start"),
+    stop: instanceAction("stop"),
+    restart: instanceAction("restart"),
+    delete: instanceAction("delete"),
+    stats: read.input(byId).query(({ ctx, input }) => instanceStats(ctx, ctx.user.id, input.id)),
+    logs: read.input(logsInput).query(({ ctx, input }) => instanceLogs(ctx, ctx.user.id, input.id, { tail: input.tail })),
+  }),
+  actions: router({
+    get: read.input(byId).query(({ ctx, input }) => getAction(ctx.db, ctx.user.id, input.id)),
+  }),
+});

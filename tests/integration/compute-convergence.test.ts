@@ -1,0 +1,234 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { eq } from "drizzle-orm";
+import { hosts, instanceActions, instances } from "../../db/schema";
+import { ensureContainer } from "../../server/compute/containers";
+import { syncHosts } from "../../server/compute/hosts";
+import { stateHistory } from "../../server/compute/instances";
+import { executeAction, tenantNetworkLock } from "../../server/compute/lifecycle";
+import { reconcileAll, reconcileInstance } from "../../server/compute/reconcile";
+import { startWorkers } from "../../workers/runner";
+import { lifecycleProcessor } from "../../workers/lifecycle";
+import { actionDone, containersOf } from "../harness/compute";
+import { testRun } from "../harness/env";
+import { eventually, startTestServer, type TestServer } from "../harness/server";
+import { createUserWithSession } from "../harness/users";
+
+// Workers are off: each test drives the lifecycle code itself to create the
+// situations a real deployment meets (duplicate deliveries, crashes, drift).
+let app: TestServer;
+let api: ReturnType<TestServer["client"]>;
+
+beforeAll(async () => {
+  app = await startTestServer();
+  await syncHosts(app.services);
+  const owner = await createUserWithSession(app.services);
+  api = app.client({ token: owner.token });
+});
+afterAll(async () => {
+  await app.services.queues.queue("lifecycle").obliterate({ force: true });
+  await app.close();
+});
+
+const docker = () => app.services.docker;
+const nameOf = (instanceId: string) => `${testRun.dockerNamespace}-${instanceId}`;
+const run = (actionId: string, finalAttempt = false) => executeAction(app.services, actionId, { finalAttempt });
+const row = async (instanceId: string) => (await app.services.db.select().from(instances).where(eq(instances.id, instanceId)))[0]!;
+
+async function runningInstance(name: string) {
+  const { instance, actionId } = await api.compute.instances.create.mutate({ name, planId: "nano", imageId: "busybox" });
+  expect((await run(actionId)).status).toBe("succeeded");
+  return instance.id;
+}
+
+async function destroy(instanceId: string) {
+  const { actionId } = await api.compute.instances.delete.mutate({ id: instanceId });
+  expect((await run(actionId)).status).toBe("succeeded");
+}
+
+describe("lifecycle jobs are idempotent", () => {
+  test("the same create job run twice at once, then again, leaves one running container", async () => {
+    const { instance, actionId } = await api.compute.instances.create.mutate({ name: "twice", planId: "nano", imageId: "busybox" });
+    const results = await Promise.all([run(actionId), run(actionId)]);
+    expect(results.map((r) => r.status).sort()).toContain("succeeded");
+    expect((await run(actionId)).status).toBe("already-finished");
+
+    const containers = await containersOf(docker(), instance.id);
+    expect(containers).toHaveLength(1);
+    expect(containers[0]!.State).toBe("running");
+    expect((await api.compute.instances.get.query({ id: instance.id })).state).toBe("running");
+    expect((await api.compute.actions.get.query({ id: actionId })).status).toBe("succeeded");
+    expect((await stateHistory(app.services.db, instance.id)).map((h) => h.to)).toEqual(["pending", "provisioning", "running"]);
+    await destroy(instance.id);
+  });
+
+  test("a duplicate delivery through the queue, under another job id, changes nothing", async () => {
+    const workers = await startWorkers(app.services, [lifecycleProcessor]);
+    try {
+      const { instance, actionId } = await api.compute.instances.create.mutate({ name: "dup", planId: "nano", imageId: "busybox" });
+      await actionDone(api, actionId);
+      const before = (await containersOf(docker(), instance.id))[0]!;
+      const duplicate = await app.services.queues.queue("lifecycle").add("run", { actionId }, { jobId: `duplicate-${actionId}` });
+      await eventually(() => duplicate.getState(), (state) => state === "completed", { what: "the duplicate job to complete" });
+      const after = await containersOf(docker(), instance.id);
+      expect(after).toHaveLength(1);
+      expect(after[0]!.Id).toBe(before.Id);
+      const { actionId: deleteId } = await api.compute.instances.delete.mutate({ id: instance.id });
+      await actionDone(api, deleteId);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  test("a worker killed after creating the container, before recording it, converges on the retry", async () => {
+    const { instance, actionId } = await api.compute.instances.create.mutate({ name: "crashed", planId: "nano", imageId: "busybox" });
+    // What the killed attempt left: the action claimed, the instance provisioning, a container nobody recorded.
+    await app.services.db.update(instanceActions).set({ status: "running", attempts: 1, startedAt: new Date() }).where(eq(instanceActions.id, actionId));
+    await app.services.db.update(instances).set({ state: "provisioning" }).where(eq(instances.id, instance.id));
+    const crashed = await row(instance.id);
+    await ensureContainer(docker(), app.services.config, crashed, { capAdd: [], tryDiskLimit: false, serialize: tenantNetworkLock(app.services.db, crashed.userId, crashed.hostId) });
+
+    expect((await run(actionId)).status).toBe("succeeded");
+    const containers = await containersOf(docker(), instance.id);
+    expect(containers).toHaveLength(1);
+    expect(containers[0]!.State).toBe("running");
+    const action = await api.compute.actions.get.query({ id: actionId });
+    expect(action.status).toBe("succeeded");
+    expect((await row(instance.id)).state).toBe("running");
+    await destroy(instance.id);
+  });
+
+  test("a transient failure is retried; on the final attempt the action fails and the instance shows the reason", async () => {
+    const { instance, actionId } = await api.compute.instances.create.mutate({ name: "flaky", planId: "nano", imageId: "busybox" });
+    const [host] = await app.services.db.select().from(hosts).where(eq(hosts.id, (await row(instance.id)).hostId));
+    // An engine that does not answer: point the host at a socket nobody serves.
+    await app.services.db.update(hosts).set({ endpoint: `unix://${testRun.dataDir}/no-docker.sock` }).where(eq(hosts.id, host!.id));
+    try {
+      await expect(run(actionId)).rejects.toThrow();
+      expect((await api.compute.actions.get.query({ id: actionId })).status).toBe("running");
+      const last = await run(actionId, true);
+      expect(last.status).toBe("failed");
+    } finally {
+      await app.services.db.update(hosts).set({ endpoint: host!.endpoint }).where(eq(hosts.id, host!.id));
+    }
+    const failed = await api.compute.instances.get.query({ id: instance.id });
+    expect(failed.state).toBe("error");
+    expect(failed.stateReason).toMatch(/^create failed: /);
+    expect((await api.compute.actions.get.query({ id: actionId })).error).toBeTruthy();
+
+    // From error, start provisions it after all.
+    const { actionId: startId } = await api.compute.instances.start.mutate({ id: instance.id });
+    expect((await run(startId)).status).toBe("succeeded");
+    expect((await row(instance.id)).state).toBe("running");
+    await destroy(instance.id);
+  });
+
+  test("an engine that refuses disk limits is detected, remembered, and the instance says its disk is not enforced", async () => {
+    const [local] = await app.services.db.select().from(hosts).where(eq(hosts.name, "local"));
+    if (local!.diskLimitSupported === false) {
+      // Forget what the driver check concluded, so the create has to ask the engine.
+      await app.services.db.update(hosts).set({ diskLimitSupported: null }).where(eq(hosts.id, local!.id));
+    }
+    const id = await runningInstance("disk");
+    const info = await docker().getContainer(nameOf(id)).inspect();
+    const enforced = Boolean(info.HostConfig.StorageOpt?.size);
+    expect((await row(id)).diskLimitEnforced).toBe(enforced);
+    const [after] = await app.services.db.select().from(hosts).where(eq(hosts.id, local!.id));
+    expect(after!.diskLimitSupported).toBe(enforced);
+    await destroy(id);
+  });
+});
+
+describe("the reconciler", () => {
+  test("a killed container moves its running instance to error, with the exit code as the reason", async () => {
+    const id = await runningInstance("killed");
+    await docker().getContainer(nameOf(id)).kill();
+    await eventually(() => docker().getContainer(nameOf(id)).inspect(), (info) => !info.State.Running, { what: "the container to die" });
+    expect(await reconcileInstance(app.services, id)).toBe("error");
+    const instance = await api.compute.instances.get.query({ id });
+    expect(instance.state).toBe("error");
+    expect(instance.stateReason).toContain("exit code 137");
+    expect(await reconcileInstance(app.services, id)).toBeNull();
+    await destroy(id);
+  });
+
+  test("a removed container moves its instance to error as vanished", async () => {
+    const id = await runningInstance("vanished");
+    await docker().getContainer(nameOf(id)).remove({ force: true });
+    expect(await reconcileInstance(app.services, id)).toBe("error");
+    expect((await api.compute.instances.get.query({ id })).stateReason).toBe("container vanished");
+    // Starting it again makes a new container.
+    const { actionId } = await api.compute.instances.start.mutate({ id });
+    expect((await run(actionId)).status).toBe("succeeded");
+    expect(await containersOf(docker(), id)).toHaveLength(1);
+    await destroy(id);
+  });
+
+  test("a container paused behind the platform's back is recorded as paused", async () => {
+    const id = await runningInstance("sneaky");
+    await docker().getContainer(nameOf(id)).pause();
+    expect(await reconcileInstance(app.services, id)).toBe("paused");
+    await docker().getContainer(nameOf(id)).unpause();
+    expect(await reconcileInstance(app.services, id)).toBe("running");
+    await destroy(id);
+  });
+
+  test("an instance with an action in flight is left to the lifecycle worker, and reconciled once it is done", async () => {
+    const id = await runningInstance("busy");
+    const { pauseInstance } = await import("../../server/compute/instances");
+    const { actionId } = await pauseInstance(app.services, id, { reason: "power_emergency" });
+    await docker().getContainer(nameOf(id)).kill();
+    await eventually(() => docker().getContainer(nameOf(id)).inspect(), (info) => !info.State.Running, { what: "the container to die" });
+    expect(await reconcileInstance(app.services, id)).toBeNull();
+
+    const paused = await run(actionId);
+    expect(paused.status).toBe("failed");
+    expect(paused.error).toContain("not running");
+    expect((await row(id)).state).toBe("running");
+    expect(await reconcileInstance(app.services, id)).toBe("error");
+    await destroy(id);
+  });
+
+  test("the full pass finds drift, removes orphan containers and recovers lost jobs", async () => {
+    const drifted = await runningInstance("drift");
+    await docker().getContainer(nameOf(drifted)).remove({ force: true });
+
+    // An orphan: the instance is deleted but its container survived (a delete job's container removal was lost).
+    const orphan = await runningInstance("orphan");
+    await app.services.db.update(instances).set({ state: "deleted" }).where(eq(instances.id, orphan));
+
+    // A lost enqueue: an action recorded long ago whose job never reached Redis.
+    const lost = await api.compute.instances.create.mutate({ name: "lost", planId: "nano", imageId: "busybox" });
+    await app.services.queues.queue("lifecycle").obliterate({ force: true });
+    await app.services.db.update(instanceActions).set({ createdAt: new Date(Date.now() - 10 * 60_000) }).where(eq(instanceActions.id, lost.actionId));
+
+    const result = await reconcileAll(app.services);
+    expect(result.reconciled).toBeGreaterThanOrEqual(1);
+    expect(result.orphansRemoved).toBeGreaterThanOrEqual(1);
+    expect(result.requeued).toBeGreaterThanOrEqual(1);
+    expect((await row(drifted)).state).toBe("error");
+    expect(await containersOf(docker(), orphan)).toHaveLength(0);
+    const requeued = await app.services.queues.queue("lifecycle").getJob(`action.${lost.actionId}`);
+    expect(requeued?.data).toEqual({ actionId: lost.actionId });
+
+    await destroy(drifted);
+    expect((await run(lost.actionId)).status).toBe("succeeded");
+    await destroy(lost.instance.id);
+  });
+
+  test("with workers running, a container killed from outside is reconciled from the Docker event, well before the periodic pass", async () => {
+    const workers = await startWorkers(app.services, [lifecycleProcessor]);
+    try {
+      const { instance, actionId } = await api.compute.instances.create.mutate({ name: "watched", planId: "nano", imageId: "busybox" });
+      await actionDone(api, actionId);
+      const started = Date.now();
+      await docker().getContainer(nameOf(instance.id)).kill();
+      const errored = await eventually(() => api.compute.instances.get.query({ id: instance.id }), (i) => i.state === "error", { timeoutMs: 10_000, what: "the event to be reconciled" });
+      expect(Date.now() - started).toBeLessThan(app.services.config.compute.reconcileIntervalMs);
+      expect(errored.stateReason).toContain("exit code 137");
+      const { actionId: deleteId } = await api.compute.instances.delete.mutate({ id: instance.id });
+      await actionDone(api, deleteId);
+    } finally {
+      await workers.close();
+    }
+  });
+});

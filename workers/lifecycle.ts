@@ -1,0 +1,37 @@
+import { watchEngineEvents } from "../server/compute/events";
+import { syncHosts } from "../server/compute/hosts";
+import { executeAction } from "../server/compute/lifecycle";
+import { reconcileAll, reconcileInstance } from "../server/compute/reconcile";
+import { defineProcessor, isFinalAttempt } from "./base";
+import { jobId } from "./queues";
+
+/**
+ * The container lifecycle: carries out instance actions against Docker,
+ * reconciles drift periodically and on Docker events (followed by every worker
+ * process; the event-derived job id makes the processes' enqueues one job).
+ */
+export const lifecycleProcessor = defineProcessor({
+  queue: "lifecycle",
+  schedules: (config) => [{ id: "lifecycle-reconcile", every: config.compute.reconcileIntervalMs, name: "reconcile", data: {} }],
+  handlers: {
+    run: ({ actionId }, ctx) => executeAction(ctx, actionId, { finalAttempt: isFinalAttempt(ctx.job) }),
+    reconcile: (_payload, ctx) => reconcileAll(ctx),
+    reconcileInstance: async ({ instanceId }, ctx) => ({ movedTo: await reconcileInstance(ctx, instanceId) }),
+  },
+  background: [
+    {
+      name: "docker-events",
+      async start(services) {
+        // Placement needs the hosts' capacity: learn it now rather than at the first periodic pass,
+        // without holding up the start when an engine is slow to answer.
+        syncHosts(services).catch((error) => services.log.warn("host sync failed", { error: (error as Error).message }));
+        const watchers = services.config.compute.hosts.map((host) =>
+          watchEngineEvents(services, host, async (event) => {
+            await services.queues.enqueue("lifecycle", "reconcileInstance", { instanceId: event.instanceId }, { jobId: jobId("event", event.instanceId, event.timeNano) });
+          }),
+        );
+        return { stop: async () => void (await Promise.all(watchers.map((w) => w.stop()))) };
+      },
+    },
+  ],
+});
