@@ -68,3 +68,10 @@ export const LIVE_STATES: readonly InstanceState[] = ["running", "paused"];
 
 /** Shedding order under a power emergency: the least important first. */
 export const PRIORITY_SHED_ORDER: readonly InstancePriority[] = ["interruptible", "standard", "critical"];
+
+/**
+ * The reason the power-emergency worker records when it pauses or stops an
+ * instance. Billing credits time spent in those states; recovery resumes only
+ * what carries it.
+ */
+export const POWER_EMERGENCY_REASON = "power_emergency";
