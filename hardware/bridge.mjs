@@ -8,6 +8,7 @@
 // Exit codes: 0 stdin closed or SIGTERM; 2 the port cannot be opened;
 // 3 the port failed or went away after opening; 64 bad arguments.
 // Messages go to stderr, one line each, prefixed "sahary-bridge:".
+import { statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
 
@@ -69,6 +70,16 @@ port.open((error) => {
   });
   process.stdin.on("data", (chunk) => port.write(chunk));
   process.stdin.on("end", () => shutdown(0));
+
+  // A hang-up racing the first read can go unreported by the binding; an
+  // unplugged adapter (or a pty pair torn down) also removes its device node.
+  setInterval(() => {
+    try {
+      statSync(path);
+    } catch {
+      if (!closing) exit(3, `serial port ${path} disappeared (device disconnected)`);
+    }
+  }, 1000).unref();
 });
 
 port.on("error", (error) => {

@@ -4,8 +4,10 @@ import { createLogger, serializeError } from "./log";
 import { createServices } from "./services";
 import { startWorkers } from "../workers/runner";
 import { processors } from "../workers/processors";
+import { startMonitor, type Monitor } from "../hardware/monitor";
 
-export type Parts = { api: boolean; workers: boolean };
+/** `monitor`: run the hardware monitor here when a charge controller (or simulator) is configured. */
+export type Parts = { api: boolean; workers: boolean; monitor?: boolean };
 
 /**
  * Starts the requested parts of the platform in this process and stops them
@@ -43,6 +45,23 @@ export async function boot(parts: Parts): Promise<void> {
 
   const workers = parts.workers ? await startWorkers(services, processors) : undefined;
 
+  let monitor: Monitor | undefined;
+  if (parts.monitor) {
+    if (config.energy.monitorEnabled) {
+      try {
+        monitor = await startMonitor(services);
+      } catch (error) {
+        log.error("hardware monitor failed to start", { error: serializeError(error) });
+        process.exit(1);
+      }
+    } else if (!parts.api && !parts.workers) {
+      log.error("nothing to monitor: set SERIAL_PORT to the charge controller's serial port, or ENERGY_SIMULATOR to a scenario");
+      process.exit(1);
+    } else {
+      log.info("hardware monitor off: no SERIAL_PORT or ENERGY_SIMULATOR configured");
+    }
+  }
+
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -50,6 +69,7 @@ export async function boot(parts: Parts): Promise<void> {
     log.info("shutting down", { signal });
     try {
       await server?.stop();
+      await monitor?.stop();
       await workers?.close();
       await services.close();
     } catch (error) {

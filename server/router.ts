@@ -1,8 +1,10 @@
 import { authRouter } from "./auth/router";
+import { energyRouter } from "./energy/router";
 import { router } from "./trpc";
 
 export const appRouter = router({
   auth: authRouter,
+  energy: energyRouter,
 });
 
 /** The type typed clients import: `createTRPCClient<AppRouter>(...)`. */
