@@ -9,7 +9,7 @@ import { pruneReadings, storeSample, type Sample } from "../server/energy/readin
 import { saveMonitorState } from "../server/energy/telemetry";
 import { BridgeProcess, type BridgeExit } from "./bridge-process";
 import { evaluatePolicy, initialPolicyState, type PolicyState, type PowerPolicy } from "./policy";
-import { ModbusClient, pollEpever, readingFromEpever } from "./protocols/modbus";
+import { ModbusClient, pollEpever, readingFromEpever, type ModbusStats } from "./protocols/modbus";
 import type { Reading } from "./protocols/reading";
 import { readingFromVeDirect, VeDirectDecoder, type DropReason } from "./protocols/vedirect";
 import { openPtyPair, type PtyPair } from "./pty-pair";
@@ -35,6 +35,8 @@ export type MonitorStatus = {
   dropReasons: Record<DropReason | "poll", number>;
   level: PolicyState["level"];
   bridge: BridgeProcess["status"];
+  /** Request/retry/CRC counters of the Modbus client (null on VE.Direct). */
+  modbus: ModbusStats | null;
 };
 
 export type Monitor = {
@@ -235,7 +237,7 @@ export async function startMonitor(services: Services): Promise<Monitor> {
         telemetry = "lost";
         dirty = true;
         const since = lastValidAt === null ? "since the monitor started" : `since ${new Date(lastValidAt).toISOString()}`;
-        log.error("telemetry lost", { lastReadingAt: lastValidAt && new Date(lastValidAt).toISOString(), bridge: bridge.status.state });
+        log.warn("telemetry lost", { lastReadingAt: lastValidAt && new Date(lastValidAt).toISOString(), bridge: bridge.status.state });
         event({
           at: new Date(now),
           kind: "telemetry_lost",
@@ -267,6 +269,7 @@ export async function startMonitor(services: Services): Promise<Monitor> {
       dropReasons: { ...dropReasons },
       level: policyState.level,
       bridge: { ...bridge.status },
+      modbus: modbus ? { ...modbus.stats } : null,
     }),
     killBridge: () => bridge.kill(),
     reloadPolicy: async () => {
