@@ -5,7 +5,32 @@ import { parseArgs } from "node:util";
 import { openPtyPair, type PtyPair } from "../pty-pair";
 import { BATTERY_CHEMISTRIES, type BatteryChemistry } from "../soc";
 import { SCENARIOS, type ScenarioName } from "./model";
-import { runSimulator } from "./run";
+import { runSimulator, type Simulator } from "./run";
+
+const OPTIONS = {
+  port: { type: "string" },
+  pair: { type: "string" },
+  protocol: { type: "string", default: "vedirect" },
+  scenario: { type: "string", default: "sunny-day" },
+  speed: { type: "string", default: "1" },
+  rate: { type: "string", default: "1" },
+  soc: { type: "string" },
+  load: { type: "string" },
+  "pv-peak": { type: "string" },
+  around: { type: "string" },
+  swing: { type: "string" },
+  chemistry: { type: "string", default: "lead-acid" },
+  nominal: { type: "string", default: "12" },
+  capacity: { type: "string", default: "100" },
+  unit: { type: "string", default: "1" },
+  split: { type: "boolean", default: false },
+  echo: { type: "boolean", default: false },
+  "corrupt-every": { type: "string", default: "0" },
+  "hex-every": { type: "string", default: "10" },
+  "pull-after": { type: "string" },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
+} as const;
 
 const USAGE = `usage: bun hardware/simulator/main.ts (--port <tty> | --pair <dir>) [options]
 
@@ -28,37 +53,18 @@ const USAGE = `usage: bun hardware/simulator/main.ts (--port <tty> | --pair <dir
   --pull-after <s>      cable-pulled: go silent after s real seconds (default 5)
   --quiet               no status lines on stderr`;
 
-const { values } = parseArgs({
-  options: {
-    port: { type: "string" },
-    pair: { type: "string" },
-    protocol: { type: "string", default: "vedirect" },
-    scenario: { type: "string", default: "sunny-day" },
-    speed: { type: "string", default: "1" },
-    rate: { type: "string", default: "1" },
-    soc: { type: "string" },
-    load: { type: "string" },
-    "pv-peak": { type: "string" },
-    around: { type: "string" },
-    swing: { type: "string" },
-    chemistry: { type: "string", default: "lead-acid" },
-    nominal: { type: "string", default: "12" },
-    capacity: { type: "string", default: "100" },
-    unit: { type: "string", default: "1" },
-    split: { type: "boolean", default: false },
-    echo: { type: "boolean", default: false },
-    "corrupt-every": { type: "string", default: "0" },
-    "hex-every": { type: "string", default: "10" },
-    "pull-after": { type: "string" },
-    quiet: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-});
-
 function fail(message: string): never {
   console.error(`simulator: ${message}\n\n${USAGE}`);
   process.exit(2);
 }
+
+const { values } = (() => {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (error) {
+    fail((error as Error).message);
+  }
+})();
 
 function num(name: string, raw: string | undefined, min = 0): number | undefined {
   if (raw === undefined) return undefined;
@@ -84,35 +90,45 @@ if (values.pair) {
 
 const quiet = values.quiet;
 const rate = num("rate", values.rate, 0.01)!;
-const sim = runSimulator({
-  port: pair?.device ?? values.port!,
-  protocol: values.protocol,
-  scenario: values.scenario as ScenarioName,
-  speed: num("speed", values.speed, 0)!,
-  rate,
-  chemistry: values.chemistry as BatteryChemistry,
-  nominalVoltage: num("nominal", values.nominal, 1)!,
-  capacityAh: num("capacity", values.capacity, 1)!,
-  startSoc: num("soc", values.soc),
-  loadW: num("load", values.load),
-  pvPeakW: num("pv-peak", values["pv-peak"]),
-  around: num("around", values.around),
-  swing: num("swing", values.swing),
-  unit: num("unit", values.unit, 0)!,
-  split: values.split,
-  echo: values.echo,
-  corruptEvery: num("corrupt-every", values["corrupt-every"])!,
-  hexEvery: num("hex-every", values["hex-every"])!,
-  pullAfterSeconds: num("pull-after", values["pull-after"]),
-  onStep(s, frame) {
-    if (quiet || frame % Math.max(1, Math.round(rate * 10)) !== 0) return;
-    const hh = String(Math.floor(s.clock / 3600)).padStart(2, "0");
-    const mm = String(Math.floor((s.clock % 3600) / 60)).padStart(2, "0");
-    console.error(
-      `[sim day ${s.day} ${hh}:${mm}] SOC ${s.soc.toFixed(1)}%  PV ${s.pvPower} W  load ${s.loadPower} W  battery ${s.batteryVoltage.toFixed(2)} V ${s.batteryCurrent.toFixed(2)} A${sim.pulled ? "  (cable pulled)" : ""}`,
-    );
-  },
-});
+let sim: Simulator;
+try {
+  sim = start();
+} catch (error) {
+  await pair?.close();
+  fail(`cannot run on ${pair?.device ?? values.port}: ${(error as Error).message}`);
+}
+
+function start(): Simulator {
+  return runSimulator({
+    port: pair?.device ?? values.port!,
+    protocol: values.protocol as "vedirect" | "modbus",
+    scenario: values.scenario as ScenarioName,
+    speed: num("speed", values.speed, 0)!,
+    rate,
+    chemistry: values.chemistry as BatteryChemistry,
+    nominalVoltage: num("nominal", values.nominal, 1)!,
+    capacityAh: num("capacity", values.capacity, 1)!,
+    startSoc: num("soc", values.soc),
+    loadW: num("load", values.load),
+    pvPeakW: num("pv-peak", values["pv-peak"]),
+    around: num("around", values.around),
+    swing: num("swing", values.swing),
+    unit: num("unit", values.unit, 0)!,
+    split: values.split,
+    echo: values.echo,
+    corruptEvery: num("corrupt-every", values["corrupt-every"])!,
+    hexEvery: num("hex-every", values["hex-every"])!,
+    pullAfterSeconds: num("pull-after", values["pull-after"]),
+    onStep(s, frame) {
+      if (quiet || frame % Math.max(1, Math.round(rate * 10)) !== 0) return;
+      const hh = String(Math.floor(s.clock / 3600)).padStart(2, "0");
+      const mm = String(Math.floor((s.clock % 3600) / 60)).padStart(2, "0");
+      console.error(
+        `[sim day ${s.day} ${hh}:${mm}] SOC ${s.soc.toFixed(1)}%  PV ${s.pvPower} W  load ${s.loadPower} W  battery ${s.batteryVoltage.toFixed(2)} V ${s.batteryCurrent.toFixed(2)} A${sim.pulled ? "  (cable pulled)" : ""}`,
+      );
+    },
+  });
+}
 
 process.on("SIGUSR1", () => {
   sim.pull();
