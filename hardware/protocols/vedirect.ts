@@ -89,7 +89,10 @@ export class VeDirectDecoder {
   push(bytes: Uint8Array, at: number = Date.now()): void {
     if (bytes.length === 0) return;
     if (at - this.lastByteAt > this.maxGapMs && this.state !== IDLE) {
-      this.drop("gap");
+      if (this.state === HEX) this.stats.hexErrors++;
+      // A HEX line cut short between blocks loses no text block.
+      if (this.state === HEX && this.hexReturn === IDLE) this.state = IDLE;
+      else this.drop("gap");
     }
     this.lastByteAt = at;
     for (let i = 0; i < bytes.length; i++) this.byte(bytes[i]!, at);

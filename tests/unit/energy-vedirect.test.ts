@@ -238,6 +238,16 @@ describe("VE.Direct text decoding", () => {
     expect(decoder.stats.dropped.gap).toBe(1);
   });
 
+  test("a HEX line cut short between blocks costs no text block", () => {
+    const frames: VeDirectFrame[] = [];
+    const decoder = new VeDirectDecoder({ onFrame: (f) => frames.push(f) });
+    decoder.push(concat(block(MPPT), bytes(":A0102")), 0);
+    decoder.push(block(MPPT), 1000);
+    expect(frames).toHaveLength(2);
+    expect(decoder.stats.hexErrors).toBe(1);
+    expect(decoder.stats.dropped.gap).toBe(0);
+  });
+
   test("a capture that starts mid-block drops the partial block and recovers on the next", () => {
     const full = concat(block(MPPT), block(MPPT));
     const { frames, stats } = decode(full.subarray(25));
