@@ -4,13 +4,15 @@ import { createLogger, serializeError } from "./log";
 import { createServices } from "./services";
 import { startWorkers, type WorkerRunner } from "../workers/runner";
 import { processors } from "../workers/processors";
+import { startMonitor, type Monitor } from "../hardware/monitor";
 
-export type Parts = { api: boolean; workers: boolean };
+/** `monitor`: run the hardware monitor here when a charge controller (or simulator) is configured. */
+export type Parts = { api: boolean; workers: boolean; monitor?: boolean };
 
 /**
  * Starts the requested parts of the platform in this process and stops them
- * in order on SIGTERM/SIGINT: stop accepting requests, let jobs and requests
- * in flight finish, then close connections.
+ * in order on SIGTERM/SIGINT: stop accepting requests, stop reading the
+ * controller, let jobs and requests in flight finish, then close connections.
  */
 export async function boot(parts: Parts): Promise<void> {
   let config;
@@ -30,10 +32,11 @@ export async function boot(parts: Parts): Promise<void> {
     process.exit(1);
   }
 
-  // Signals are handled from here on, so a stop that arrives while workers are
+  // Signals are handled from here on, so a stop that arrives while parts are
   // still starting (background tasks, schedules) is still a graceful one.
   let stopping = false;
   let server: ReturnType<typeof Bun.serve> | undefined;
+  let monitor: Promise<Monitor | undefined> = Promise.resolve(undefined);
   let workers: Promise<WorkerRunner | undefined> = Promise.resolve(undefined);
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -41,6 +44,7 @@ export async function boot(parts: Parts): Promise<void> {
     log.info("shutting down", { signal });
     try {
       await server?.stop();
+      await (await monitor.catch(() => undefined))?.stop();
       await (await workers.catch(() => undefined))?.close();
       await services.close();
     } catch (error) {
@@ -65,10 +69,26 @@ export async function boot(parts: Parts): Promise<void> {
 
   if (parts.workers) {
     workers = startWorkers(services, processors);
+    await startOrExit(workers, "workers failed to start");
+  }
+
+  if (parts.monitor) {
+    if (config.energy.monitorEnabled) {
+      monitor = startMonitor(services);
+      await startOrExit(monitor, "hardware monitor failed to start");
+    } else if (!parts.api && !parts.workers) {
+      log.error("nothing to monitor: set SERIAL_PORT to the charge controller's serial port, or ENERGY_SIMULATOR to a scenario");
+      process.exit(1);
+    } else {
+      log.info("hardware monitor off: no SERIAL_PORT or ENERGY_SIMULATOR configured");
+    }
+  }
+
+  async function startOrExit(starting: Promise<unknown>, message: string) {
     try {
-      await workers;
+      await starting;
     } catch (error) {
-      log.error("workers failed to start", { error: serializeError(error) });
+      log.error(message, { error: serializeError(error) });
       process.exit(1);
     }
   }

@@ -1,4 +1,7 @@
 import * as v from "valibot";
+import { SCENARIOS } from "../hardware/simulator/model";
+import { BATTERY_CHEMISTRIES, defaultCells } from "../hardware/soc";
+import { POWER_LEVELS } from "./energy/levels";
 
 /**
  * Every environment variable the platform reads, validated once at start-up.
@@ -16,6 +19,9 @@ const port = v.pipe(
   v.maxValue(65535, "must be a port number"),
 );
 const positiveInt = v.pipe(v.string(), v.transform(Number), v.integer("must be an integer"), v.minValue(1, "must be positive"));
+const nonNegativeInt = v.pipe(v.string(), v.transform(Number), v.integer("must be an integer"), v.minValue(0, "must not be negative"));
+const positiveNumber = v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.finite("must be a number"), v.minValue(Number.MIN_VALUE, "must be positive"));
+const nonNegativeNumber = v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.finite("must be a number"), v.minValue(0, "must not be negative"));
 const list = v.pipe(
   v.string(),
   v.transform((s) =>
@@ -30,7 +36,6 @@ const bool = v.pipe(
   v.transform((s) => s === "true" || s === "1"),
 );
 const url = v.pipe(v.string(), v.url("must be a URL"));
-const positiveNumber = v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.check((n) => n > 0, "must be positive"));
 /** `name=endpoint` pairs: `unix:///var/run/docker.sock`, `tcp://10.0.0.5:2375` or `http://…`. */
 const dockerHosts = v.pipe(
   list,
@@ -71,6 +76,33 @@ const EnvSchema = v.object({
   IMAGE_PULL: v.optional(v.picklist(["missing", "never"], "must be missing or never"), "missing"),
   IMAGE_PULL_TIMEOUT_MS: v.optional(positiveInt, "120000"),
   COMPUTE_RECONCILE_INTERVAL_MS: v.optional(positiveInt, "30000"),
+
+  // Charge controller and energy
+  SERIAL_PORT: v.optional(v.string()),
+  SERIAL_PROTOCOL: v.optional(v.picklist(["vedirect", "modbus"], "must be vedirect or modbus"), "vedirect"),
+  SERIAL_BAUD: v.optional(positiveInt),
+  SERIAL_PARITY: v.optional(v.picklist(["none", "even", "odd"], "must be none, even or odd"), "none"),
+  SERIAL_BRIDGE_NODE: v.optional(v.string(), "node"),
+  SERIAL_RESTART_MIN_MS: v.optional(positiveInt, "500"),
+  SERIAL_RESTART_MAX_MS: v.optional(positiveInt, "30000"),
+  MODBUS_UNIT_ID: v.optional(v.pipe(positiveInt, v.maxValue(247, "must be a unit id from 1 to 247")), "1"),
+  MODBUS_POLL_MS: v.optional(positiveInt, "5000"),
+  MODBUS_TIMEOUT_MS: v.optional(positiveInt, "500"),
+  MODBUS_RETRIES: v.optional(nonNegativeInt, "2"),
+  ENERGY_SIMULATOR: v.optional(v.picklist(SCENARIOS, `must be one of ${SCENARIOS.join(", ")}`)),
+  ENERGY_SIMULATOR_SPEED: v.optional(positiveNumber, "1"),
+  ENERGY_TELEMETRY_TIMEOUT_MS: v.optional(positiveInt, "30000"),
+  ENERGY_SAMPLE_SECONDS: v.optional(v.pipe(positiveInt, v.maxValue(3600, "must be at most 3600")), "10"),
+  ENERGY_READING_RETENTION_DAYS: v.optional(positiveInt, "90"),
+  ENERGY_GRID_CO2_G_PER_KWH: v.optional(nonNegativeNumber, "400"),
+  BATTERY_CHEMISTRY: v.optional(v.picklist(BATTERY_CHEMISTRIES, `must be one of ${BATTERY_CHEMISTRIES.join(", ")}`), "lead-acid"),
+  BATTERY_NOMINAL_VOLTAGE: v.optional(positiveNumber, "12"),
+  BATTERY_CELLS: v.optional(positiveInt),
+  BATTERY_CAPACITY_AH: v.optional(positiveNumber, "100"),
+  BACKUP_HOOK_URL: v.optional(url),
+  BACKUP_HOOK_SECRET: v.optional(v.string()),
+  BACKUP_HOOK_LEVEL: v.optional(v.picklist(POWER_LEVELS.slice(1), "must be conserve, critical or shutdown"), "critical"),
+  BACKUP_HOOK_TIMEOUT_MS: v.optional(positiveInt, "5000"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -96,6 +128,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   if (production) {
     requireSecret("APP_SECRET", e.APP_SECRET);
+    // Simulated power data would drive real emergency actions.
+    if (e.ENERGY_SIMULATOR) throw new ConfigError("ENERGY_SIMULATOR is for development: unset it when NODE_ENV=production");
   }
   // A stop waits up to its grace period for the container; the Docker call must outlive it.
   if (e.INSTANCE_STOP_TIMEOUT_S * 1000 + 5000 > e.DOCKER_TIMEOUT_MS) {
@@ -103,6 +137,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const hostNames = (e.DOCKER_HOSTS ?? []).map((entry) => entry.split("=")[0]);
   if (new Set(hostNames).size !== hostNames.length) throw new ConfigError("Invalid configuration: DOCKER_HOSTS names an engine twice");
+  if (e.SERIAL_PORT && e.ENERGY_SIMULATOR) throw new ConfigError("SERIAL_PORT and ENERGY_SIMULATOR exclude each other: read the real controller or simulate one");
+  if (e.SERIAL_RESTART_MAX_MS < e.SERIAL_RESTART_MIN_MS) throw new ConfigError("SERIAL_RESTART_MAX_MS must not be below SERIAL_RESTART_MIN_MS");
 
   return {
     env: e.NODE_ENV,
@@ -131,6 +167,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       imagePull: e.IMAGE_PULL,
       imagePullTimeoutMs: e.IMAGE_PULL_TIMEOUT_MS,
       reconcileIntervalMs: e.COMPUTE_RECONCILE_INTERVAL_MS,
+    },
+    energy: {
+      /** The monitor runs when a port is configured or a simulator is asked for. */
+      monitorEnabled: Boolean(e.SERIAL_PORT || e.ENERGY_SIMULATOR),
+      serial: {
+        port: e.SERIAL_PORT,
+        protocol: e.SERIAL_PROTOCOL,
+        // VE.Direct is 19200 8N1; EPEver Tracers speak 115200 8N1.
+        baud: e.SERIAL_BAUD ?? (e.SERIAL_PROTOCOL === "modbus" ? 115200 : 19200),
+        parity: e.SERIAL_PARITY,
+        nodeBin: e.SERIAL_BRIDGE_NODE,
+        restartMinMs: e.SERIAL_RESTART_MIN_MS,
+        restartMaxMs: e.SERIAL_RESTART_MAX_MS,
+      },
+      modbus: { unitId: e.MODBUS_UNIT_ID, pollMs: e.MODBUS_POLL_MS, timeoutMs: e.MODBUS_TIMEOUT_MS, retries: e.MODBUS_RETRIES },
+      simulator: e.ENERGY_SIMULATOR ? { scenario: e.ENERGY_SIMULATOR, speed: e.ENERGY_SIMULATOR_SPEED } : null,
+      telemetryTimeoutMs: e.ENERGY_TELEMETRY_TIMEOUT_MS,
+      sampleSeconds: e.ENERGY_SAMPLE_SECONDS,
+      retentionDays: e.ENERGY_READING_RETENTION_DAYS,
+      gridCo2GramsPerKwh: e.ENERGY_GRID_CO2_G_PER_KWH,
+      battery: {
+        chemistry: e.BATTERY_CHEMISTRY,
+        nominalVoltage: e.BATTERY_NOMINAL_VOLTAGE,
+        cells: e.BATTERY_CELLS ?? defaultCells(e.BATTERY_CHEMISTRY, e.BATTERY_NOMINAL_VOLTAGE),
+        capacityAh: e.BATTERY_CAPACITY_AH,
+      },
+      backupHook: { url: e.BACKUP_HOOK_URL, secret: e.BACKUP_HOOK_SECRET?.trim(), level: e.BACKUP_HOOK_LEVEL, timeoutMs: e.BACKUP_HOOK_TIMEOUT_MS },
     },
   };
 }

@@ -1,10 +1,12 @@
 import { authRouter } from "./auth/router";
 import { computeRouter } from "./compute/router";
+import { energyRouter } from "./energy/router";
 import { router } from "./trpc";
 
 export const appRouter = router({
   auth: authRouter,
   compute: computeRouter,
+  energy: energyRouter,
 });
 
 /** The type typed clients import: `createTRPCClient<AppRouter>(...)`. */

@@ -1,6 +1,7 @@
 import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import * as v from "valibot";
+import { POWER_LEVELS } from "../server/energy/levels";
 
 /**
  * The contract between the server (producer) and the workers (consumers): every
@@ -8,6 +9,7 @@ import * as v from "valibot";
  * enqueue what is declared here and workers re-validate what they receive.
  */
 const uuid = v.pipe(v.string(), v.uuid());
+const powerLevel = v.picklist(POWER_LEVELS);
 
 export const JOBS = {
   mail: {
@@ -23,6 +25,25 @@ export const JOBS = {
     reconcile: v.object({}),
     /** Check one instance against its container, after a Docker event. */
     reconcileInstance: v.object({ instanceId: uuid }),
+  },
+  emergency: {
+    /**
+     * The power level changed (recorded by the hardware monitor). One job per
+     * change, job id `power-emergency.<changeId>`. Changes are ordered by
+     * `seq`; a job whose `seq` is below the latest change's (see
+     * `latestLevelChange` in server/energy/power.ts) is stale and should
+     * reconcile to the current level rather than apply `to`.
+     */
+    "power-emergency": v.object({
+      changeId: uuid,
+      seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
+      from: powerLevel,
+      to: powerLevel,
+      /** ISO 8601, when the monitor decided the change. */
+      at: v.pipe(v.string(), v.isoTimestamp()),
+      /** The state of charge (%) that caused it; null if unknown. */
+      soc: v.nullable(v.number()),
+    }),
   },
 } as const;
 

@@ -1,0 +1,156 @@
+import { doublePrecision, index, integer, jsonb, pgEnum, pgTable, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { createdAt, id, timestamptz } from "./columns";
+import { users } from "./auth";
+
+export const powerLevel = pgEnum("power_level", ["normal", "conserve", "critical", "shutdown"]);
+export const energyEventKind = pgEnum("energy_event_kind", [
+  "level_changed",
+  "telemetry_lost",
+  "telemetry_restored",
+  "controller_fault",
+  "controller_fault_cleared",
+  "bridge_failed",
+]);
+export const energySeverity = pgEnum("energy_severity", ["info", "warning", "critical"]);
+
+const measures = {
+  pvVoltage: doublePrecision("pv_voltage"),
+  pvCurrent: doublePrecision("pv_current"),
+  pvPower: doublePrecision("pv_power"),
+  batteryVoltage: doublePrecision("battery_voltage"),
+  batteryCurrent: doublePrecision("battery_current"),
+  soc: doublePrecision("soc"),
+  loadVoltage: doublePrecision("load_voltage"),
+  loadCurrent: doublePrecision("load_current"),
+  loadPower: doublePrecision("load_power"),
+  batteryTemperature: doublePrecision("battery_temperature"),
+  controllerTemperature: doublePrecision("controller_temperature"),
+};
+
+/**
+ * Decimated readings: one row per sampling window (ENERGY_SAMPLE_SECONDS,
+ * aligned to the clock) holding the window's means, its last discrete values,
+ * and the energy that flowed during it (integrated from every raw reading).
+ */
+export const energyReadings = pgTable(
+  "energy_readings",
+  {
+    id: id(),
+    /** Start of the window. */
+    at: timestamptz("at").notNull(),
+    seconds: integer("seconds").notNull(),
+    samples: integer("samples").notNull(),
+    source: text("source").notNull(),
+    ...measures,
+    pvPowerMax: doublePrecision("pv_power_max"),
+    socMin: doublePrecision("soc_min"),
+    socMax: doublePrecision("soc_max"),
+    socSource: text("soc_source"),
+    chargeState: text("charge_state"),
+    fault: text("fault"),
+    yieldTodayKwh: doublePrecision("yield_today_kwh"),
+    pvWh: doublePrecision("pv_wh").notNull(),
+    loadWh: doublePrecision("load_wh").notNull(),
+    batteryInWh: doublePrecision("battery_in_wh").notNull(),
+    batteryOutWh: doublePrecision("battery_out_wh").notNull(),
+  },
+  (t) => [uniqueIndex("energy_readings_at_key").on(t.at)],
+);
+
+/** Hourly roll-up of the readings, kept for good: history and statistics over long ranges. */
+export const energyHourly = pgTable(
+  "energy_hourly",
+  {
+    id: id(),
+    hour: timestamptz("hour").notNull(),
+    samples: integer("samples").notNull(),
+    seconds: integer("seconds").notNull(),
+    pvWh: doublePrecision("pv_wh").notNull(),
+    loadWh: doublePrecision("load_wh").notNull(),
+    batteryInWh: doublePrecision("battery_in_wh").notNull(),
+    batteryOutWh: doublePrecision("battery_out_wh").notNull(),
+    pvPowerMax: doublePrecision("pv_power_max"),
+    socSum: doublePrecision("soc_sum").notNull(),
+    socCount: integer("soc_count").notNull(),
+    socMin: doublePrecision("soc_min"),
+    socMax: doublePrecision("soc_max"),
+    batteryVoltageSum: doublePrecision("battery_voltage_sum").notNull(),
+    batteryVoltageCount: integer("battery_voltage_count").notNull(),
+    batteryVoltageMin: doublePrecision("battery_voltage_min"),
+    batteryVoltageMax: doublePrecision("battery_voltage_max"),
+  },
+  (t) => [uniqueIndex("energy_hourly_hour_key").on(t.hour)],
+);
+
+/** The power policy; every update is a new row, the latest applies. */
+export const energyPolicies = pgTable(
+  "energy_policies",
+  {
+    id: id(),
+    createdAt: createdAt(),
+    conserveBelow: doublePrecision("conserve_below").notNull(),
+    criticalBelow: doublePrecision("critical_below").notNull(),
+    shutdownBelow: doublePrecision("shutdown_below").notNull(),
+    hysteresis: doublePrecision("hysteresis").notNull(),
+    dwellSeconds: integer("dwell_seconds").notNull(),
+    recoveryDwellSeconds: integer("recovery_dwell_seconds").notNull(),
+    createdBy: uuid("created_by").references(() => users.id, { onDelete: "set null" }),
+  },
+  (t) => [index("energy_policies_created_at_idx").on(t.createdAt)],
+);
+
+/**
+ * Power level changes, in order. `seq` is unique, so two writers racing to
+ * record the same change cannot both succeed. `enqueuedAt` is set once the
+ * power-emergency job is on the queue (an outbox: unset rows are re-dispatched).
+ */
+export const energyLevelChanges = pgTable(
+  "energy_level_changes",
+  {
+    id: id(),
+    seq: integer("seq").notNull(),
+    at: timestamptz("at").notNull(),
+    fromLevel: powerLevel("from_level").notNull(),
+    toLevel: powerLevel("to_level").notNull(),
+    soc: doublePrecision("soc"),
+    reading: jsonb("reading").$type<Record<string, unknown>>().notNull(),
+    policy: jsonb("policy").$type<Record<string, unknown>>().notNull(),
+    enqueuedAt: timestamptz("enqueued_at"),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("energy_level_changes_seq_key").on(t.seq)],
+);
+
+/** What operators read: level changes, telemetry lost/restored, controller faults, bridge failures. */
+export const energyEvents = pgTable(
+  "energy_events",
+  {
+    id: id(),
+    at: timestamptz("at").notNull(),
+    kind: energyEventKind("kind").notNull(),
+    severity: energySeverity("severity").notNull(),
+    message: text("message").notNull(),
+    levelChangeId: uuid("level_change_id").references(() => energyLevelChanges.id, { onDelete: "set null" }),
+    details: jsonb("details").$type<Record<string, unknown>>(),
+  },
+  (t) => [index("energy_events_at_idx").on(t.at, t.id)],
+);
+
+/**
+ * The hardware monitor's own state, one row per monitor (there is one charge
+ * controller), so any API process can report telemetry health.
+ */
+export const energyMonitor = pgTable("energy_monitor", {
+  id: text("id").primaryKey(),
+  protocol: text("protocol").notNull(),
+  startedAt: timestamptz("started_at").notNull(),
+  updatedAt: timestamptz("updated_at").notNull(),
+  telemetry: text("telemetry").notNull(),
+  lastReadingAt: timestamptz("last_reading_at"),
+  lastReading: jsonb("last_reading").$type<Record<string, unknown>>(),
+  framesDecoded: integer("frames_decoded").notNull().default(0),
+  framesDropped: integer("frames_dropped").notNull().default(0),
+  bridgeState: text("bridge_state").notNull(),
+  bridgeRestarts: integer("bridge_restarts").notNull().default(0),
+  lastBridgeExit: jsonb("last_bridge_exit").$type<{ code: number | null; message: string; at: string }>(),
+});

@@ -1,0 +1,75 @@
+import * as v from "valibot";
+import { PowerPolicySchema } from "../../hardware/policy";
+import { adminProcedure, authedProcedure, operatorProcedure, router } from "../trpc";
+import { listEnergyEvents } from "./events";
+import { getPowerPolicy, updatePowerPolicy } from "./policy";
+import { energyHistory, energyStats, PERIODS, RESOLUTIONS } from "./readings";
+import { energyStatus } from "./status";
+
+/**
+ * Who reads what: the platform's power state, history and statistics are open
+ * to every signed-in user (customers see why their interruptible instances
+ * pause, and the solar figures are the product's promise); the event log
+ * (telemetry failures, controller faults, bridge errors) is for operators and
+ * admins; the policy is admin-only. API keys need `energy:read` for reads; the
+ * policy cannot be changed with an API key.
+ */
+const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp"), v.transform((s) => new Date(s)));
+const DAY_MS = 86_400_000;
+
+const historyInput = v.optional(
+  v.object({
+    from: v.optional(isoTime),
+    to: v.optional(isoTime),
+    resolution: v.optional(v.picklist(RESOLUTIONS), "auto"),
+  }),
+  {},
+);
+
+const statsInput = v.optional(v.object({ period: v.optional(v.picklist(Object.keys(PERIODS) as Array<keyof typeof PERIODS>), "day") }), {});
+
+const eventsInput = v.optional(
+  v.object({
+    cursor: v.optional(v.pipe(v.string(), v.maxLength(200))),
+    limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(200)), 50),
+  }),
+  {},
+);
+
+const policyOutput = (p: Awaited<ReturnType<typeof getPowerPolicy>>) => ({ ...p.policy, updatedAt: p.updatedAt?.toISOString() ?? null, updatedBy: p.updatedBy });
+
+export const energyRouter = router({
+  /** Latest reading, power level, telemetry health, time to empty/full. */
+  status: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => energyStatus(ctx.db, ctx.config.energy)),
+
+  /** Points between `from` and `to` (default: the last 24 h) at a resolution. */
+  history: authedProcedure
+    .meta({ scope: "energy:read" })
+    .input(historyInput)
+    .query(({ ctx, input }) => {
+      const to = input.to ?? new Date();
+      const from = input.from ?? new Date(to.getTime() - DAY_MS);
+      return energyHistory(ctx.db, { from, to, resolution: input.resolution, sampleSeconds: ctx.config.energy.sampleSeconds });
+    }),
+
+  /** Solar and load energy, efficiency and CO2 avoided over a rolling period. */
+  stats: authedProcedure
+    .meta({ scope: "energy:read" })
+    .input(statsInput)
+    .query(({ ctx, input }) => energyStats(ctx.db, { period: input.period, now: new Date(), gridCo2GramsPerKwh: ctx.config.energy.gridCo2GramsPerKwh })),
+
+  /** Level changes, telemetry lost/restored, controller faults, bridge failures; newest first. */
+  events: operatorProcedure
+    .meta({ scope: "energy:read" })
+    .input(eventsInput)
+    .query(({ ctx, input }) => listEnergyEvents(ctx.db, { cursor: input.cursor, limit: input.limit })),
+
+  policy: router({
+    get: adminProcedure.meta({ scope: "energy:read" }).query(async ({ ctx }) => policyOutput(await getPowerPolicy(ctx.db))),
+
+    /** Replaces the policy; thresholds must be ordered shutdown < critical < conserve. Audited. */
+    update: adminProcedure
+      .input(PowerPolicySchema)
+      .mutation(async ({ ctx, input }) => policyOutput(await updatePowerPolicy(ctx.db, { actor: ctx.actor, request: ctx.request }, input))),
+  }),
+});

@@ -1,0 +1,45 @@
+import { describe, expect, test } from "bun:test";
+import { loadConfig } from "../../server/config";
+
+describe("energy configuration", () => {
+  test("with no port and no simulator the monitor is off; defaults are documented values", () => {
+    const { energy } = loadConfig({});
+    expect(energy.monitorEnabled).toBe(false);
+    expect(energy.serial).toMatchObject({ protocol: "vedirect", baud: 19200, parity: "none", nodeBin: "node" });
+    expect(energy.modbus).toEqual({ unitId: 1, pollMs: 5000, timeoutMs: 500, retries: 2 });
+    expect(energy.battery).toEqual({ chemistry: "lead-acid", nominalVoltage: 12, cells: 6, capacityAh: 100 });
+    expect(energy).toMatchObject({ telemetryTimeoutMs: 30_000, sampleSeconds: 10, gridCo2GramsPerKwh: 400, simulator: null });
+  });
+
+  test("Modbus defaults to the EPEver line speed; an explicit baud wins", () => {
+    expect(loadConfig({ SERIAL_PORT: "/dev/ttyUSB0", SERIAL_PROTOCOL: "modbus" }).energy.serial.baud).toBe(115200);
+    expect(loadConfig({ SERIAL_PORT: "/dev/ttyUSB0", SERIAL_PROTOCOL: "modbus", SERIAL_BAUD: "9600" }).energy.serial.baud).toBe(9600);
+  });
+
+  test("a port or a simulator turns the monitor on; both at once is refused", () => {
+    expect(loadConfig({ SERIAL_PORT: "/dev/ttyUSB0" }).energy.monitorEnabled).toBe(true);
+    expect(loadConfig({ ENERGY_SIMULATOR: "night-drain" }).energy).toMatchObject({ monitorEnabled: true, simulator: { scenario: "night-drain", speed: 1 } });
+    expect(() => loadConfig({ SERIAL_PORT: "/dev/ttyUSB0", ENERGY_SIMULATOR: "clouds" })).toThrow(/exclude each other/);
+  });
+
+  test("production refuses the simulator", () => {
+    expect(() => loadConfig({ NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", ENERGY_SIMULATOR: "sunny-day" })).toThrow(/ENERGY_SIMULATOR is for development/);
+  });
+
+  test("LiFePO4 banks get their cell count from the nominal voltage unless given", () => {
+    expect(loadConfig({ BATTERY_CHEMISTRY: "lifepo4", BATTERY_NOMINAL_VOLTAGE: "48" }).energy.battery.cells).toBe(16);
+    expect(loadConfig({ BATTERY_CHEMISTRY: "lifepo4", BATTERY_NOMINAL_VOLTAGE: "48", BATTERY_CELLS: "15" }).energy.battery.cells).toBe(15);
+  });
+
+  test("invalid values are named", () => {
+    expect(() => loadConfig({ SERIAL_PROTOCOL: "canbus" })).toThrow(/SERIAL_PROTOCOL/);
+    expect(() => loadConfig({ SERIAL_PARITY: "mark" })).toThrow(/SERIAL_PARITY/);
+    expect(() => loadConfig({ MODBUS_UNIT_ID: "300" })).toThrow(/MODBUS_UNIT_ID/);
+    expect(() => loadConfig({ BATTERY_CHEMISTRY: "nicad" })).toThrow(/BATTERY_CHEMISTRY/);
+    expect(() => loadConfig({ BATTERY_CAPACITY_AH: "-5" })).toThrow(/BATTERY_CAPACITY_AH/);
+    expect(() => loadConfig({ ENERGY_SIMULATOR: "hurricane" })).toThrow(/ENERGY_SIMULATOR/);
+    expect(() => loadConfig({ BACKUP_HOOK_LEVEL: "normal" })).toThrow(/BACKUP_HOOK_LEVEL/);
+    expect(() => loadConfig({ BACKUP_HOOK_URL: "not a url" })).toThrow(/BACKUP_HOOK_URL/);
+    expect(() => loadConfig({ SERIAL_RESTART_MIN_MS: "5000", SERIAL_RESTART_MAX_MS: "1000" })).toThrow(/SERIAL_RESTART_MAX_MS/);
+  });
+});
