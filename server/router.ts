@@ -1,10 +1,12 @@
 import { authRouter } from "./auth/router";
+import { billingRouter } from "./billing/router";
 import { computeRouter } from "./compute/router";
 import { router } from "./trpc";
 
 export const appRouter = router({
   auth: authRouter,
   compute: computeRouter,
+  billing: billingRouter,
 });
 
 /** The type typed clients import: `createTRPCClient<AppRouter>(...)`. */
