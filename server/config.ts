@@ -84,7 +84,7 @@ const EnvSchema = v.object({
   BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: v.optional(v.pipe(percent, v.integer("must be a whole percentage")), "40"),
   BILLING_EGRESS_PRICE_PER_GB_MINOR: v.optional(nonNegativeInt, "1"),
   METERING_INTERVAL_MS: v.optional(positiveInt, "60000"),
-  METERING_SAMPLE_CONCURRENCY: v.optional(positiveInt, "16"),
+  METERING_SAMPLE_CONCURRENCY: v.optional(positiveInt, "32"),
   STRIPE_SECRET_KEY: v.optional(v.string()),
   STRIPE_WEBHOOK_SECRET: v.optional(v.string()),
   STRIPE_API_BASE: v.optional(v.pipe(url, v.regex(/^https?:\/\/[^/]+\/?$/, "must be a scheme, host and optional port, e.g. http://127.0.0.1:12111"))),

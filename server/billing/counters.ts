@@ -30,7 +30,7 @@ export async function sampleCounters(docker: Docker, config: Config, target: Sam
   return readDockerCounters(docker, config, target);
 }
 
-async function readDockerCounters(docker: Docker, config: Config, target: SampleTarget): Promise<CounterSample | null> {
+export async function readDockerCounters(docker: Docker, config: Config, target: SampleTarget): Promise<CounterSample | null> {
   const container = docker.getContainer(target.containerId ?? containerName(config, target.instanceId));
   let raw: Docker.ContainerStats;
   try {

@@ -127,7 +127,8 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
 
   const samples = new Map<string, CounterSample>();
   if (sample) {
-    const live = page.filter((c) => LIVE_STATES.includes(c.state));
+    // Only instances with a window to account: a sample of one whose cursor is already at `until` would be thrown away.
+    const live = page.filter((c) => LIVE_STATES.includes(c.state) && (cursors.get(c.id)?.meteredUntil ?? until) < until);
     await mapBounded(live, config.billing.sampleConcurrency, async (c) => {
       try {
         const counters = await sampleCounters(engines.get(c.endpoint), config, { instanceId: c.id, containerId: c.containerId, endpoint: c.endpoint });
