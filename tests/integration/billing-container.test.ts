@@ -8,6 +8,7 @@ import { periodOf } from "../../server/billing/periods";
 import { syncHosts } from "../../server/compute/hosts";
 import { pauseInstance, resumeInstance } from "../../server/compute/instances";
 import { POWER_EMERGENCY_REASON } from "../../server/compute/states";
+import { seedInstance, seedUsage } from "../harness/billing";
 import { actionDone, execIn } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { eventually, startTestServer, type TestServer } from "../harness/server";
@@ -128,4 +129,21 @@ describe("a real container, metered and invoiced", () => {
       expect(text).toContain(figure);
     }
   }, 90_000);
+
+  test("invoicing is scheduled for 00:00 UTC on the 1st, and the job invoices a given period", async () => {
+    const scheduler = await app.services.queues.queue("billing").getJobScheduler("billing-invoice-monthly");
+    expect(scheduler).toMatchObject({ pattern: "0 0 1 * *", tz: "UTC", name: "invoice" });
+    expect(new Date(scheduler!.next!).toISOString()).toMatch(/^\d{4}-\d{2}-01T00:00:00\.000Z$/);
+
+    const { user } = await createUserWithSession(app.services);
+    const instance = await seedInstance(app.services, user.id, { priceHourlyMinor: 40 });
+    await seedUsage(app.services, instance, [{ hour: new Date("2020-02-29T23:00:00Z"), runningMs: 1_800_000 }]);
+    await app.services.queues.enqueue("billing", "invoice", { period: "2020-02" });
+    const [invoice] = await eventually(
+      () => app.services.db.select().from(invoices).where(and(eq(invoices.userId, user.id), eq(invoices.period, "2020-02"))),
+      (rows) => rows.length === 1,
+      { timeoutMs: 15_000, what: "the invoice job" },
+    );
+    expect(invoice).toMatchObject({ status: "open", subtotalMinor: 20, taxMinor: 2, totalMinor: 22 });
+  });
 });

@@ -2,6 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { previousPeriod, parsePeriod, periodOf } from "../../server/billing/periods";
 import { chargeInstance, divideRoundHalfUp, GB, instanceLines, invoiceTotals, type PricingRules } from "../../server/billing/pricing";
 import { formatMoney } from "../../server/billing/pdf";
+import { canMoveInvoice } from "../../server/billing/invoices";
+import { paymentMoves } from "../../server/billing/payments";
 
 const rules: PricingRules = { currency: "USD", taxRateBps: 2000, interruptibleDiscountPercent: 40, egressPricePerGbMinor: 1 };
 const HOUR = 3_600_000;
@@ -122,5 +124,27 @@ describe("periods", () => {
 
   test("malformed names are validation errors", () => {
     for (const bad of ["2024-13", "2024-1", "24-01", "2024-01-01", ""]) expect(() => parsePeriod(bad)).toThrow(/YYYY-MM/);
+  });
+});
+
+describe("states only move forward", () => {
+  test("invoices: draft → open → paid | void | uncollectible; paid and void are final", () => {
+    expect(canMoveInvoice("draft", "open")).toBe(true);
+    expect(canMoveInvoice("open", "paid")).toBe(true);
+    expect(canMoveInvoice("open", "uncollectible")).toBe(true);
+    expect(canMoveInvoice("uncollectible", "paid")).toBe(true);
+    expect(canMoveInvoice("paid", "open")).toBe(false);
+    expect(canMoveInvoice("paid", "void")).toBe(false);
+    expect(canMoveInvoice("void", "open")).toBe(false);
+    expect(canMoveInvoice("open", "draft")).toBe(false);
+  });
+
+  test("payments: pending → failed → succeeded → partially refunded → refunded", () => {
+    expect(paymentMoves("pending", "succeeded")).toBe(true);
+    expect(paymentMoves("failed", "succeeded")).toBe(true);
+    expect(paymentMoves("succeeded", "failed")).toBe(false);
+    expect(paymentMoves("refunded", "succeeded")).toBe(false);
+    expect(paymentMoves("pending", "refunded")).toBe(true);
+    expect(paymentMoves("succeeded", "succeeded")).toBe(false);
   });
 });
