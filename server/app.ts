@@ -7,6 +7,7 @@ import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
+import { billingRoutes } from "./billing/http";
 import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { serializeError } from "./log";
 import { createMetrics } from "./metrics";
@@ -14,6 +15,7 @@ import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
 import { createContext, type RequestInfo } from "./trpc";
+import { stripeWebhook } from "./webhooks/stripe";
 
 export type AppEnv = { Variables: { requestId: string } };
 
@@ -79,6 +81,10 @@ export function createApp(services: Services) {
   });
 
   app.get("/metrics", async (c) => c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }));
+
+  // Outside /trpc: these routes own their request body (the webhook's signature is over the raw bytes).
+  app.route("/", stripeWebhook(services));
+  app.route("/", billingRoutes(services));
 
   app.use(
     "/trpc/*",

@@ -36,6 +36,13 @@ const bool = v.pipe(
   v.transform((s) => s === "true" || s === "1"),
 );
 const url = v.pipe(v.string(), v.url("must be a URL"));
+/** 0–100 with at most two decimals, e.g. `20` or `7.25`. */
+const percent = v.pipe(
+  v.string(),
+  v.regex(/^\d{1,3}(\.\d{1,2})?$/, "must be a percentage with at most two decimals"),
+  v.transform(Number),
+  v.maxValue(100, "must be at most 100"),
+);
 /** `name=endpoint` pairs: `unix:///var/run/docker.sock`, `tcp://10.0.0.5:2375` or `http://…`. */
 const dockerHosts = v.pipe(
   list,
@@ -103,6 +110,16 @@ const EnvSchema = v.object({
   BACKUP_HOOK_SECRET: v.optional(v.string()),
   BACKUP_HOOK_LEVEL: v.optional(v.picklist(POWER_LEVELS.slice(1), "must be conserve, critical or shutdown"), "critical"),
   BACKUP_HOOK_TIMEOUT_MS: v.optional(positiveInt, "5000"),
+  BILLING_CURRENCY: v.optional(v.pipe(v.string(), v.regex(/^[A-Z]{3}$/, "must be a three-letter ISO 4217 code in capitals")), "USD"),
+  BILLING_TAX_RATE_PERCENT: v.optional(percent, "0"),
+  BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: v.optional(v.pipe(percent, v.integer("must be a whole percentage")), "40"),
+  BILLING_EGRESS_PRICE_PER_GB_MINOR: v.optional(nonNegativeInt, "1"),
+  METERING_INTERVAL_MS: v.optional(positiveInt, "60000"),
+  METERING_SAMPLE_CONCURRENCY: v.optional(positiveInt, "32"),
+  STRIPE_SECRET_KEY: v.optional(v.string()),
+  STRIPE_WEBHOOK_SECRET: v.optional(v.string()),
+  STRIPE_API_BASE: v.optional(v.pipe(url, v.regex(/^https?:\/\/[^/]+\/?$/, "must be a scheme, host and optional port, e.g. http://127.0.0.1:12111"))),
+  STRIPE_WEBHOOK_TOLERANCE_S: v.optional(positiveInt, "300"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -130,6 +147,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     requireSecret("APP_SECRET", e.APP_SECRET);
     // Simulated power data would drive real emergency actions.
     if (e.ENERGY_SIMULATOR) throw new ConfigError("ENERGY_SIMULATOR is for development: unset it when NODE_ENV=production");
+    requireStripeKey("STRIPE_SECRET_KEY", e.STRIPE_SECRET_KEY, /^(sk|rk)_/);
+    requireStripeKey("STRIPE_WEBHOOK_SECRET", e.STRIPE_WEBHOOK_SECRET, /^whsec_/);
   }
   // A stop waits up to its grace period for the container; the Docker call must outlive it.
   if (e.INSTANCE_STOP_TIMEOUT_S * 1000 + 5000 > e.DOCKER_TIMEOUT_MS) {
@@ -195,6 +214,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       },
       backupHook: { url: e.BACKUP_HOOK_URL, secret: e.BACKUP_HOOK_SECRET?.trim(), level: e.BACKUP_HOOK_LEVEL, timeoutMs: e.BACKUP_HOOK_TIMEOUT_MS },
     },
+    billing: {
+      currency: e.BILLING_CURRENCY,
+      // Basis points keep the rate an integer: 7.25 % is 725.
+      taxRateBps: Math.round(e.BILLING_TAX_RATE_PERCENT * 100),
+      interruptibleDiscountPercent: e.BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT,
+      egressPricePerGbMinor: e.BILLING_EGRESS_PRICE_PER_GB_MINOR,
+      meteringIntervalMs: e.METERING_INTERVAL_MS,
+      sampleConcurrency: e.METERING_SAMPLE_CONCURRENCY,
+    },
+    stripe: {
+      secretKey: e.STRIPE_SECRET_KEY?.trim(),
+      // Pasted secrets often carry a newline; a signature never matches then (stack-pitfalls H-2).
+      webhookSecret: e.STRIPE_WEBHOOK_SECRET?.trim(),
+      apiBase: e.STRIPE_API_BASE,
+      webhookToleranceS: e.STRIPE_WEBHOOK_TOLERANCE_S,
+    },
   };
 }
 
@@ -209,3 +244,8 @@ function requireSecret(name: string, value: string | undefined): asserts value i
 }
 
 export { requireSecret };
+
+function requireStripeKey(name: string, value: string | undefined, shape: RegExp): void {
+  if (!value?.trim()) throw new ConfigError(`${name} is required when NODE_ENV=production`);
+  if (!shape.test(value.trim())) throw new ConfigError(`${name} does not look like a Stripe ${name === "STRIPE_WEBHOOK_SECRET" ? "webhook signing secret (whsec_…)" : "secret key (sk_… or rk_…)"}`);
+}

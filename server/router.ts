@@ -1,4 +1,5 @@
 import { authRouter } from "./auth/router";
+import { billingRouter } from "./billing/router";
 import { computeRouter } from "./compute/router";
 import { energyRouter } from "./energy/router";
 import { router } from "./trpc";
@@ -7,6 +8,7 @@ export const appRouter = router({
   auth: authRouter,
   compute: computeRouter,
   energy: energyRouter,
+  billing: billingRouter,
 });
 
 /** The type typed clients import: `createTRPCClient<AppRouter>(...)`. */

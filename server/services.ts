@@ -4,6 +4,7 @@ import { openDatabase } from "../db/client";
 import { migrateDatabase } from "../db/migrate";
 import { createQueues, type Queues } from "../workers/queues";
 import { createSessionManager, type SessionManager } from "./auth/session";
+import { createStripeClient, type StripeClient } from "./billing/stripe";
 import { seedCatalogue } from "./compute/catalogue";
 import { createEngines, type Engines } from "./compute/engines";
 import type { Config } from "./config";
@@ -27,6 +28,8 @@ export type Services = {
   engines: Engines;
   mailer: MailTransport;
   sessions: SessionManager;
+  /** Null when STRIPE_SECRET_KEY is unset (development). */
+  stripe: StripeClient | null;
   close(): Promise<void>;
 };
 
@@ -64,6 +67,7 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
     engines: createEngines(config),
     mailer,
     sessions,
+    stripe: createStripeClient(config),
     async close() {
       await queues.close();
       redis.disconnect();

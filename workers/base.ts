@@ -10,8 +10,11 @@ export type JobContext = Services & { job: Job; log: Logger };
 
 type Handlers<Q extends QueueName> = { [J in JobName<Q>]: (payload: JobPayload<Q, J>, ctx: JobContext) => Promise<unknown> };
 
-/** A repeatable job the runner keeps scheduled (idempotent upsert by id). */
-export type Schedule<Q extends QueueName> = { id: string; every: number; name: JobName<Q>; data: Record<string, unknown> };
+/**
+ * A repeatable job the runner keeps scheduled (idempotent upsert by id):
+ * every `every` milliseconds, or on a cron `pattern` evaluated in UTC.
+ */
+export type Schedule<Q extends QueueName> = { id: string; name: JobName<Q>; data: Record<string, unknown> } & ({ every: number } | { pattern: string });
 
 /** Long-running work beside the jobs (an event stream): started with the workers, stopped before them. */
 export type BackgroundTask = { name: string; start(services: Services): Promise<{ stop(): Promise<void> }> };

@@ -45,6 +45,12 @@ export const JOBS = {
       soc: v.nullable(v.number()),
     }),
   },
+  billing: {
+    /** One metering tick over every instance (repeatable, METERING_INTERVAL_MS). */
+    meter: v.object({}),
+    /** Invoice a period (`YYYY-MM`); without one, the month that just ended (scheduled at 00:00 UTC on the 1st). */
+    invoice: v.object({ period: v.optional(v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/))) }),
+  },
 } as const;
 
 export type QueueName = keyof typeof JOBS;

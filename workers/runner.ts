@@ -31,7 +31,8 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
   for (const processor of processors) {
     const schedules = typeof processor.schedules === "function" ? processor.schedules(config) : (processor.schedules ?? []);
     for (const schedule of schedules) {
-      await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, { every: schedule.every }, { name: schedule.name, data: schedule.data });
+      const repeat = "pattern" in schedule ? { pattern: schedule.pattern, tz: "UTC" } : { every: schedule.every };
+      await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, repeat, { name: schedule.name, data: schedule.data });
     }
   }
   const background: Array<{ name: string; stop(): Promise<void> }> = [];

@@ -9,6 +9,9 @@ CREATE TYPE "public"."mail_status" AS ENUM('queued', 'sent', 'failed');--> state
 CREATE TYPE "public"."energy_event_kind" AS ENUM('level_changed', 'telemetry_lost', 'telemetry_restored', 'controller_fault', 'controller_fault_cleared', 'bridge_failed');--> statement-breakpoint
 CREATE TYPE "public"."energy_severity" AS ENUM('info', 'warning', 'critical');--> statement-breakpoint
 CREATE TYPE "public"."power_level" AS ENUM('normal', 'conserve', 'critical', 'shutdown');--> statement-breakpoint
+CREATE TYPE "public"."invoice_line_kind" AS ENUM('compute', 'egress', 'discount', 'credit');--> statement-breakpoint
+CREATE TYPE "public"."invoice_status" AS ENUM('draft', 'open', 'paid', 'void', 'uncollectible');--> statement-breakpoint
+CREATE TYPE "public"."payment_status" AS ENUM('pending', 'failed', 'succeeded', 'partially_refunded', 'refunded');--> statement-breakpoint
 CREATE TABLE "audit_log" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
@@ -268,6 +271,117 @@ CREATE TABLE "energy_readings" (
 	"battery_out_wh" double precision NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "billing_counters" (
+	"name" text PRIMARY KEY NOT NULL,
+	"value" bigint DEFAULT 0 NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "invoice_lines" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"invoice_id" uuid NOT NULL,
+	"position" integer NOT NULL,
+	"instance_id" uuid,
+	"kind" "invoice_line_kind" NOT NULL,
+	"description" text NOT NULL,
+	"quantity" numeric(20, 6) NOT NULL,
+	"unit" text NOT NULL,
+	"unit_price_minor" integer NOT NULL,
+	"amount_minor" bigint NOT NULL,
+	"details" jsonb DEFAULT '{}'::jsonb NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "invoices" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"user_id" uuid NOT NULL,
+	"period" text NOT NULL,
+	"period_start" timestamp with time zone NOT NULL,
+	"period_end" timestamp with time zone NOT NULL,
+	"number" text,
+	"status" "invoice_status" DEFAULT 'draft' NOT NULL,
+	"currency" text NOT NULL,
+	"subtotal_minor" bigint NOT NULL,
+	"discount_minor" bigint NOT NULL,
+	"credit_minor" bigint NOT NULL,
+	"tax_rate_bps" integer NOT NULL,
+	"tax_minor" bigint NOT NULL,
+	"total_minor" bigint NOT NULL,
+	"amount_paid_minor" bigint DEFAULT 0 NOT NULL,
+	"amount_refunded_minor" bigint DEFAULT 0 NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"finalized_at" timestamp with time zone,
+	"paid_at" timestamp with time zone,
+	"voided_at" timestamp with time zone,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "invoices_amounts" CHECK ("invoices"."total_minor" >= 0 and "invoices"."tax_minor" >= 0 and "invoices"."amount_paid_minor" >= 0 and "invoices"."amount_refunded_minor" >= 0),
+	CONSTRAINT "invoices_numbered" CHECK (("invoices"."status" = 'draft') = ("invoices"."number" is null))
+);
+--> statement-breakpoint
+CREATE TABLE "meter_cursors" (
+	"instance_id" uuid PRIMARY KEY NOT NULL,
+	"version" bigint DEFAULT 0 NOT NULL,
+	"metered_until" timestamp with time zone NOT NULL,
+	"state" "instance_state" NOT NULL,
+	"reason" text NOT NULL,
+	"start_seq" bigint,
+	"sample_start_seq" bigint,
+	"container_id" text,
+	"cpu_ns" bigint,
+	"rx_bytes" bigint,
+	"tx_bytes" bigint,
+	"memory_bytes" bigint,
+	"sampled_at" timestamp with time zone,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "payment_events" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"payment_id" uuid NOT NULL,
+	"from_status" "payment_status",
+	"to_status" "payment_status" NOT NULL,
+	"provider_event_id" text,
+	"note" text,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "payments" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"invoice_id" uuid NOT NULL,
+	"user_id" uuid NOT NULL,
+	"provider" text NOT NULL,
+	"provider_payment_id" text,
+	"status" "payment_status" DEFAULT 'pending' NOT NULL,
+	"amount_minor" bigint NOT NULL,
+	"amount_refunded_minor" bigint DEFAULT 0 NOT NULL,
+	"currency" text NOT NULL,
+	"failure_message" text,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "stripe_events" (
+	"id" text PRIMARY KEY NOT NULL,
+	"type" text NOT NULL,
+	"created_at" timestamp with time zone NOT NULL,
+	"received_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"outcome" text NOT NULL,
+	"payment_id" uuid
+);
+--> statement-breakpoint
+CREATE TABLE "usage_records" (
+	"instance_id" uuid NOT NULL,
+	"hour" timestamp with time zone NOT NULL,
+	"user_id" uuid NOT NULL,
+	"running_ms" bigint DEFAULT 0 NOT NULL,
+	"paused_ms" bigint DEFAULT 0 NOT NULL,
+	"emergency_paused_ms" bigint DEFAULT 0 NOT NULL,
+	"cpu_ns" bigint DEFAULT 0 NOT NULL,
+	"memory_byte_ms" numeric(30, 0) DEFAULT 0 NOT NULL,
+	"rx_bytes" bigint DEFAULT 0 NOT NULL,
+	"tx_bytes" bigint DEFAULT 0 NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "usage_records_instance_id_hour_pk" PRIMARY KEY("instance_id","hour")
+);
+--> statement-breakpoint
 ALTER TABLE "sessions" ADD CONSTRAINT "sessions_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "compute_quotas" ADD CONSTRAINT "compute_quotas_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "instance_actions" ADD CONSTRAINT "instance_actions_instance_id_instances_id_fk" FOREIGN KEY ("instance_id") REFERENCES "public"."instances"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
@@ -279,6 +393,16 @@ ALTER TABLE "instances" ADD CONSTRAINT "instances_plan_id_plans_id_fk" FOREIGN K
 ALTER TABLE "instances" ADD CONSTRAINT "instances_image_id_images_id_fk" FOREIGN KEY ("image_id") REFERENCES "public"."images"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "energy_events" ADD CONSTRAINT "energy_events_level_change_id_energy_level_changes_id_fk" FOREIGN KEY ("level_change_id") REFERENCES "public"."energy_level_changes"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "energy_policies" ADD CONSTRAINT "energy_policies_created_by_users_id_fk" FOREIGN KEY ("created_by") REFERENCES "public"."users"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "invoice_lines" ADD CONSTRAINT "invoice_lines_invoice_id_invoices_id_fk" FOREIGN KEY ("invoice_id") REFERENCES "public"."invoices"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "invoice_lines" ADD CONSTRAINT "invoice_lines_instance_id_instances_id_fk" FOREIGN KEY ("instance_id") REFERENCES "public"."instances"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "invoices" ADD CONSTRAINT "invoices_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "meter_cursors" ADD CONSTRAINT "meter_cursors_instance_id_instances_id_fk" FOREIGN KEY ("instance_id") REFERENCES "public"."instances"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "payment_events" ADD CONSTRAINT "payment_events_payment_id_payments_id_fk" FOREIGN KEY ("payment_id") REFERENCES "public"."payments"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "payments" ADD CONSTRAINT "payments_invoice_id_invoices_id_fk" FOREIGN KEY ("invoice_id") REFERENCES "public"."invoices"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "payments" ADD CONSTRAINT "payments_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "stripe_events" ADD CONSTRAINT "stripe_events_payment_id_payments_id_fk" FOREIGN KEY ("payment_id") REFERENCES "public"."payments"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "usage_records" ADD CONSTRAINT "usage_records_instance_id_instances_id_fk" FOREIGN KEY ("instance_id") REFERENCES "public"."instances"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "usage_records" ADD CONSTRAINT "usage_records_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "audit_log_at_idx" ON "audit_log" USING btree ("created_at");--> statement-breakpoint
 CREATE INDEX "audit_log_actor_idx" ON "audit_log" USING btree ("actor_id","created_at");--> statement-breakpoint
 CREATE INDEX "audit_log_action_idx" ON "audit_log" USING btree ("action","created_at");--> statement-breakpoint
@@ -301,4 +425,16 @@ CREATE INDEX "energy_events_at_idx" ON "energy_events" USING btree ("at","id");-
 CREATE UNIQUE INDEX "energy_hourly_hour_key" ON "energy_hourly" USING btree ("hour");--> statement-breakpoint
 CREATE UNIQUE INDEX "energy_level_changes_seq_key" ON "energy_level_changes" USING btree ("seq");--> statement-breakpoint
 CREATE INDEX "energy_policies_created_at_idx" ON "energy_policies" USING btree ("created_at");--> statement-breakpoint
-CREATE UNIQUE INDEX "energy_readings_at_key" ON "energy_readings" USING btree ("at");
+CREATE UNIQUE INDEX "energy_readings_at_key" ON "energy_readings" USING btree ("at");--> statement-breakpoint
+CREATE UNIQUE INDEX "invoice_lines_position_key" ON "invoice_lines" USING btree ("invoice_id","position");--> statement-breakpoint
+CREATE UNIQUE INDEX "invoices_user_period_key" ON "invoices" USING btree ("user_id","period");--> statement-breakpoint
+CREATE UNIQUE INDEX "invoices_number_key" ON "invoices" USING btree ("number");--> statement-breakpoint
+CREATE INDEX "invoices_user_created_idx" ON "invoices" USING btree ("user_id","created_at","id");--> statement-breakpoint
+CREATE INDEX "invoices_period_status_idx" ON "invoices" USING btree ("period","status");--> statement-breakpoint
+CREATE INDEX "payment_events_payment_idx" ON "payment_events" USING btree ("payment_id","created_at");--> statement-breakpoint
+CREATE UNIQUE INDEX "payments_provider_payment_key" ON "payments" USING btree ("provider","provider_payment_id");--> statement-breakpoint
+CREATE INDEX "payments_user_created_idx" ON "payments" USING btree ("user_id","created_at","id");--> statement-breakpoint
+CREATE INDEX "payments_invoice_idx" ON "payments" USING btree ("invoice_id");--> statement-breakpoint
+CREATE UNIQUE INDEX "payments_one_pending_key" ON "payments" USING btree ("invoice_id") WHERE "payments"."status" = 'pending';--> statement-breakpoint
+CREATE INDEX "usage_records_user_hour_idx" ON "usage_records" USING btree ("user_id","hour");--> statement-breakpoint
+CREATE INDEX "usage_records_hour_idx" ON "usage_records" USING btree ("hour");

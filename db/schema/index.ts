@@ -3,3 +3,4 @@ export * from "./auth";
 export * from "./compute";
 export * from "./mail";
 export * from "./energy";
+export * from "./billing";

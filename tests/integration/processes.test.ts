@@ -138,5 +138,6 @@ describe("migrations", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+    // A PGlite cold start alone takes 2–3.5 s on a busy two-core machine; the default 5 s left no margin.
+  }, 20_000);
 });

@@ -32,8 +32,31 @@ describe("configuration", () => {
     expect(() => loadConfig({ NODE_ENV: "production", APP_SECRET: "a".repeat(40) })).toThrow(/APP_SECRET is too weak/);
   });
 
+  const STRIPE = { STRIPE_SECRET_KEY: "sk_live_51Hx9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", STRIPE_WEBHOOK_SECRET: "whsec_9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8" };
+
   test("production accepts a strong secret", () => {
-    const config = loadConfig({ NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7" });
+    const config = loadConfig({ NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", ...STRIPE });
     expect(config.production).toBe(true);
+  });
+
+  test("production requires the Stripe keys, naming each, and trims the webhook secret", () => {
+    const base = { NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7" };
+    expect(() => loadConfig({ ...base, STRIPE_WEBHOOK_SECRET: STRIPE.STRIPE_WEBHOOK_SECRET })).toThrow(/STRIPE_SECRET_KEY is required/);
+    expect(() => loadConfig({ ...base, STRIPE_SECRET_KEY: STRIPE.STRIPE_SECRET_KEY })).toThrow(/STRIPE_WEBHOOK_SECRET is required/);
+    expect(() => loadConfig({ ...base, ...STRIPE, STRIPE_WEBHOOK_SECRET: "not-a-secret" })).toThrow(/STRIPE_WEBHOOK_SECRET does not look like/);
+    const config = loadConfig({ ...base, ...STRIPE, STRIPE_WEBHOOK_SECRET: ` ${STRIPE.STRIPE_WEBHOOK_SECRET}\n` });
+    expect(config.stripe.webhookSecret).toBe(STRIPE.STRIPE_WEBHOOK_SECRET);
+    expect(config.stripe.apiBase).toBeUndefined();
+  });
+
+  test("billing settings are validated and have defaults", () => {
+    const config = loadConfig({});
+    expect(config.billing).toMatchObject({ currency: "USD", taxRateBps: 0, interruptibleDiscountPercent: 40, meteringIntervalMs: 60_000 });
+    expect(loadConfig({ BILLING_TAX_RATE_PERCENT: "7.25" }).billing.taxRateBps).toBe(725);
+    expect(() => loadConfig({ BILLING_TAX_RATE_PERCENT: "7.255" })).toThrow(/BILLING_TAX_RATE_PERCENT/);
+    expect(() => loadConfig({ BILLING_TAX_RATE_PERCENT: "120" })).toThrow(/BILLING_TAX_RATE_PERCENT/);
+    expect(() => loadConfig({ BILLING_CURRENCY: "usd" })).toThrow(/BILLING_CURRENCY/);
+    expect(() => loadConfig({ BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: "12.5" })).toThrow(/BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT/);
+    expect(() => loadConfig({ STRIPE_API_BASE: "http://127.0.0.1:1234/v1/x" })).toThrow(/STRIPE_API_BASE/);
   });
 });

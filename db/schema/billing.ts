@@ -1,0 +1,203 @@
+import { sql } from "drizzle-orm";
+import { bigint, check, index, integer, jsonb, numeric, pgEnum, pgTable, primaryKey, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { users } from "./auth";
+import { createdAt, id, timestamptz, updatedAt } from "./columns";
+import { instances, instanceState } from "./compute";
+
+/**
+ * Where metering stands for each instance: the time it has accounted up to,
+ * the state in force at that time, and the last counter readings (the
+ * baseline the next sample's deltas are taken against). `version` guards the
+ * advance, so two ticks racing on one instance account its time once.
+ */
+export const meterCursors = pgTable("meter_cursors", {
+  instanceId: uuid("instance_id")
+    .primaryKey()
+    .references(() => instances.id),
+  version: bigint("version", { mode: "number" }).notNull().default(0),
+  meteredUntil: timestamptz("metered_until").notNull(),
+  state: instanceState("state").notNull(),
+  reason: text("reason").notNull(),
+  /** seq of the last state-history row that (re)started the container: counters restart from zero there. */
+  startSeq: bigint("start_seq", { mode: "number" }),
+  /** startSeq when the baseline below was read; a different startSeq means the counters were reset since. */
+  sampleStartSeq: bigint("sample_start_seq", { mode: "number" }),
+  containerId: text("container_id"),
+  cpuNs: bigint("cpu_ns", { mode: "number" }),
+  rxBytes: bigint("rx_bytes", { mode: "number" }),
+  txBytes: bigint("tx_bytes", { mode: "number" }),
+  memoryBytes: bigint("memory_bytes", { mode: "number" }),
+  sampledAt: timestamptz("sampled_at"),
+  updatedAt: updatedAt(),
+});
+
+/**
+ * Metered usage per instance per UTC hour. A tick adds what it accounted to
+ * the hours its window covers, in the same statement that advances the
+ * instance's cursor, so a window is added exactly once. Durations are exact
+ * milliseconds derived from the state history; counters are deltas.
+ */
+export const usageRecords = pgTable(
+  "usage_records",
+  {
+    instanceId: uuid("instance_id")
+      .notNull()
+      .references(() => instances.id),
+    /** Start of the UTC hour. */
+    hour: timestamptz("hour").notNull(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    runningMs: bigint("running_ms", { mode: "number" }).notNull().default(0),
+    /** Paused for any reason other than a power emergency (operator, drift). */
+    pausedMs: bigint("paused_ms", { mode: "number" }).notNull().default(0),
+    /** Paused by the power policy: credited on the invoice. */
+    emergencyPausedMs: bigint("emergency_paused_ms", { mode: "number" }).notNull().default(0),
+    cpuNs: bigint("cpu_ns", { mode: "number" }).notNull().default(0),
+    memoryByteMs: numeric("memory_byte_ms", { precision: 30, scale: 0, mode: "number" }).notNull().default(0),
+    rxBytes: bigint("rx_bytes", { mode: "number" }).notNull().default(0),
+    txBytes: bigint("tx_bytes", { mode: "number" }).notNull().default(0),
+    updatedAt: updatedAt(),
+  },
+  (t) => [primaryKey({ columns: [t.instanceId, t.hour] }), index("usage_records_user_hour_idx").on(t.userId, t.hour), index("usage_records_hour_idx").on(t.hour)],
+);
+
+export const invoiceStatus = pgEnum("invoice_status", ["draft", "open", "paid", "void", "uncollectible"]);
+
+/**
+ * One invoice per customer per period (a calendar month, UTC): the unique
+ * index makes a rerun of invoicing a no-op. Amounts are integer minor units
+ * of `currency`; the number is assigned, gap-free, when the invoice leaves draft.
+ */
+export const invoices = pgTable(
+  "invoices",
+  {
+    id: id(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    /** `YYYY-MM`. */
+    period: text("period").notNull(),
+    periodStart: timestamptz("period_start").notNull(),
+    periodEnd: timestamptz("period_end").notNull(),
+    number: text("number"),
+    status: invoiceStatus("status").notNull().default("draft"),
+    currency: text("currency").notNull(),
+    subtotalMinor: bigint("subtotal_minor", { mode: "number" }).notNull(),
+    discountMinor: bigint("discount_minor", { mode: "number" }).notNull(),
+    creditMinor: bigint("credit_minor", { mode: "number" }).notNull(),
+    taxRateBps: integer("tax_rate_bps").notNull(),
+    taxMinor: bigint("tax_minor", { mode: "number" }).notNull(),
+    totalMinor: bigint("total_minor", { mode: "number" }).notNull(),
+    amountPaidMinor: bigint("amount_paid_minor", { mode: "number" }).notNull().default(0),
+    amountRefundedMinor: bigint("amount_refunded_minor", { mode: "number" }).notNull().default(0),
+    createdAt: createdAt(),
+    finalizedAt: timestamptz("finalized_at"),
+    paidAt: timestamptz("paid_at"),
+    voidedAt: timestamptz("voided_at"),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("invoices_user_period_key").on(t.userId, t.period),
+    uniqueIndex("invoices_number_key").on(t.number),
+    index("invoices_user_created_idx").on(t.userId, t.createdAt, t.id),
+    index("invoices_period_status_idx").on(t.period, t.status),
+    check("invoices_amounts", sql`${t.totalMinor} >= 0 and ${t.taxMinor} >= 0 and ${t.amountPaidMinor} >= 0 and ${t.amountRefundedMinor} >= 0`),
+    check("invoices_numbered", sql`(${t.status} = 'draft') = (${t.number} is null)`),
+  ],
+);
+
+export const invoiceLineKind = pgEnum("invoice_line_kind", ["compute", "egress", "discount", "credit"]);
+
+/** Line items: charges are positive, discounts and credits negative. */
+export const invoiceLines = pgTable(
+  "invoice_lines",
+  {
+    id: id(),
+    invoiceId: uuid("invoice_id")
+      .notNull()
+      .references(() => invoices.id, { onDelete: "cascade" }),
+    position: integer("position").notNull(),
+    instanceId: uuid("instance_id").references(() => instances.id),
+    kind: invoiceLineKind("kind").notNull(),
+    description: text("description").notNull(),
+    /** Hours, GB…: for display; amounts are computed from exact milliseconds and bytes. */
+    quantity: numeric("quantity", { precision: 20, scale: 6, mode: "number" }).notNull(),
+    unit: text("unit").notNull(),
+    unitPriceMinor: integer("unit_price_minor").notNull(),
+    amountMinor: bigint("amount_minor", { mode: "number" }).notNull(),
+    details: jsonb("details").$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [uniqueIndex("invoice_lines_position_key").on(t.invoiceId, t.position)],
+);
+
+/** Named gap-free counters (invoice numbers), advanced under a row lock inside the transaction that uses them. */
+export const billingCounters = pgTable("billing_counters", {
+  name: text("name").primaryKey(),
+  value: bigint("value", { mode: "number" }).notNull().default(0),
+});
+
+export const paymentStatus = pgEnum("payment_status", ["pending", "failed", "succeeded", "partially_refunded", "refunded"]);
+
+/**
+ * A payment attempt on an invoice through the provider (a Stripe
+ * PaymentIntent). The row is written before the provider is called; its id is
+ * the idempotency key, so a retried call never makes a second PaymentIntent.
+ */
+export const payments = pgTable(
+  "payments",
+  {
+    id: id(),
+    invoiceId: uuid("invoice_id")
+      .notNull()
+      .references(() => invoices.id),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    provider: text("provider").notNull(),
+    providerPaymentId: text("provider_payment_id"),
+    status: paymentStatus("status").notNull().default("pending"),
+    amountMinor: bigint("amount_minor", { mode: "number" }).notNull(),
+    amountRefundedMinor: bigint("amount_refunded_minor", { mode: "number" }).notNull().default(0),
+    currency: text("currency").notNull(),
+    failureMessage: text("failure_message"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("payments_provider_payment_key").on(t.provider, t.providerPaymentId),
+    index("payments_user_created_idx").on(t.userId, t.createdAt, t.id),
+    index("payments_invoice_idx").on(t.invoiceId),
+    // At most one attempt in flight per invoice.
+    uniqueIndex("payments_one_pending_key").on(t.invoiceId).where(sql`${t.status} = 'pending'`),
+  ],
+);
+
+/** Payment history: every status change with the provider event that caused it. */
+export const paymentEvents = pgTable(
+  "payment_events",
+  {
+    id: id(),
+    paymentId: uuid("payment_id")
+      .notNull()
+      .references(() => payments.id),
+    fromStatus: paymentStatus("from_status"),
+    toStatus: paymentStatus("to_status").notNull(),
+    providerEventId: text("provider_event_id"),
+    note: text("note"),
+    at: createdAt(),
+  },
+  (t) => [index("payment_events_payment_idx").on(t.paymentId, t.at)],
+);
+
+/** Every Stripe event received, once: the primary key is what makes a redelivery a no-op. */
+export const stripeEvents = pgTable("stripe_events", {
+  id: text("id").primaryKey(),
+  type: text("type").notNull(),
+  /** When Stripe created the event. */
+  createdAt: timestamptz("created_at").notNull(),
+  receivedAt: timestamptz("received_at").notNull().defaultNow(),
+  /** What applying it did: `applied`, `ignored` (already further along), `unmatched`, `unhandled`. */
+  outcome: text("outcome").notNull(),
+  paymentId: uuid("payment_id").references(() => payments.id),
+});

@@ -1,0 +1,110 @@
+import { and, asc, desc, eq, ne, sql } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { invoiceLines, invoices, invoiceStatus } from "../../db/schema";
+import { AppError } from "../errors";
+import { decodeCursor, encodeCursor } from "./cursor";
+
+export type Invoice = typeof invoices.$inferSelect;
+export type InvoiceLine = typeof invoiceLines.$inferSelect;
+export type InvoiceStatus = (typeof invoiceStatus.enumValues)[number];
+
+/**
+ * Invoice states move forward only. An open invoice is paid, voided, or given
+ * up on (uncollectible); a customer may still pay an uncollectible one. Paid
+ * and void are final: a refund is recorded on the invoice and its payment,
+ * it does not reopen it.
+ */
+const INVOICE_TRANSITIONS: Record<InvoiceStatus, readonly InvoiceStatus[]> = {
+  draft: ["open", "paid", "void"],
+  open: ["paid", "void", "uncollectible"],
+  uncollectible: ["paid", "void"],
+  paid: [],
+  void: [],
+};
+
+export function canMoveInvoice(from: InvoiceStatus, to: InvoiceStatus): boolean {
+  return INVOICE_TRANSITIONS[from].includes(to);
+}
+
+/** Statuses a customer can pay from. */
+export const PAYABLE: readonly InvoiceStatus[] = ["open", "uncollectible"];
+
+/** The owner's invoice; drafts are the platform's business and do not exist for the customer. */
+export async function findInvoice(db: Database, ownerId: string | null, invoiceId: string): Promise<Invoice> {
+  const [invoice] = await db.select().from(invoices).where(eq(invoices.id, invoiceId));
+  if (!invoice || (ownerId !== null && (invoice.userId !== ownerId || invoice.status === "draft"))) {
+    throw new AppError("NOT_FOUND", "No such invoice", { details: { invoiceId } });
+  }
+  return invoice;
+}
+
+export async function invoiceWithLines(db: Database, ownerId: string | null, invoiceId: string) {
+  const invoice = await findInvoice(db, ownerId, invoiceId);
+  const lines = await db.select().from(invoiceLines).where(eq(invoiceLines.invoiceId, invoice.id)).orderBy(asc(invoiceLines.position));
+  return { invoice, lines };
+}
+
+export async function getInvoice(db: Database, ownerId: string, invoiceId: string) {
+  const { invoice, lines } = await invoiceWithLines(db, ownerId, invoiceId);
+  return { ...invoiceView(invoice), lines: lines.map(lineView) };
+}
+
+/** The owner's invoices, newest first, a page at a time. */
+export async function listInvoices(db: Database, ownerId: string, opts: { cursor?: string | undefined; limit?: number | undefined }) {
+  const limit = opts.limit ?? 20;
+  const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+  const createdMs = sql`date_trunc('milliseconds', ${invoices.createdAt})`;
+  const rows = await db
+    .select()
+    .from(invoices)
+    .where(
+      and(
+        eq(invoices.userId, ownerId),
+        ne(invoices.status, "draft"),
+        after ? sql`(${createdMs}, ${invoices.id}) < (${after.at.toISOString()}::timestamptz, ${after.id}::uuid)` : undefined,
+      ),
+    )
+    .orderBy(desc(createdMs), desc(invoices.id))
+    .limit(limit + 1);
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return { items: page.map(invoiceView), nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+}
+
+export function invoiceView(invoice: Invoice) {
+  return {
+    id: invoice.id,
+    number: invoice.number,
+    period: invoice.period,
+    periodStart: invoice.periodStart.toISOString(),
+    periodEnd: invoice.periodEnd.toISOString(),
+    status: invoice.status,
+    currency: invoice.currency,
+    subtotalMinor: invoice.subtotalMinor,
+    discountMinor: invoice.discountMinor,
+    creditMinor: invoice.creditMinor,
+    taxRateBps: invoice.taxRateBps,
+    taxMinor: invoice.taxMinor,
+    totalMinor: invoice.totalMinor,
+    amountPaidMinor: invoice.amountPaidMinor,
+    amountRefundedMinor: invoice.amountRefundedMinor,
+    amountDueMinor: PAYABLE.includes(invoice.status) ? invoice.totalMinor - invoice.amountPaidMinor : 0,
+    createdAt: invoice.createdAt.toISOString(),
+    finalizedAt: invoice.finalizedAt?.toISOString() ?? null,
+    paidAt: invoice.paidAt?.toISOString() ?? null,
+    voidedAt: invoice.voidedAt?.toISOString() ?? null,
+  };
+}
+
+export function lineView(line: InvoiceLine) {
+  return {
+    kind: line.kind,
+    instanceId: line.instanceId,
+    description: line.description,
+    quantity: line.quantity,
+    unit: line.unit,
+    unitPriceMinor: line.unitPriceMinor,
+    amountMinor: line.amountMinor,
+    details: line.details,
+  };
+}

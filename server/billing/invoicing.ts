@@ -1,0 +1,203 @@
+import { and, asc, eq, gte, lt, sql, type AnyColumn } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { billingCounters, instances, invoiceLines, invoices, usageRecords } from "../../db/schema";
+import { systemActor, type Actor } from "../auth/actor";
+import { recordAudit } from "../audit";
+import { AppError } from "../errors";
+import type { RequestInfo } from "../trpc";
+import { pgArray } from "./arrays";
+import { METERING_SETTLE_MS, meterUsage, type MeteringDeps } from "./metering";
+import { parsePeriod, type Period } from "./periods";
+import { chargeInstance, instanceLines, invoiceTotals, pricingRules, type LineDraft, type PricingRules } from "./pricing";
+
+export type InvoicingDeps = MeteringDeps;
+
+export type InvoicingResult = {
+  period: string;
+  /** Customers with billable usage in the period that had no invoice yet. */
+  customers: number;
+  created: number;
+  /** Of those, invoices whose total was zero and that were closed as paid at once. */
+  settledAtZero: number;
+  /** Instances whose plan is priced in another currency than BILLING_CURRENCY (left out, logged). */
+  skippedInstances: number;
+  durationMs: number;
+};
+
+// Customers per transaction: bounds the statement size (PostgreSQL takes at most 65,535 parameters) and lock time.
+const BATCH = 500;
+const LINE_CHUNK = 3000;
+const INVOICE_COUNTER = "invoice";
+
+/**
+ * Invoices every customer who used anything in `period` (`YYYY-MM`, a month
+ * that has ended). Safe to run any number of times, concurrently too: the
+ * unique (customer, period) index makes a second invoice impossible, so a
+ * rerun creates nothing and a run that stopped half-way completes the rest.
+ *
+ * First it closes metering at the period's end (time only, from the state
+ * history), then aggregates the period's usage per instance in one query,
+ * prices it, and writes invoices, their lines and their numbers a batch of
+ * customers per transaction.
+ */
+export async function runInvoicing(deps: InvoicingDeps, input: { period: string; actor?: Actor; request?: RequestInfo | null }): Promise<InvoicingResult> {
+  const started = performance.now();
+  const period = parsePeriod(input.period);
+  if (Date.now() < period.end.getTime() + METERING_SETTLE_MS) {
+    throw new AppError("VALIDATION_FAILED", `The period ${period.name} has not ended yet`, { details: { period: period.name, endsAt: period.end.toISOString() } });
+  }
+  await closeMetering(deps, period);
+
+  const rules = pricingRules(deps.config);
+  const rows = await periodUsage(deps.db, period);
+  const byCustomer = new Map<string, typeof rows>();
+  let skippedInstances = 0;
+  for (const row of rows) {
+    if (row.currency !== rules.currency) {
+      skippedInstances += 1;
+      deps.log.error("instance priced in another currency than BILLING_CURRENCY; not invoiced", { instanceId: row.instanceId, currency: row.currency, billingCurrency: rules.currency });
+      continue;
+    }
+    let list = byCustomer.get(row.userId);
+    if (!list) byCustomer.set(row.userId, (list = []));
+    list.push(row);
+  }
+
+  const customers = [...byCustomer.entries()];
+  let created = 0;
+  let settledAtZero = 0;
+  for (let i = 0; i < customers.length; i += BATCH) {
+    const batch = customers.slice(i, i + BATCH).map(([userId, usage]) => draftInvoice(userId, usage, rules));
+    const written = await writeBatch(deps.db, period, batch, rules);
+    created += written.created;
+    settledAtZero += written.settledAtZero;
+  }
+
+  const result = { period: period.name, customers: customers.length, created, settledAtZero, skippedInstances, durationMs: Math.round(performance.now() - started) };
+  await recordAudit(deps.db, { actor: input.actor ?? systemActor("invoicing"), request: input.request ?? null }, { action: "billing.invoicing.run", targetType: "period", targetId: period.name, metadata: result });
+  deps.log.info("invoicing run", result);
+  return result;
+}
+
+/**
+ * Accounts every instance's time up to the period's end. A regular tick may
+ * race it on an instance (one of them then skips it), so it goes round until
+ * nothing is left behind.
+ */
+async function closeMetering(deps: InvoicingDeps, period: Period): Promise<void> {
+  for (let round = 0; round < 5; round++) {
+    const pass = await meterUsage(deps, { until: period.end, sample: false });
+    if (pass.windows === 0) return;
+  }
+}
+
+/** The period's usage per instance, for customers not yet invoiced for it. */
+async function periodUsage(db: Database, period: Period) {
+  const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
+  return db
+    .select({
+      userId: instances.userId,
+      instanceId: instances.id,
+      name: instances.name,
+      priority: instances.priority,
+      priceHourlyMinor: instances.priceHourlyMinor,
+      priceMonthlyMinor: instances.priceMonthlyMinor,
+      currency: instances.currency,
+      runningMs: sum(usageRecords.runningMs),
+      pausedMs: sum(usageRecords.pausedMs),
+      emergencyPausedMs: sum(usageRecords.emergencyPausedMs),
+      txBytes: sum(usageRecords.txBytes),
+    })
+    .from(usageRecords)
+    .innerJoin(instances, eq(instances.id, usageRecords.instanceId))
+    .where(
+      and(
+        gte(usageRecords.hour, period.start),
+        lt(usageRecords.hour, period.end),
+        sql`not exists (select 1 from ${invoices} where ${invoices.userId} = ${usageRecords.userId} and ${invoices.period} = ${period.name})`,
+      ),
+    )
+    .groupBy(instances.id)
+    .having(sql`sum(${usageRecords.runningMs} + ${usageRecords.pausedMs} + ${usageRecords.emergencyPausedMs}) > 0 or sum(${usageRecords.txBytes}) > 0`)
+    .orderBy(asc(instances.userId), asc(instances.createdAt), asc(instances.id));
+}
+
+type UsageRow = Awaited<ReturnType<typeof periodUsage>>[number];
+type Draft = { userId: string; lines: LineDraft[]; totals: ReturnType<typeof invoiceTotals> };
+
+function draftInvoice(userId: string, usage: UsageRow[], rules: PricingRules): Draft {
+  const lines: LineDraft[] = [];
+  const charges = usage.map((row) => {
+    const charge = chargeInstance(row, row, rules);
+    lines.push(...instanceLines({ id: row.instanceId, name: row.name, priority: row.priority, priceHourlyMinor: row.priceHourlyMinor, priceMonthlyMinor: row.priceMonthlyMinor }, row, charge, rules));
+    return charge;
+  });
+  return { userId, lines, totals: invoiceTotals(charges, rules.taxRateBps) };
+}
+
+/**
+ * One transaction: insert the drafts (a customer invoiced meanwhile is
+ * skipped by the unique index), their lines, then number and open them. The
+ * counter row lock makes numbers gap-free and ordered across concurrent runs.
+ */
+async function writeBatch(db: Database, period: Period, batch: Draft[], rules: PricingRules): Promise<{ created: number; settledAtZero: number }> {
+  return db.transaction(async (tx) => {
+    const inserted = await tx
+      .insert(invoices)
+      .values(
+        batch.map((d) => ({
+          userId: d.userId,
+          period: period.name,
+          periodStart: period.start,
+          periodEnd: period.end,
+          status: "draft" as const,
+          currency: rules.currency,
+          ...d.totals,
+        })),
+      )
+      .onConflictDoNothing({ target: [invoices.userId, invoices.period] })
+      .returning({ id: invoices.id, userId: invoices.userId });
+    if (inserted.length === 0) return { created: 0, settledAtZero: 0 };
+
+    const idOf = new Map(inserted.map((row) => [row.userId, row.id]));
+    const kept = batch.filter((d) => idOf.has(d.userId));
+    const lines = kept.flatMap((d) => d.lines.map((line, position) => ({ ...line, invoiceId: idOf.get(d.userId)!, position })));
+    for (let i = 0; i < lines.length; i += LINE_CHUNK) await tx.insert(invoiceLines).values(lines.slice(i, i + LINE_CHUNK));
+
+    await tx.insert(billingCounters).values({ name: INVOICE_COUNTER, value: 0 }).onConflictDoNothing();
+    const [counter] = await tx
+      .update(billingCounters)
+      .set({ value: sql`${billingCounters.value} + ${kept.length}` })
+      .where(eq(billingCounters.name, INVOICE_COUNTER))
+      .returning({ value: billingCounters.value });
+    const first = counter!.value - kept.length + 1;
+    const ids = kept.map((d) => idOf.get(d.userId)!);
+    const numbers = kept.map((_, k) => invoiceNumber(first + k));
+    const statuses = kept.map((d) => (d.totals.totalMinor === 0 ? "paid" : "open"));
+    await tx.execute(sql`
+      update ${invoices} set
+        number = f.number,
+        status = f.status,
+        finalized_at = now(),
+        paid_at = case when f.status = 'paid' then now() end,
+        updated_at = now()
+      from unnest(${pgArray(ids)}::uuid[], ${pgArray(numbers)}::text[], ${pgArray(statuses)}::invoice_status[]) as f(id, number, status)
+      where ${invoices.id} = f.id and ${invoices.status} = 'draft'
+    `);
+    const settled = statuses.filter((s) => s === "paid").length;
+    return { created: kept.length, settledAtZero: settled };
+  });
+}
+
+export function invoiceNumber(n: number): string {
+  return `INV-${String(n).padStart(6, "0")}`;
+}
+
+/** Invoices of a period by status, for operators and the benchmark. */
+export async function periodInvoiceCounts(db: Database, period: string) {
+  return db
+    .select({ status: invoices.status, count: sql<number>`count(*)`.mapWith(Number) })
+    .from(invoices)
+    .where(eq(invoices.period, period))
+    .groupBy(invoices.status);
+}

@@ -1,0 +1,258 @@
+import { and, asc, eq, gt, inArray, isNull, lt, lte, ne, or, sql } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { hosts, instances, instanceStateHistory, meterCursors } from "../../db/schema";
+import type { Engines } from "../compute/engines";
+import { LIVE_STATES } from "../compute/states";
+import type { Config } from "../config";
+import type { Logger } from "../log";
+import { pgArray } from "./arrays";
+import { mapBounded, sampleCounters, type CounterSample } from "./counters";
+import { accountWindow, apportion, counterDelta, liveMs, type HistoryRow } from "./window";
+
+export type MeteringDeps = { db: Database; config: Config; engines: Engines; log: Logger };
+
+/**
+ * State changes are stamped with their transaction's start time, so a change
+ * can become visible a little after the moment it records. Metering stays
+ * this far behind the clock so that no such row lands behind a cursor.
+ */
+export const METERING_SETTLE_MS = 5000;
+
+// Instances per round trip: bounds the statement size and the memory a tick holds.
+const PAGE = 1000;
+
+/** `windows`: cursors this tick tried to advance (a concurrent tick may have taken some; their usage is then not added twice). */
+export type MeteringResult = { instances: number; windows: number; sampled: number; sampledViaCgroup: number; sampleFailures: number; until: string };
+
+/**
+ * One metering tick: for every instance that is not deleted (and deleted ones
+ * until their last moment is accounted), accounts the time since its cursor
+ * from the state history, samples the counters of live containers (in
+ * parallel, bounded by METERING_SAMPLE_CONCURRENCY), and adds the result to
+ * the hourly usage records in the same statement that advances the cursor.
+ *
+ * `until` defaults to now less the settle margin. With `sample: false` only
+ * time is accounted (invoicing closes a period that way): counter growth is
+ * then attributed to the next window that samples.
+ */
+export async function meterUsage(deps: MeteringDeps, opts: { until?: Date; sample?: boolean } = {}): Promise<MeteringResult> {
+  const until = opts.until ?? new Date(Date.now() - METERING_SETTLE_MS);
+  const result: MeteringResult = { instances: 0, windows: 0, sampled: 0, sampledViaCgroup: 0, sampleFailures: 0, until: until.toISOString() };
+  let after: string | null = null;
+  for (;;) {
+    const page = await candidates(deps.db, until, after);
+    if (page.length === 0) break;
+    after = page.at(-1)!.id;
+    await meterPage(deps, page, until, opts.sample !== false, result);
+    if (page.length < PAGE) break;
+  }
+  return result;
+}
+
+async function candidates(db: Database, until: Date, after: string | null) {
+  return db
+    .select({
+      id: instances.id,
+      userId: instances.userId,
+      state: instances.state,
+      createdAt: instances.createdAt,
+      containerId: instances.containerId,
+      endpoint: hosts.endpoint,
+      cursor: meterCursors,
+    })
+    .from(instances)
+    .innerJoin(hosts, eq(hosts.id, instances.hostId))
+    .leftJoin(meterCursors, eq(meterCursors.instanceId, instances.id))
+    .where(
+      and(
+        after ? gt(instances.id, after) : undefined,
+        or(
+          isNull(meterCursors.instanceId),
+          and(
+            lt(meterCursors.meteredUntil, until),
+            // A deleted instance is done once its cursor has passed the deletion (with a margin for clock skew between processes).
+            or(ne(instances.state, "deleted"), sql`${meterCursors.meteredUntil} < ${instances.stateChangedAt} + interval '1 minute'`),
+          ),
+        ),
+      ),
+    )
+    .orderBy(asc(instances.id))
+    .limit(PAGE);
+}
+
+type Candidate = Awaited<ReturnType<typeof candidates>>[number];
+
+async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sample: boolean, result: MeteringResult) {
+  const { db, config, engines, log } = deps;
+  result.instances += page.length;
+
+  // A first tick for an instance starts its cursor at its creation, before anything billable happened.
+  const fresh = page.filter((c) => !c.cursor);
+  if (fresh.length) {
+    await db
+      .insert(meterCursors)
+      .values(fresh.map((c) => ({ instanceId: c.id, meteredUntil: c.createdAt, state: "pending" as const, reason: "created" })))
+      .onConflictDoNothing();
+  }
+  const cursors = new Map((await db.select().from(meterCursors).where(inArray(meterCursors.instanceId, page.map((c) => c.id)))).map((c) => [c.instanceId, c]));
+
+  const rows = await db
+    .select({
+      instanceId: instanceStateHistory.instanceId,
+      seq: instanceStateHistory.seq,
+      fromState: instanceStateHistory.fromState,
+      toState: instanceStateHistory.toState,
+      reason: instanceStateHistory.reason,
+      at: instanceStateHistory.at,
+    })
+    .from(instanceStateHistory)
+    .innerJoin(meterCursors, eq(meterCursors.instanceId, instanceStateHistory.instanceId))
+    .where(
+      and(
+        inArray(
+          instanceStateHistory.instanceId,
+          page.map((c) => c.id),
+        ),
+        gt(instanceStateHistory.at, meterCursors.meteredUntil),
+        lte(instanceStateHistory.at, until),
+      ),
+    )
+    .orderBy(asc(instanceStateHistory.instanceId), asc(instanceStateHistory.seq));
+  const history = new Map<string, HistoryRow[]>();
+  for (const row of rows) {
+    let list = history.get(row.instanceId);
+    if (!list) history.set(row.instanceId, (list = []));
+    list.push(row);
+  }
+
+  const samples = new Map<string, CounterSample>();
+  if (sample) {
+    // Only instances with a window to account: a sample of one whose cursor is already at `until` would be thrown away.
+    const live = page.filter((c) => LIVE_STATES.includes(c.state) && (cursors.get(c.id)?.meteredUntil ?? until) < until);
+    await mapBounded(live, config.billing.sampleConcurrency, async (c) => {
+      try {
+        const counters = await sampleCounters(engines.get(c.endpoint), config, { instanceId: c.id, containerId: c.containerId, endpoint: c.endpoint });
+        if (counters) {
+          samples.set(c.id, counters);
+          result.sampled += 1;
+          if (counters.via === "cgroup") result.sampledViaCgroup += 1;
+        }
+      } catch (error) {
+        // Time is still accounted; the counters catch up at the next sample that works.
+        result.sampleFailures += 1;
+        log.warn("metering sample failed", { instanceId: c.id, error: (error as Error).message });
+      }
+    });
+  }
+
+  const cursorRows: Array<Record<string, string | number | Date | null>> = [];
+  const usageRows: Array<Record<string, string | number | Date | null>> = [];
+  for (const c of page) {
+    const cursor = cursors.get(c.id);
+    if (!cursor || cursor.meteredUntil >= until) continue;
+    const window = accountWindow(cursor.meteredUntil.getTime(), until.getTime(), { state: cursor.state, reason: cursor.reason, startSeq: cursor.startSeq }, history.get(c.id) ?? []);
+    const counters = samples.get(c.id);
+    const weights = window.hours.map(liveMs);
+    let next = {
+      sampleStartSeq: cursor.sampleStartSeq,
+      containerId: cursor.containerId,
+      cpuNs: cursor.cpuNs,
+      rxBytes: cursor.rxBytes,
+      txBytes: cursor.txBytes,
+      memoryBytes: cursor.memoryBytes,
+      sampledAt: cursor.sampledAt,
+    };
+    let deltas = { cpuNs: 0, rxBytes: 0, txBytes: 0 };
+    // The baseline stays valid only while the container has not been restarted since it was read.
+    const sameRun = cursor.sampleStartSeq !== null && cursor.sampleStartSeq === window.end.startSeq && cursor.containerId !== null;
+    let memoryBytes = sameRun ? (cursor.memoryBytes ?? 0) : 0;
+    if (counters) {
+      const reset = !sameRun || counters.containerId !== cursor.containerId;
+      deltas = {
+        cpuNs: counterDelta(counters.cpuNs, cursor.cpuNs, reset),
+        rxBytes: counterDelta(counters.rxBytes, cursor.rxBytes, reset),
+        txBytes: counterDelta(counters.txBytes, cursor.txBytes, reset),
+      };
+      memoryBytes = reset || cursor.memoryBytes === null ? counters.memoryBytes : (counters.memoryBytes + cursor.memoryBytes) / 2;
+      next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: until };
+    }
+    cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, ...next });
+
+    if (window.hours.length === 0 && deltas.cpuNs === 0 && deltas.rxBytes === 0 && deltas.txBytes === 0) continue;
+    // Counter growth with no live time in the window (a container stopped since its last sample) goes to the window's last hour.
+    const hoursOut = window.hours.length ? window.hours : [{ hour: Math.floor((until.getTime() - 1) / 3_600_000) * 3_600_000, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0 }];
+    const cpu = apportion(deltas.cpuNs, weights.length ? weights : [0]);
+    const rx = apportion(deltas.rxBytes, weights.length ? weights : [0]);
+    const tx = apportion(deltas.txBytes, weights.length ? weights : [0]);
+    hoursOut.forEach((h, i) => {
+      usageRows.push({
+        instanceId: c.id,
+        hour: new Date(h.hour),
+        userId: c.userId,
+        runningMs: h.runningMs,
+        pausedMs: h.pausedMs,
+        emergencyPausedMs: h.emergencyPausedMs,
+        cpuNs: cpu[i]!,
+        memoryByteMs: Math.round(memoryBytes * liveMs(h)),
+        rxBytes: rx[i]!,
+        txBytes: tx[i]!,
+      });
+    });
+  }
+  if (cursorRows.length === 0) return;
+  await writeWindows(db, cursorRows, usageRows);
+  result.windows += cursorRows.length;
+}
+
+/**
+ * Advances the cursors and adds the usage in one statement. Only cursors
+ * still at the version this tick read are advanced, and only their usage is
+ * added: a concurrent or repeated tick on the same instance adds nothing.
+ */
+async function writeWindows(db: Database, cursorRows: Array<Record<string, string | number | Date | null>>, usageRows: Array<Record<string, string | number | Date | null>>): Promise<void> {
+  const col = (rows: Array<Record<string, string | number | Date | null>>, key: string) => pgArray(rows.map((r) => r[key] ?? null));
+  await db.execute(sql`
+    with cursor_in as (
+      select * from unnest(
+        ${col(cursorRows, "instanceId")}::uuid[], ${col(cursorRows, "version")}::bigint[], ${col(cursorRows, "meteredUntil")}::timestamptz[],
+        ${col(cursorRows, "state")}::instance_state[], ${col(cursorRows, "reason")}::text[], ${col(cursorRows, "startSeq")}::bigint[],
+        ${col(cursorRows, "sampleStartSeq")}::bigint[], ${col(cursorRows, "containerId")}::text[], ${col(cursorRows, "cpuNs")}::bigint[],
+        ${col(cursorRows, "rxBytes")}::bigint[], ${col(cursorRows, "txBytes")}::bigint[], ${col(cursorRows, "memoryBytes")}::bigint[],
+        ${col(cursorRows, "sampledAt")}::timestamptz[]
+      ) as t(instance_id, version, metered_until, state, reason, start_seq, sample_start_seq, container_id, cpu_ns, rx_bytes, tx_bytes, memory_bytes, sampled_at)
+    ),
+    advanced as (
+      update meter_cursors c set
+        version = c.version + 1, metered_until = i.metered_until, state = i.state, reason = i.reason, start_seq = i.start_seq,
+        sample_start_seq = i.sample_start_seq, container_id = i.container_id, cpu_ns = i.cpu_ns, rx_bytes = i.rx_bytes,
+        tx_bytes = i.tx_bytes, memory_bytes = i.memory_bytes, sampled_at = i.sampled_at, updated_at = now()
+      from cursor_in i
+      where c.instance_id = i.instance_id and c.version = i.version
+      returning c.instance_id
+    ),
+    usage_in as (
+      select * from unnest(
+        ${col(usageRows, "instanceId")}::uuid[], ${col(usageRows, "hour")}::timestamptz[], ${col(usageRows, "userId")}::uuid[],
+        ${col(usageRows, "runningMs")}::bigint[], ${col(usageRows, "pausedMs")}::bigint[], ${col(usageRows, "emergencyPausedMs")}::bigint[],
+        ${col(usageRows, "cpuNs")}::bigint[], ${col(usageRows, "memoryByteMs")}::numeric[], ${col(usageRows, "rxBytes")}::bigint[],
+        ${col(usageRows, "txBytes")}::bigint[]
+      ) as u(instance_id, hour, user_id, running_ms, paused_ms, emergency_paused_ms, cpu_ns, memory_byte_ms, rx_bytes, tx_bytes)
+    ),
+    added as (
+      insert into usage_records (instance_id, hour, user_id, running_ms, paused_ms, emergency_paused_ms, cpu_ns, memory_byte_ms, rx_bytes, tx_bytes)
+      select u.instance_id, u.hour, u.user_id, u.running_ms, u.paused_ms, u.emergency_paused_ms, u.cpu_ns, u.memory_byte_ms, u.rx_bytes, u.tx_bytes
+      from usage_in u join advanced a on a.instance_id = u.instance_id
+      on conflict (instance_id, hour) do update set
+        running_ms = usage_records.running_ms + excluded.running_ms,
+        paused_ms = usage_records.paused_ms + excluded.paused_ms,
+        emergency_paused_ms = usage_records.emergency_paused_ms + excluded.emergency_paused_ms,
+        cpu_ns = usage_records.cpu_ns + excluded.cpu_ns,
+        memory_byte_ms = usage_records.memory_byte_ms + excluded.memory_byte_ms,
+        rx_bytes = usage_records.rx_bytes + excluded.rx_bytes,
+        tx_bytes = usage_records.tx_bytes + excluded.tx_bytes,
+        updated_at = now()
+      returning 1
+    )
+    select 1
+  `);
+}

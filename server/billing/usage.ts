@@ -1,0 +1,156 @@
+import { and, asc, eq, gte, inArray, lt, ne, sql, type AnyColumn } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { instances, meterCursors, usageRecords } from "../../db/schema";
+import { findInstance } from "../compute/instances";
+import { POWER_EMERGENCY_REASON } from "../compute/states";
+import type { Config } from "../config";
+import { AppError } from "../errors";
+import { HOUR_MS, hourFloor, periodOf } from "./periods";
+import { chargeInstance, instanceLines, invoiceTotals, pricingRules } from "./pricing";
+
+const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
+
+/** Metered usage per instance of one owner, over whole UTC hours in [from, to). */
+export async function usageByInstance(db: Database, opts: { userId: string; from: Date; to: Date; instanceId?: string | undefined }) {
+  return db
+    .select({
+      instanceId: instances.id,
+      name: instances.name,
+      state: instances.state,
+      stateReason: instances.stateReason,
+      priority: instances.priority,
+      priceHourlyMinor: instances.priceHourlyMinor,
+      priceMonthlyMinor: instances.priceMonthlyMinor,
+      currency: instances.currency,
+      runningMs: sum(usageRecords.runningMs),
+      pausedMs: sum(usageRecords.pausedMs),
+      emergencyPausedMs: sum(usageRecords.emergencyPausedMs),
+      cpuNs: sum(usageRecords.cpuNs),
+      memoryByteMs: sum(usageRecords.memoryByteMs),
+      rxBytes: sum(usageRecords.rxBytes),
+      txBytes: sum(usageRecords.txBytes),
+    })
+    .from(usageRecords)
+    .innerJoin(instances, eq(instances.id, usageRecords.instanceId))
+    .where(
+      and(
+        eq(usageRecords.userId, opts.userId),
+        gte(usageRecords.hour, new Date(hourFloor(opts.from.getTime()))),
+        lt(usageRecords.hour, opts.to),
+        opts.instanceId ? eq(usageRecords.instanceId, opts.instanceId) : undefined,
+      ),
+    )
+    .groupBy(instances.id)
+    .orderBy(asc(instances.createdAt), asc(instances.id));
+}
+
+const MAX_RANGE_MS = 366 * 24 * HOUR_MS;
+
+/**
+ * `billing.usage`: what the owner's instances used between `from` and `to`
+ * (default: the current period so far), by instance and in total. Usage is
+ * kept by UTC hour, so `from` counts from the start of its hour.
+ */
+export async function usageReport(db: Database, ownerId: string, input: { from?: string | undefined; to?: string | undefined; instanceId?: string | undefined }) {
+  const now = new Date();
+  const from = input.from ? new Date(input.from) : periodOf(now).start;
+  const to = input.to ? new Date(input.to) : now;
+  if (!(from < to)) throw new AppError("VALIDATION_FAILED", "`from` must be before `to`", { details: { from: from.toISOString(), to: to.toISOString() } });
+  if (to.getTime() - from.getTime() > MAX_RANGE_MS) throw new AppError("VALIDATION_FAILED", "A usage range spans at most 366 days", { details: { from: from.toISOString(), to: to.toISOString() } });
+  if (input.instanceId) await findInstance(db, ownerId, input.instanceId);
+
+  const rows = await usageByInstance(db, { userId: ownerId, from, to, instanceId: input.instanceId });
+  const items = rows.map((row) => ({ instanceId: row.instanceId, name: row.name, ...measures(row) }));
+  const totals = items.reduce(
+    (acc, item) => {
+      for (const key of Object.keys(acc) as Array<keyof typeof acc>) acc[key] += item[key];
+      return acc;
+    },
+    { runningSeconds: 0, pausedSeconds: 0, emergencyPausedSeconds: 0, cpuSeconds: 0, memoryByteSeconds: 0, rxBytes: 0, txBytes: 0 },
+  );
+  return { from: new Date(hourFloor(from.getTime())).toISOString(), to: to.toISOString(), meteredUntil: await meteredUntil(db, ownerId), instances: items, totals };
+}
+
+function measures(row: { runningMs: number; pausedMs: number; emergencyPausedMs: number; cpuNs: number; memoryByteMs: number; rxBytes: number; txBytes: number }) {
+  return {
+    runningSeconds: row.runningMs / 1000,
+    pausedSeconds: row.pausedMs / 1000,
+    emergencyPausedSeconds: row.emergencyPausedMs / 1000,
+    cpuSeconds: Math.round(row.cpuNs / 1e6) / 1000,
+    memoryByteSeconds: Math.round(row.memoryByteMs / 1000),
+    rxBytes: row.rxBytes,
+    txBytes: row.txBytes,
+  };
+}
+
+/** The earliest point metering has reached among the owner's live instances: usage before it is complete. */
+async function meteredUntil(db: Database, ownerId: string): Promise<string | null> {
+  const [row] = await db
+    .select({ at: sql<Date | null>`min(${meterCursors.meteredUntil})`.mapWith((v) => (v === null ? null : new Date(v))) })
+    .from(meterCursors)
+    .innerJoin(instances, eq(instances.id, meterCursors.instanceId))
+    .where(and(eq(instances.userId, ownerId), ne(instances.state, "deleted")));
+  return row?.at ? row.at.toISOString() : null;
+}
+
+/**
+ * `billing.estimate`: the current period's charges so far (as an invoice
+ * would price them today) and projected to the period's end, assuming every
+ * instance stays in the state it is in now.
+ */
+export async function estimate(deps: { db: Database; config: Config }, ownerId: string) {
+  const { db, config } = deps;
+  const rules = pricingRules(config);
+  const now = new Date();
+  const period = periodOf(now);
+  const rows = (await usageByInstance(db, { userId: ownerId, from: period.start, to: period.end })).filter((row) => row.currency === rules.currency);
+
+  // Instances that will accrue time but have no usage yet this period (just created) are projected too.
+  const live = await db
+    .select({
+      instanceId: instances.id,
+      name: instances.name,
+      state: instances.state,
+      stateReason: instances.stateReason,
+      priority: instances.priority,
+      priceHourlyMinor: instances.priceHourlyMinor,
+      priceMonthlyMinor: instances.priceMonthlyMinor,
+      currency: instances.currency,
+      meteredUntil: meterCursors.meteredUntil,
+    })
+    .from(instances)
+    .leftJoin(meterCursors, eq(meterCursors.instanceId, instances.id))
+    .where(and(eq(instances.userId, ownerId), inArray(instances.state, ["running", "paused"]), eq(instances.currency, rules.currency)));
+
+  const zero = { runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, txBytes: 0 };
+  const soFar = rows.map((row) => ({ instance: row, usage: { runningMs: row.runningMs, pausedMs: row.pausedMs, emergencyPausedMs: row.emergencyPausedMs, txBytes: row.txBytes } }));
+  const projected = new Map(soFar.map((entry) => [entry.instance.instanceId, { instance: entry.instance, usage: { ...entry.usage } }]));
+  for (const instance of live) {
+    const from = Math.max(instance.meteredUntil?.getTime() ?? now.getTime(), period.start.getTime());
+    const rest = Math.max(0, period.end.getTime() - from);
+    let entry = projected.get(instance.instanceId);
+    if (!entry) projected.set(instance.instanceId, (entry = { instance: { ...instance, ...zero, cpuNs: 0, memoryByteMs: 0, rxBytes: 0 }, usage: { ...zero } }));
+    if (instance.state === "running") entry.usage.runningMs += rest;
+    else if (instance.stateReason === POWER_EMERGENCY_REASON) entry.usage.emergencyPausedMs += rest;
+    else entry.usage.pausedMs += rest;
+  }
+
+  const price = (entries: Array<{ instance: (typeof rows)[number]; usage: typeof zero }>) => {
+    const lines = entries.flatMap(({ instance, usage }) => instanceLines({ id: instance.instanceId, ...instance }, usage, chargeInstance(usage, instance, rules), rules));
+    const totals = invoiceTotals(
+      entries.map(({ instance, usage }) => chargeInstance(usage, instance, rules)),
+      rules.taxRateBps,
+    );
+    return { ...totals, lines: lines.map(({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor }) => ({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor })) };
+  };
+
+  return {
+    period: period.name,
+    periodStart: period.start.toISOString(),
+    periodEnd: period.end.toISOString(),
+    currency: rules.currency,
+    meteredUntil: await meteredUntil(db, ownerId),
+    soFar: price(soFar),
+    projected: price([...projected.values()]),
+  };
+}

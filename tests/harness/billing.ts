@@ -1,0 +1,76 @@
+import { eq } from "drizzle-orm";
+import { hosts, images, instances, instanceStateHistory, plans, usageRecords } from "../../db/schema";
+import type { Services } from "../../server/services";
+
+type Db = Pick<Services, "db">;
+
+/**
+ * An instance row written straight to the database (no container), sold at
+ * the given prices, for billing tests that drive metering and invoicing from
+ * a state history they write themselves. It sits on a host row of its own so
+ * no reconciler ever looks for its container.
+ */
+export async function seedInstance(
+  services: Db,
+  userId: string,
+  opts: { name?: string; priceHourlyMinor?: number; priceMonthlyMinor?: number; priority?: "critical" | "standard" | "interruptible"; state?: "running" | "stopped" | "paused" | "deleted"; createdAt?: Date; currency?: string } = {},
+) {
+  const { db } = services;
+  const [host] = await db
+    .insert(hosts)
+    .values({ name: "billing-seed", endpoint: "unix:///nonexistent/sahary-billing-seed.sock", status: "offline" })
+    .onConflictDoUpdate({ target: hosts.name, set: { status: "offline" } })
+    .returning();
+  const [plan] = await db.select().from(plans).where(eq(plans.slug, "nano"));
+  const [image] = await db.select().from(images).where(eq(images.slug, "busybox"));
+  const [instance] = await db
+    .insert(instances)
+    .values({
+      userId,
+      hostId: host!.id,
+      name: opts.name ?? `seed-${crypto.randomUUID().slice(0, 8)}`,
+      planId: plan!.id,
+      imageId: image!.id,
+      imageReference: image!.reference,
+      cpuMillis: plan!.cpuMillis,
+      memoryMb: plan!.memoryMb,
+      diskGb: plan!.diskGb,
+      priceHourlyMinor: opts.priceHourlyMinor ?? plan!.priceHourlyMinor,
+      priceMonthlyMinor: opts.priceMonthlyMinor ?? plan!.priceMonthlyMinor,
+      currency: opts.currency ?? plan!.currency,
+      priority: opts.priority ?? "standard",
+      state: opts.state ?? "stopped",
+      ...(opts.createdAt ? { createdAt: opts.createdAt, stateChangedAt: opts.createdAt } : {}),
+    })
+    .returning();
+  return instance!;
+}
+
+/** State-history rows at chosen times, as compute would have written them. */
+export async function seedHistory(services: Db, instanceId: string, rows: Array<{ from: string | null; to: string; at: Date; reason?: string }>) {
+  for (const row of rows) {
+    await services.db.insert(instanceStateHistory).values({
+      instanceId,
+      fromState: row.from as never,
+      toState: row.to as never,
+      reason: row.reason ?? "requested",
+      actorType: "system",
+      at: row.at,
+    });
+  }
+}
+
+/** Usage already metered for an instance, hour by hour. */
+export async function seedUsage(services: Db, instance: { id: string; userId: string }, hoursOfUsage: Array<{ hour: Date; runningMs?: number; pausedMs?: number; emergencyPausedMs?: number; txBytes?: number }>) {
+  await services.db.insert(usageRecords).values(
+    hoursOfUsage.map((h) => ({
+      instanceId: instance.id,
+      userId: instance.userId,
+      hour: h.hour,
+      runningMs: h.runningMs ?? 0,
+      pausedMs: h.pausedMs ?? 0,
+      emergencyPausedMs: h.emergencyPausedMs ?? 0,
+      txBytes: h.txBytes ?? 0,
+    })),
+  );
+}
