@@ -8,6 +8,13 @@ import * as v from "valibot";
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
+/**
+ * OWASP's Argon2id baseline (19 MiB, 2 passes, ~30 ms here). Production may trade
+ * memory for passes along OWASP's table but not go below its memory x time product.
+ */
+const OWASP_ARGON2 = { memoryKib: 19456, timeCost: 2 };
+const MIN_ARGON2_WORK = 7168 * 5;
+
 const port = v.pipe(
   v.string(),
   v.transform(Number),
@@ -52,6 +59,16 @@ const EnvSchema = v.object({
   MAIL_FROM: v.optional(v.string(), "Sahary Cloud <no-reply@sahary.local>"),
   WORKER_CONCURRENCY: v.optional(positiveInt, "8"),
   SHUTDOWN_TIMEOUT_MS: v.optional(positiveInt, "25000"),
+  PASSWORD_HASH_MEMORY_KIB: v.optional(positiveInt, String(OWASP_ARGON2.memoryKib)),
+  PASSWORD_HASH_TIME_COST: v.optional(positiveInt, String(OWASP_ARGON2.timeCost)),
+  LOGIN_MAX_FAILURES: v.optional(positiveInt, "10"),
+  LOGIN_LOCKOUT_MINUTES: v.optional(positiveInt, "15"),
+  RATE_LIMIT_LOGIN_PER_IP: v.optional(positiveInt, "100"),
+  RATE_LIMIT_REGISTER_PER_IP: v.optional(positiveInt, "20"),
+  RATE_LIMIT_RESET_PER_IP: v.optional(positiveInt, "20"),
+  RATE_LIMIT_MAIL_PER_ACCOUNT: v.optional(positiveInt, "5"),
+  VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
+  RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -77,6 +94,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   if (production) {
     requireSecret("APP_SECRET", e.APP_SECRET);
+    if (e.PASSWORD_HASH_MEMORY_KIB < 7168 || e.PASSWORD_HASH_MEMORY_KIB * e.PASSWORD_HASH_TIME_COST < MIN_ARGON2_WORK) {
+      throw new ConfigError(
+        `PASSWORD_HASH_MEMORY_KIB x PASSWORD_HASH_TIME_COST is below OWASP's Argon2id minimum in production (e.g. ${OWASP_ARGON2.memoryKib} KiB x ${OWASP_ARGON2.timeCost})`,
+      );
+    }
   }
 
   return {
@@ -93,6 +115,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secret: e.APP_SECRET ?? DEV_SECRET,
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
     workers: { concurrency: e.WORKER_CONCURRENCY, shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS },
+    auth: {
+      passwordHash: { memoryKib: e.PASSWORD_HASH_MEMORY_KIB, timeCost: e.PASSWORD_HASH_TIME_COST },
+      loginMaxFailures: e.LOGIN_MAX_FAILURES,
+      lockoutMs: e.LOGIN_LOCKOUT_MINUTES * 60_000,
+      /** Requests allowed per window; the windows are fixed (README, "Auth"). */
+      limits: {
+        loginPerIp: e.RATE_LIMIT_LOGIN_PER_IP,
+        registerPerIp: e.RATE_LIMIT_REGISTER_PER_IP,
+        resetPerIp: e.RATE_LIMIT_RESET_PER_IP,
+        mailPerAccount: e.RATE_LIMIT_MAIL_PER_ACCOUNT,
+      },
+      verifyTokenTtlMs: e.VERIFY_TOKEN_HOURS * 3_600_000,
+      resetTokenTtlMs: e.RESET_TOKEN_MINUTES * 60_000,
+    },
   };
 }
 
