@@ -59,7 +59,7 @@ const apiKeysRouter = router({
         scopes: v.pipe(
           v.array(v.picklist(SCOPES, `must be one of ${SCOPES.join(", ")}`)),
           v.minLength(1, "name at least one scope"),
-          v.maxLength(SCOPES.length, "lists a scope twice"),
+          v.maxLength(SCOPES.length, `must list at most ${SCOPES.length} scopes`),
           v.check((scopes) => new Set(scopes).size === scopes.length, "lists a scope twice"),
         ),
       }),

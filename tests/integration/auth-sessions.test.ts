@@ -167,6 +167,16 @@ describe("the session cookie", () => {
     expect(multipart.headers.getSetCookie()).toHaveLength(0);
   });
 
+  test("a cross-site multipart form aimed at a procedure without input is refused: the cookie is not honoured", async () => {
+    const { user, token } = await createUserWithSession(app.services);
+    await from().auth.login.mutate({ email: user.email, password: "correct horse battery staple" });
+    const form = new FormData();
+    form.set("x", "1");
+    const res = await fetch(`${app.url}/trpc/auth.logoutAll`, { method: "POST", body: form, headers: { cookie: `sahary_session=${token}`, origin: "https://evil.test" } });
+    expect(res.status).toBe(401);
+    expect(await sessionRows(user.id)).toHaveLength(2);
+  });
+
   test("production cookies use the __Host- prefix, Secure, Path=/ and no Domain", async () => {
     const { user } = await createUserWithSession(app.services);
     const production = createSessionManager(app.services.db, { production: true });
