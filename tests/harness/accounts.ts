@@ -58,6 +58,18 @@ export async function mailsTo(received: ReceivedMail[], address: string, count =
   );
 }
 
+/**
+ * Waits until no mail job is waiting or running, so a test file leaves no work
+ * behind for whatever process consumes the run's queues next.
+ */
+export async function settleMail(app: TestServer): Promise<void> {
+  await eventually(
+    () => app.services.queues.queue("mail").getJobCounts("waiting", "active", "prioritized"),
+    (counts) => Object.values(counts).every((n) => n === 0),
+    { what: "the mail queue to drain" },
+  );
+}
+
 /** Registers through the API, verifies through the delivered link, logs in. */
 export async function registerVerifiedUser(app: TestServer, received: ReceivedMail[], opts: { email?: string; password?: string; name?: string; ip?: string } = {}) {
   const email = opts.email ?? uniqueEmail();

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog } from "../../db/schema";
 import { accountKey } from "../../server/auth/rate-limit";
-import { linkToken, mailSubject, mailsTo, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { linkToken, mailsTo, mailSubject, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
 import { startTestServer, type TestServer } from "../harness/server";
 import { startSmtpServer } from "../harness/smtp";
@@ -20,9 +20,11 @@ beforeAll(async () => {
   app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: true });
   strict = await startTestServer({
     env: { SMTP_URL: smtp.url, TRUST_PROXY: "true", RATE_LIMIT_LOGIN_PER_IP: "5", RATE_LIMIT_REGISTER_PER_IP: "3", RATE_LIMIT_RESET_PER_IP: "3", RATE_LIMIT_MAIL_PER_ACCOUNT: "2" },
+    workers: true,
   });
 });
 afterAll(async () => {
+  await settleMail(app);
   await strict.close();
   await app.close();
   await smtp.close();

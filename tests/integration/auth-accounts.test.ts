@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog, emailTokens, mailMessages, users } from "../../db/schema";
-import { linkToken, mailBody, mailSubject, mailsTo, registerVerifiedUser, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { linkToken, mailBody, mailsTo, mailSubject, registerVerifiedUser, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
 import { eventually, startTestServer, type TestServer } from "../harness/server";
 import { startSmtpServer } from "../harness/smtp";
@@ -13,6 +13,7 @@ beforeAll(async () => {
   app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true", PUBLIC_URL: "https://console.sahary.test" }, workers: true });
 });
 afterAll(async () => {
+  await settleMail(app);
   await app.close();
   await smtp.close();
 });

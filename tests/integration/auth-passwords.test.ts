@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog, emailTokens, users } from "../../db/schema";
 import { RESET_REQUEST_MIN_MS } from "../../server/auth/password-flows";
-import { linkToken, mailBody, mailSubject, mailsTo, registerVerifiedUser, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { linkToken, mailBody, mailsTo, mailSubject, registerVerifiedUser, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
 import { startTestServer, type TestServer } from "../harness/server";
 import { startSmtpServer } from "../harness/smtp";
@@ -14,6 +14,7 @@ beforeAll(async () => {
   app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: true });
 });
 afterAll(async () => {
+  await settleMail(app);
   await app.close();
   await smtp.close();
 });

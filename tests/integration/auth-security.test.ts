@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { users } from "../../db/schema";
 import { SCOPES } from "../../server/auth/actor";
-import { linkToken, mailSubject, mailsTo, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { linkToken, mailsTo, mailSubject, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
 import { startTestServer, type TestServer } from "../harness/server";
 import { startSmtpServer } from "../harness/smtp";
@@ -36,6 +36,7 @@ beforeAll(async () => {
   unverified = app.client({ token: (await createUserWithSession(app.services, { status: "unverified" })).token });
 });
 afterAll(async () => {
+  await settleMail(app);
   await app.close();
   await smtp.close();
 });

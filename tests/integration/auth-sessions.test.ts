@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog, sessions, users } from "../../db/schema";
 import { createSessionManager } from "../../server/auth/session";
-import { registerVerifiedUser, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { registerVerifiedUser, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
 import { startTestServer, type TestServer } from "../harness/server";
 import { startSmtpServer } from "../harness/smtp";
@@ -15,6 +15,7 @@ beforeAll(async () => {
   app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: true });
 });
 afterAll(async () => {
+  await settleMail(app);
   await app.close();
   await smtp.close();
 });
