@@ -14,6 +14,13 @@ export type WorkerRunner = { workers: Worker[]; close(): Promise<void> };
  */
 export async function startWorkers(services: Services, processors: AnyProcessor[]): Promise<WorkerRunner> {
   const { config, log } = services;
+  // Schedules first, workers last and with nothing awaited after them: the
+  // caller installs its SIGTERM handler before any job can be taken.
+  for (const processor of processors) {
+    for (const schedule of processor.schedules ?? []) {
+      await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, { every: schedule.every }, { name: schedule.name, data: schedule.data });
+    }
+  }
   const connection = await connectRedis(config.redis.url, "worker");
   const workers = processors.map((processor) => {
     const worker = new Worker(processor.queue, processJob(processor, services), {
@@ -28,11 +35,6 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
     return worker;
   });
 
-  for (const processor of processors) {
-    for (const schedule of processor.schedules ?? []) {
-      await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, { every: schedule.every }, { name: schedule.name, data: schedule.data });
-    }
-  }
   log.info("workers started", { queues: processors.map((p) => p.queue) });
 
   return {
