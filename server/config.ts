@@ -11,6 +11,13 @@ import { POWER_LEVELS } from "./energy/levels";
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
+/**
+ * OWASP's Argon2id baseline (19 MiB, 2 passes, ~30 ms here). Production may trade
+ * memory for passes along OWASP's table but not go below its memory x time product.
+ */
+const OWASP_ARGON2 = { memoryKib: 19456, timeCost: 2 };
+const MIN_ARGON2_WORK = 7168 * 5;
+
 const port = v.pipe(
   v.string(),
   v.transform(Number),
@@ -120,6 +127,16 @@ const EnvSchema = v.object({
   STRIPE_WEBHOOK_SECRET: v.optional(v.string()),
   STRIPE_API_BASE: v.optional(v.pipe(url, v.regex(/^https?:\/\/[^/]+\/?$/, "must be a scheme, host and optional port, e.g. http://127.0.0.1:12111"))),
   STRIPE_WEBHOOK_TOLERANCE_S: v.optional(positiveInt, "300"),
+  PASSWORD_HASH_MEMORY_KIB: v.optional(positiveInt, String(OWASP_ARGON2.memoryKib)),
+  PASSWORD_HASH_TIME_COST: v.optional(positiveInt, String(OWASP_ARGON2.timeCost)),
+  LOGIN_MAX_FAILURES: v.optional(positiveInt, "10"),
+  LOGIN_LOCKOUT_MINUTES: v.optional(positiveInt, "15"),
+  RATE_LIMIT_LOGIN_PER_IP: v.optional(positiveInt, "100"),
+  RATE_LIMIT_REGISTER_PER_IP: v.optional(positiveInt, "20"),
+  RATE_LIMIT_RESET_PER_IP: v.optional(positiveInt, "20"),
+  RATE_LIMIT_MAIL_PER_ACCOUNT: v.optional(positiveInt, "5"),
+  VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
+  RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -149,6 +166,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (e.ENERGY_SIMULATOR) throw new ConfigError("ENERGY_SIMULATOR is for development: unset it when NODE_ENV=production");
     requireStripeKey("STRIPE_SECRET_KEY", e.STRIPE_SECRET_KEY, /^(sk|rk)_/);
     requireStripeKey("STRIPE_WEBHOOK_SECRET", e.STRIPE_WEBHOOK_SECRET, /^whsec_/);
+    if (e.PASSWORD_HASH_MEMORY_KIB < 7168 || e.PASSWORD_HASH_MEMORY_KIB * e.PASSWORD_HASH_TIME_COST < MIN_ARGON2_WORK) {
+      throw new ConfigError(
+        `PASSWORD_HASH_MEMORY_KIB x PASSWORD_HASH_TIME_COST is below OWASP's Argon2id minimum in production (e.g. ${OWASP_ARGON2.memoryKib} KiB x ${OWASP_ARGON2.timeCost})`,
+      );
+    }
   }
   // A stop waits up to its grace period for the container; the Docker call must outlive it.
   if (e.INSTANCE_STOP_TIMEOUT_S * 1000 + 5000 > e.DOCKER_TIMEOUT_MS) {
@@ -229,6 +251,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       webhookSecret: e.STRIPE_WEBHOOK_SECRET?.trim(),
       apiBase: e.STRIPE_API_BASE,
       webhookToleranceS: e.STRIPE_WEBHOOK_TOLERANCE_S,
+    },
+    auth: {
+      passwordHash: { memoryKib: e.PASSWORD_HASH_MEMORY_KIB, timeCost: e.PASSWORD_HASH_TIME_COST },
+      loginMaxFailures: e.LOGIN_MAX_FAILURES,
+      lockoutMs: e.LOGIN_LOCKOUT_MINUTES * 60_000,
+      /** Requests allowed per window; the windows are fixed (README, "Auth"). */
+      limits: {
+        loginPerIp: e.RATE_LIMIT_LOGIN_PER_IP,
+        registerPerIp: e.RATE_LIMIT_REGISTER_PER_IP,
+        resetPerIp: e.RATE_LIMIT_RESET_PER_IP,
+        mailPerAccount: e.RATE_LIMIT_MAIL_PER_ACCOUNT,
+      },
+      verifyTokenTtlMs: e.VERIFY_TOKEN_HOURS * 3_600_000,
+      resetTokenTtlMs: e.RESET_TOKEN_MINUTES * 60_000,
     },
   };
 }

@@ -6,6 +6,7 @@ import { defineProcessor, isFinalAttempt } from "./base";
 
 const SWEEP_EVERY_MS = 60_000;
 const STALE_AFTER_MS = 2 * 60_000;
+const REDACTED = "[body removed after delivery: it carried a credential]";
 
 export const mailProcessor = defineProcessor({
   queue: "mail",
@@ -19,15 +20,21 @@ export const mailProcessor = defineProcessor({
       try {
         await ctx.mailer.send({ id: message.id, to: message.to, subject: message.subject, text: message.text });
       } catch (error) {
+        const final = isFinalAttempt(ctx.job);
         await ctx.db
           .update(mailMessages)
-          .set({ attempts: sql`${mailMessages.attempts} + 1`, lastError: String((error as Error).message).slice(0, 500), status: isFinalAttempt(ctx.job) ? "failed" : "queued" })
+          .set({
+            attempts: sql`${mailMessages.attempts} + 1`,
+            lastError: String((error as Error).message).slice(0, 500),
+            status: final ? "failed" : "queued",
+            ...(final && message.sensitive ? { text: REDACTED } : {}),
+          })
           .where(eq(mailMessages.id, messageId));
         throw error;
       }
       await ctx.db
         .update(mailMessages)
-        .set({ status: "sent", sentAt: new Date(), attempts: sql`${mailMessages.attempts} + 1`, lastError: null })
+        .set({ status: "sent", sentAt: new Date(), attempts: sql`${mailMessages.attempts} + 1`, lastError: null, ...(message.sensitive ? { text: REDACTED } : {}) })
         .where(and(eq(mailMessages.id, messageId), eq(mailMessages.status, "queued")));
       ctx.log.info("mail sent", { messageId, kind: message.kind, transport: ctx.mailer.kind });
       return { status: "sent" };

@@ -14,6 +14,14 @@ export type WorkerRunner = { workers: Worker[]; close(): Promise<void> };
  */
 export async function startWorkers(services: Services, processors: AnyProcessor[]): Promise<WorkerRunner> {
   const { config, log } = services;
+  // Schedules before workers: nothing a worker could take waits on them.
+  for (const processor of processors) {
+    const schedules = typeof processor.schedules === "function" ? processor.schedules(config) : (processor.schedules ?? []);
+    for (const schedule of schedules) {
+      const repeat = "pattern" in schedule ? { pattern: schedule.pattern, tz: "UTC" } : { every: schedule.every };
+      await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, repeat, { name: schedule.name, data: schedule.data });
+    }
+  }
   const connection = await connectRedis(config.redis.url, "worker");
   const workers = processors.map((processor) => {
     const worker = new Worker(processor.queue, processJob(processor, services), {
@@ -28,13 +36,6 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
     return worker;
   });
 
-  for (const processor of processors) {
-    const schedules = typeof processor.schedules === "function" ? processor.schedules(config) : (processor.schedules ?? []);
-    for (const schedule of schedules) {
-      const repeat = "pattern" in schedule ? { pattern: schedule.pattern, tz: "UTC" } : { every: schedule.every };
-      await services.queues.queue(processor.queue).upsertJobScheduler(schedule.id, repeat, { name: schedule.name, data: schedule.data });
-    }
-  }
   const background: Array<{ name: string; stop(): Promise<void> }> = [];
   for (const task of processors.flatMap((p) => p.background ?? [])) {
     background.push({ name: task.name, ...(await task.start(services)) });

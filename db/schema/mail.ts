@@ -1,4 +1,4 @@
-import { index, integer, pgEnum, pgTable, text } from "drizzle-orm/pg-core";
+import { boolean, index, integer, pgEnum, pgTable, text } from "drizzle-orm/pg-core";
 import { createdAt, id, timestamptz } from "./columns";
 
 export const mailStatus = pgEnum("mail_status", ["queued", "sent", "failed"]);
@@ -15,6 +15,9 @@ export const mailMessages = pgTable(
     subject: text("subject").notNull(),
     text: text("text").notNull(),
     kind: text("kind").notNull(),
+    // Carries a live credential (verification or reset link): the body is
+    // blanked once delivered, so the outbox does not undo hashing the token.
+    sensitive: boolean("sensitive").notNull().default(false),
     status: mailStatus("status").notNull().default("queued"),
     attempts: integer("attempts").notNull().default(0),
     lastError: text("last_error"),

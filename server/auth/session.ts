@@ -3,6 +3,7 @@ import { and, eq, ne } from "drizzle-orm";
 import { Lucia, TimeSpan } from "lucia";
 import type { Database } from "../../db/client";
 import { sessions, users } from "../../db/schema";
+import { generateToken, sha256Hex, TOKEN_PATTERN } from "./tokens";
 
 /**
  * The only module that knows Lucia exists. Lucia v3 is unmaintained and leaves
@@ -72,20 +73,25 @@ export function createSessionManager(db: Database, opts: { production: boolean }
   return {
     cookieName: lucia.sessionCookieName,
 
-    async create(userId: string, meta: { ip: string | null; userAgent: string | null }) {
+    /**
+     * Starts a session. Pass the transaction that records the sign-in so the
+     * session exists if and only if its audit row does.
+     */
+    async create(userId: string, meta: { ip: string | null; userAgent: string | null }, tx: Database = db) {
       const token = generateToken();
-      const id = await hashToken(token);
+      const id = sha256Hex(token);
       const absoluteExpiresAt = new Date(Date.now() + ABSOLUTE_LIFETIME_DAYS * 86_400_000);
       const attributes = { absoluteExpiresAt, ip: meta.ip, userAgent: meta.userAgent?.slice(0, 512) ?? null };
-      const session = await lucia.createSession(userId, attributes, { sessionId: id });
+      const writer = tx === db ? lucia : createLucia(tx, opts.production);
+      const session = await writer.createSession(userId, attributes, { sessionId: id });
       if (session.id !== id) throw new Error("session id was not the token hash");
       return { token, sessionId: id, expiresAt: session.expiresAt, cookie: lucia.createSessionCookie(token).serialize() };
     },
 
     /** Resolves a client token to its session and user, or null. */
     async validate(token: string): Promise<{ session: ValidSession; user: SessionUser } | null> {
-      if (!/^[a-z0-9]{40,80}$/.test(token)) return null;
-      const id = await hashToken(token);
+      if (!TOKEN_PATTERN.test(token)) return null;
+      const id = sha256Hex(token);
       const { session, user } = await lucia.validateSession(id);
       if (!session || !user) return null;
       if (session.absoluteExpiresAt.getTime() <= Date.now()) {
@@ -102,37 +108,17 @@ export function createSessionManager(db: Database, opts: { production: boolean }
     blankCookie: () => lucia.createBlankSessionCookie().serialize(),
     readCookie: (cookieHeader: string) => lucia.readSessionCookie(cookieHeader),
 
-    invalidate: (sessionId: string) => lucia.invalidateSession(sessionId),
+    /** Ends one session (by its id, the token hash); true if it existed. */
+    async invalidate(sessionId: string, tx: Database = db): Promise<boolean> {
+      const deleted = await tx.delete(sessions).where(eq(sessions.id, sessionId)).returning({ id: sessions.id });
+      return deleted.length > 0;
+    },
 
-    /** Ends every session of the user, or every one but `keepSessionId`. */
-    async invalidateAll(userId: string, keepSessionId?: string) {
-      const where = keepSessionId ? and(eq(sessions.userId, userId), ne(sessions.id, keepSessionId)) : eq(sessions.userId, userId);
-      await db.delete(sessions).where(where);
+    /** Ends every session of the user, or every one but `keep`; returns how many ended. */
+    async invalidateAll(userId: string, opts: { keep?: string; tx?: Database } = {}): Promise<number> {
+      const where = opts.keep ? and(eq(sessions.userId, userId), ne(sessions.id, opts.keep)) : eq(sessions.userId, userId);
+      const deleted = await (opts.tx ?? db).delete(sessions).where(where).returning({ id: sessions.id });
+      return deleted.length;
     },
   };
-}
-
-/** 256 bits from the CSPRNG, lower-case base32-ish alphabet (cookie and header safe). */
-export function generateToken(bytes = 32): string {
-  const data = crypto.getRandomValues(new Uint8Array(bytes));
-  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
-  let out = "";
-  let buffer = 0;
-  let bits = 0;
-  for (const byte of data) {
-    buffer = (buffer << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(buffer >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    buffer &= (1 << bits) - 1;
-  }
-  if (bits > 0) out += alphabet[(buffer << (5 - bits)) & 31];
-  return out;
-}
-
-export async function hashToken(token: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
-  return Buffer.from(digest).toString("hex");
 }

@@ -3,7 +3,8 @@ import type { Database } from "../../db/client";
 import { mailMessages } from "../../db/schema";
 import { jobId, type Queues } from "../../workers/queues";
 
-export type NewMail = { to: string; subject: string; text: string; kind: string };
+/** `sensitive`: the body carries a live credential and is blanked once delivered. */
+export type NewMail = { to: string; subject: string; text: string; kind: string; sensitive?: boolean };
 
 /**
  * Writes a message to the outbox. Call inside the transaction whose outcome

@@ -54,6 +54,22 @@ describe("bad input never yields a 500", () => {
     expect(typeof body.error.data.appCode).toBe("string");
   });
 
+  test("a malformed JSON body for a procedure that takes input gets 400 MALFORMED_REQUEST", async () => {
+    const res = await fetch(`${app.url}/trpc/auth.login`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"email": "a@b.test", "password":' });
+    const body = (await res.json()) as any;
+    expect(res.status).toBe(400);
+    expect(body.error.data).toMatchObject({ appCode: "MALFORMED_REQUEST", httpStatus: 400, path: "auth.login" });
+    expect(JSON.stringify(body)).not.toContain("stack");
+  });
+
+  test("a well-formed body of the wrong shape gets 400 VALIDATION_FAILED listing the fields", async () => {
+    const res = await fetch(`${app.url}/trpc/auth.login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: 5 }) });
+    const body = (await res.json()) as any;
+    expect(res.status).toBe(400);
+    expect(body.error.data.appCode).toBe("VALIDATION_FAILED");
+    expect(body.error.data.issues.map((i: { path: string }) => i.path).sort()).toEqual(["email", "password"]);
+  });
+
   test("an unknown procedure gets 404 PROCEDURE_NOT_FOUND", async () => {
     const res = await fetch(`${app.url}/trpc/auth.nothingHere`);
     const body = (await res.json()) as any;

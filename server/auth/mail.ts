@@ -1,0 +1,69 @@
+import type { Config } from "../config";
+import type { NewMail } from "../mail/outbox";
+
+/**
+ * The messages the auth flows send. Links carry the token in the fragment
+ * (`#token=`), which browsers never send to a server, so it stays out of
+ * access logs and Referer headers; the console page posts it to the API.
+ */
+
+const SIGNATURE = "\n-- \nSahary Cloud, hosting that runs on sunlight\n";
+
+function link(config: Config, page: string, token: string): string {
+  return `${config.publicUrl.replace(/\/+$/, "")}/${page}#token=${token}`;
+}
+
+function until(date: Date): string {
+  return date.toISOString().replace("T", " ").slice(0, 16) + " UTC";
+}
+
+export function verificationMail(config: Config, to: string, token: string, expiresAt: Date): NewMail {
+  return {
+    to,
+    kind: "auth.verify_email",
+    sensitive: true,
+    subject: "Confirm your Sahary Cloud email address",
+    text:
+      `Welcome to Sahary Cloud.\n\nConfirm your email address by opening this link (valid until ${until(expiresAt)}):\n\n` +
+      `${link(config, "verify-email", token)}\n\nor enter this code in the console:\n\n${token}\n\n` +
+      `If you did not create an account, ignore this message.\n${SIGNATURE}`,
+  };
+}
+
+/** Sent instead of a second account, so registration never says whether an address is taken. */
+export function accountExistsMail(config: Config, to: string): NewMail {
+  return {
+    to,
+    kind: "auth.account_exists",
+    subject: "You already have a Sahary Cloud account",
+    text:
+      `Someone (hopefully you) tried to create a Sahary Cloud account with this address, which already has one.\n\n` +
+      `To sign in, go to ${config.publicUrl.replace(/\/+$/, "")}/login. Forgot your password? Reset it there.\n\n` +
+      `If this was not you, you can ignore this message: nothing has changed.\n${SIGNATURE}`,
+  };
+}
+
+export function passwordResetMail(config: Config, to: string, token: string, expiresAt: Date): NewMail {
+  return {
+    to,
+    kind: "auth.password_reset",
+    sensitive: true,
+    subject: "Reset your Sahary Cloud password",
+    text:
+      `A password reset was requested for your Sahary Cloud account.\n\nChoose a new password by opening this link (valid until ${until(expiresAt)}, once):\n\n` +
+      `${link(config, "reset-password", token)}\n\nor enter this code in the console:\n\n${token}\n\n` +
+      `If you did not ask for this, ignore this message: your password stays as it is.\n${SIGNATURE}`,
+  };
+}
+
+export function passwordChangedMail(config: Config, to: string, how: "changed" | "reset"): NewMail {
+  return {
+    to,
+    kind: "auth.password_changed",
+    subject: "Your Sahary Cloud password was changed",
+    text:
+      `The password of your Sahary Cloud account was ${how === "reset" ? "reset with an emailed link" : "changed"}, ` +
+      `and ${how === "reset" ? "every session was" : "your other sessions were"} signed out.\n\n` +
+      `If this was not you, reset your password at once at ${config.publicUrl.replace(/\/+$/, "")}/forgot-password and contact support.\n${SIGNATURE}`,
+  };
+}
