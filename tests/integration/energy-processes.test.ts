@@ -1,24 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import type { Services } from "../../server/services";
-import { testDatabaseUrl, testRun } from "../harness/env";
+import { testRun } from "../harness/env";
+import { freePort, processEnv, projectRoot } from "../harness/process";
 import { eventually, startTestServices } from "../harness/server";
 import { resetEnergyState } from "../harness/serial";
 import { createUserWithSession } from "../harness/users";
 
-const root = resolve(import.meta.dir, "../..");
-const env = (extra: Record<string, string>) => ({
-  PATH: process.env.PATH ?? "/usr/bin:/bin",
-  HOME: process.env.HOME ?? "/root",
-  NODE_ENV: "test",
-  LOG_LEVEL: "info",
-  DATABASE_URL: testDatabaseUrl(),
-  REDIS_URL: testRun.redisUrl,
-  REDIS_PREFIX: testRun.redisPrefix,
-  DOCKER_NAMESPACE: testRun.dockerNamespace,
-  DATA_DIR: resolve(testRun.dataDir, "energy-processes"),
-  ...extra,
-});
+const root = projectRoot;
+const env = (extra: Record<string, string>) => processEnv({ DATA_DIR: resolve(testRun.dataDir, "energy-processes"), ...extra });
 
 let services: Services;
 beforeAll(async () => {
@@ -29,9 +19,7 @@ afterAll(() => services.close());
 
 describe("hardware entry points", () => {
   test("the all-in-one process runs the monitor when a simulator is configured, and stops it on SIGTERM", async () => {
-    const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-    const port = probe.port!;
-    await probe.stop(true);
+    const port = await freePort();
     const { token } = await createUserWithSession(services);
     const child = Bun.spawn([process.execPath, "server/main.ts"], {
       cwd: root,
@@ -68,9 +56,7 @@ describe("hardware entry points", () => {
   }, 20_000);
 
   test("the API-only process never runs the monitor, even when one is configured", async () => {
-    const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-    const port = probe.port!;
-    await probe.stop(true);
+    const port = await freePort();
     const child = Bun.spawn([process.execPath, "server/api.ts"], { cwd: root, env: env({ PORT: String(port), ENERGY_SIMULATOR: "sunny-day" }), stdout: "pipe", stderr: "pipe" });
     try {
       await eventually(

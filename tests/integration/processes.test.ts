@@ -1,41 +1,20 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import postgres from "postgres";
 import { openDatabase } from "../../db/client";
 import { migrateDatabase } from "../../db/migrate";
 import { mailMessages, users } from "../../db/schema";
 import { dispatchMail, queueMail } from "../../server/mail/outbox";
-import { testDatabaseUrl, testRun } from "../harness/env";
+import { testRun } from "../harness/env";
 import { eventually, startTestServices } from "../harness/server";
+import { freePort, processEnv, projectRoot } from "../harness/process";
 import { startSmtpServer } from "../harness/smtp";
 
-const root = resolve(import.meta.dir, "../..");
+const root = projectRoot;
 const bun = process.execPath;
-
-function processEnv(extra: Record<string, string>): Record<string, string> {
-  return {
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: process.env.HOME ?? "/root",
-    NODE_ENV: "test",
-    LOG_LEVEL: "info",
-    DATABASE_URL: testDatabaseUrl(),
-    REDIS_URL: testRun.redisUrl,
-    REDIS_PREFIX: testRun.redisPrefix,
-    DOCKER_NAMESPACE: testRun.dockerNamespace,
-    DATA_DIR: testRun.dataDir,
-    ...extra,
-  };
-}
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const port = probe.port!;
-  await probe.stop(true);
-  return port;
-}
 
 describe("entry points", () => {
   test("the all-in-one process serves /health, /ready, and stops cleanly on SIGTERM", async () => {
