@@ -103,6 +103,8 @@ const EnvSchema = v.object({
   BACKUP_HOOK_SECRET: v.optional(v.string()),
   BACKUP_HOOK_LEVEL: v.optional(v.picklist(POWER_LEVELS.slice(1), "must be conserve, critical or shutdown"), "critical"),
   BACKUP_HOOK_TIMEOUT_MS: v.optional(positiveInt, "5000"),
+  EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
+  EMERGENCY_ENFORCE_INTERVAL_MS: v.optional(positiveInt, "30000"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -194,6 +196,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         capacityAh: e.BATTERY_CAPACITY_AH,
       },
       backupHook: { url: e.BACKUP_HOOK_URL, secret: e.BACKUP_HOOK_SECRET?.trim(), level: e.BACKUP_HOOK_LEVEL, timeoutMs: e.BACKUP_HOOK_TIMEOUT_MS },
+      emergency: {
+        /** Pause between two instances brought back by recovery, so they do not all start at once. */
+        resumeStaggerMs: e.EMERGENCY_RESUME_STAGGER_MS,
+        /** Period of the pass that converges instances to the current level (catches what a level-change job could not). */
+        enforceIntervalMs: e.EMERGENCY_ENFORCE_INTERVAL_MS,
+      },
     },
   };
 }

@@ -1,6 +1,7 @@
 import type { AnyProcessor } from "./base";
+import { emergencyProcessor } from "./emergency";
 import { lifecycleProcessor } from "./lifecycle";
 import { mailProcessor } from "./mail";
 
 /** Every processor this code base runs; entry points start them all. */
-export const processors: AnyProcessor[] = [mailProcessor, lifecycleProcessor];
+export const processors: AnyProcessor[] = [mailProcessor, lifecycleProcessor, emergencyProcessor];
