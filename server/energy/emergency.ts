@@ -41,12 +41,14 @@ export type Candidate = {
   state: InstanceState;
   stateReason: string | null;
   createdAt: Date;
-  /** The kind of the action pending or running on it, if any (at most one). */
-  openAction: ActionKind | null;
+  /** The action pending or running on it, if any (there is at most one). */
+  openAction: { kind: ActionKind; reason: string } | null;
 };
 
 /** Actions whose success leaves the instance running. */
 const ENDS_RUNNING: readonly ActionKind[] = ["create", "start", "restart", "resume"];
+/** The actions the emergency sheds load with. */
+const SHEDS: readonly ActionKind[] = ["pause", "stop"];
 /** States worth looking at: up, held by the emergency, or on the way up. */
 const CANDIDATE_STATES: InstanceState[] = ["running", "paused", "stopped", "pending", "provisioning", "stopping"];
 
@@ -59,9 +61,11 @@ const byAge = (a: Candidate, b: Candidate) => a.createdAt.getTime() - b.createdA
  *   first), and instances the emergency paused that the level now stops.
  * - `restore`: instances whose pause or stop carries POWER_EMERGENCY_REASON
  *   and whose priority the level admits again, most important first.
- * - `waiting`: instances the level sheds that are on their way to running
- *   (an accepted create or start, a restart): acted on once they get there.
- * Instances with another action in flight are left to it.
+ * - `waiting`: instances whose action in flight will need undoing once it
+ *   lands — on their way to running (a create, start or restart) while the
+ *   level sheds them, or being paused or stopped by the emergency while the
+ *   level already admits them again.
+ * Instances with any other action in flight are left to it.
  */
 export function planConvergence(level: PowerLevel, candidates: readonly Candidate[]) {
   const shed: EmergencyStep[] = [];
@@ -73,14 +77,18 @@ export function planConvergence(level: PowerLevel, candidates: readonly Candidat
     const rule = shedAction(level, c.priority);
     if (rule) {
       if (c.openAction) {
-        if (ENDS_RUNNING.includes(c.openAction)) waiting.push(c.id);
+        if (ENDS_RUNNING.includes(c.openAction.kind)) waiting.push(c.id);
         continue;
       }
       if (c.state === "running") shed.push({ instanceId: c.id, priority: c.priority, action: rule });
       // Paused by an earlier, milder level: a paused container still holds its memory.
       else if (rule === "stop" && c.state === "paused" && held) shed.push({ instanceId: c.id, priority: c.priority, action: "stop" });
-    } else if (held && !c.openAction && admits(level, c.priority)) {
-      restore.push({ instanceId: c.id, priority: c.priority, action: c.state === "paused" ? "resume" : "start" });
+    } else if (admits(level, c.priority)) {
+      if (c.openAction) {
+        if (c.openAction.reason === POWER_EMERGENCY_REASON && SHEDS.includes(c.openAction.kind)) waiting.push(c.id);
+        continue;
+      }
+      if (held) restore.push({ instanceId: c.id, priority: c.priority, action: c.state === "paused" ? "resume" : "start" });
     }
   }
   restore.sort((a, b) => shedRank(b.priority) - shedRank(a.priority));
@@ -95,11 +103,13 @@ async function candidates(db: Database): Promise<Candidate[]> {
       state: instances.state,
       stateReason: instances.stateReason,
       createdAt: instances.createdAt,
-      openAction: instanceActions.kind,
+      openKind: instanceActions.kind,
+      openReason: instanceActions.reason,
     })
     .from(instances)
     .leftJoin(instanceActions, and(eq(instanceActions.instanceId, instances.id), inArray(instanceActions.status, ["pending", "running"])))
-    .where(inArray(instances.state, CANDIDATE_STATES));
+    .where(inArray(instances.state, CANDIDATE_STATES))
+    .then((rows) => rows.map(({ openKind, openReason, ...c }) => ({ ...c, openAction: openKind && openReason !== null ? { kind: openKind, reason: openReason } : null })));
 }
 
 const REQUEST = { pause: pauseInstance, stop: stopInstance, resume: resumeInstance, start: startInstance } as const;

@@ -350,6 +350,27 @@ describe("a state of charge flapping around the critical threshold", () => {
   }, 60_000);
 });
 
+describe("a recovery hard on the heels of a drop", () => {
+  test("resumes an instance even when the emergency's own pause was still being applied", async () => {
+    const critical = await changeLevel("critical", { dispatch: false });
+    const shed = await handlePowerEmergency(app.services, powerEmergencyPayload(critical));
+    expect(shed.shed.map((s) => [s.instanceId, s.action])).toEqual([[ids.batch, "pause"]]);
+    // The level is back before (or just after) the lifecycle worker has paused the container.
+    const normal = await changeLevel("normal", { dispatch: false });
+    const recovery = await handlePowerEmergency(app.services, powerEmergencyPayload(normal)).catch((error: Error) => error);
+    if (recovery instanceof Error) {
+      // The pause was still in flight: the job asks to be retried, and its retry resumes it.
+      expect(recovery).toBeInstanceOf(InstancesBusyError);
+      expect(recovery.message).toContain(ids.batch);
+      await dispatchPowerEmergency(app.services.db, app.services.queues, normal);
+    } else {
+      expect(recovery.restored.map((s) => [s.instanceId, s.action])).toEqual([[ids.batch, "resume"]]);
+    }
+    const batch = await settled(ids.batch, "running");
+    expect(batch.instance.stateReason).toBe(POWER_RESTORED_REASON);
+  }, 30_000);
+});
+
 describe("recovery after a jump from shutdown to normal", () => {
   test("restarts one instance at a time, EMERGENCY_RESUME_STAGGER_MS apart, the standard one before the interruptible one", async () => {
     const since = new Date();

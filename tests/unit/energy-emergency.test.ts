@@ -5,7 +5,7 @@ import { POWER_LEVELS } from "../../server/energy/levels";
 import { admits, LEVEL_RESTRICTIONS, shedAction } from "../../server/energy/restrictions";
 
 let n = 0;
-function instance(priority: InstancePriority, state: InstanceState, opts: { reason?: string; open?: ActionKind; id?: string } = {}): Candidate {
+function instance(priority: InstancePriority, state: InstanceState, opts: { reason?: string; open?: ActionKind; openReason?: string; id?: string } = {}): Candidate {
   n += 1;
   return {
     id: opts.id ?? `${priority}-${state}-${n}`,
@@ -13,10 +13,10 @@ function instance(priority: InstancePriority, state: InstanceState, opts: { reas
     state,
     stateReason: opts.reason ?? "requested",
     createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)),
-    openAction: opts.open ?? null,
+    openAction: opts.open ? { kind: opts.open, reason: opts.openReason ?? "requested" } : null,
   };
 }
-const held = (priority: InstancePriority, state: "paused" | "stopped", opts: { open?: ActionKind; id?: string } = {}) => instance(priority, state, { reason: POWER_EMERGENCY_REASON, ...opts });
+const held = (priority: InstancePriority, state: "paused" | "stopped", opts: { open?: ActionKind; openReason?: string; id?: string } = {}) => instance(priority, state, { reason: POWER_EMERGENCY_REASON, ...opts });
 const steps = (plan: ReturnType<typeof planConvergence>["shed"]) => plan.map((s) => [s.instanceId, s.action]);
 
 describe("what each power level restricts", () => {
@@ -110,6 +110,15 @@ describe("planning a convergence", () => {
     expect(plan.waiting.sort()).toEqual(["creating", "restarting", "starting"]);
     // Recovery skips a held instance its owner is deleting.
     expect(planConvergence("normal", [held("standard", "stopped", { open: "delete" })]).restore).toEqual([]);
+  });
+
+  test("a recovery that arrives while the emergency's own pause or stop is still in flight waits for it, then undoes it", () => {
+    const plan = planConvergence("normal", [
+      instance("interruptible", "running", { id: "being-paused", open: "pause", openReason: POWER_EMERGENCY_REASON }),
+      instance("standard", "stopping", { id: "being-stopped", open: "stop", openReason: POWER_EMERGENCY_REASON }),
+      instance("standard", "stopping", { id: "stopped-by-owner", open: "stop" }),
+    ]);
+    expect(plan).toEqual({ shed: [], restore: [], waiting: ["being-paused", "being-stopped"] });
   });
 
   test("a second pass over the result of the first has nothing to do", () => {
