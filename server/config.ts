@@ -137,6 +137,8 @@ const EnvSchema = v.object({
   RATE_LIMIT_MAIL_PER_ACCOUNT: v.optional(positiveInt, "5"),
   VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
   RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
+  EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
+  EMERGENCY_ENFORCE_INTERVAL_MS: v.optional(positiveInt, "30000"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -235,6 +237,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         capacityAh: e.BATTERY_CAPACITY_AH,
       },
       backupHook: { url: e.BACKUP_HOOK_URL, secret: e.BACKUP_HOOK_SECRET?.trim(), level: e.BACKUP_HOOK_LEVEL, timeoutMs: e.BACKUP_HOOK_TIMEOUT_MS },
+      emergency: {
+        /** Pause between two instances brought back by recovery, so they do not all start at once. */
+        resumeStaggerMs: e.EMERGENCY_RESUME_STAGGER_MS,
+        /** Period of the pass that converges instances to the current level (catches what a level-change job could not). */
+        enforceIntervalMs: e.EMERGENCY_ENFORCE_INTERVAL_MS,
+      },
     },
     billing: {
       currency: e.BILLING_CURRENCY,

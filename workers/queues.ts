@@ -44,6 +44,8 @@ export const JOBS = {
       /** The state of charge (%) that caused it; null if unknown. */
       soc: v.nullable(v.number()),
     }),
+    /** Converge instances and the backup signal to the current power level (repeatable). */
+    enforce: v.object({}),
   },
   billing: {
     /** One metering tick over every instance (repeatable, METERING_INTERVAL_MS). */

@@ -7,7 +7,7 @@ CREATE TYPE "public"."host_status" AS ENUM('active', 'offline');--> statement-br
 CREATE TYPE "public"."instance_priority" AS ENUM('critical', 'standard', 'interruptible');--> statement-breakpoint
 CREATE TYPE "public"."instance_state" AS ENUM('pending', 'provisioning', 'running', 'stopping', 'stopped', 'paused', 'deleting', 'deleted', 'error');--> statement-breakpoint
 CREATE TYPE "public"."mail_status" AS ENUM('queued', 'sent', 'failed');--> statement-breakpoint
-CREATE TYPE "public"."energy_event_kind" AS ENUM('level_changed', 'telemetry_lost', 'telemetry_restored', 'controller_fault', 'controller_fault_cleared', 'bridge_failed');--> statement-breakpoint
+CREATE TYPE "public"."energy_event_kind" AS ENUM('level_changed', 'telemetry_lost', 'telemetry_restored', 'controller_fault', 'controller_fault_cleared', 'bridge_failed', 'instances_shed', 'instances_restored', 'backup_signalled');--> statement-breakpoint
 CREATE TYPE "public"."energy_severity" AS ENUM('info', 'warning', 'critical');--> statement-breakpoint
 CREATE TYPE "public"."power_level" AS ENUM('normal', 'conserve', 'critical', 'shutdown');--> statement-breakpoint
 CREATE TYPE "public"."invoice_line_kind" AS ENUM('compute', 'egress', 'discount', 'credit');--> statement-breakpoint

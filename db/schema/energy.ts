@@ -10,6 +10,10 @@ export const energyEventKind = pgEnum("energy_event_kind", [
   "controller_fault",
   "controller_fault_cleared",
   "bridge_failed",
+  // The emergency worker's effects: instances paused or stopped, brought back, backup power signalled.
+  "instances_shed",
+  "instances_restored",
+  "backup_signalled",
 ]);
 export const energySeverity = pgEnum("energy_severity", ["info", "warning", "critical"]);
 
@@ -121,7 +125,7 @@ export const energyLevelChanges = pgTable(
   (t) => [uniqueIndex("energy_level_changes_seq_key").on(t.seq)],
 );
 
-/** What operators read: level changes, telemetry lost/restored, controller faults, bridge failures. */
+/** What operators read: level changes, telemetry lost/restored, controller faults, bridge failures, emergency actions. */
 export const energyEvents = pgTable(
   "energy_events",
   {

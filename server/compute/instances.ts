@@ -6,6 +6,7 @@ import { jobId, type Queues } from "../../workers/queues";
 import { actorUserId, systemActor, type Actor } from "../auth/actor";
 import { recordAudit } from "../audit";
 import type { Config } from "../config";
+import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
@@ -31,8 +32,8 @@ export type CreateInstanceInput = {
 };
 
 /**
- * Accepts a new instance: checks plan, image, the owner's quota and host
- * capacity, then records the instance, its first state, the create action and
+ * Accepts a new instance: checks plan, image, that the power level admits
+ * its priority, the owner's quota and host capacity, then records the instance, its first state, the create action and
  * the audit row in one transaction and enqueues the lifecycle job. Answers at
  * once; the client polls the action. A repeated `idempotencyKey` returns the
  * first instance and action (`replayed: true`).
@@ -66,6 +67,7 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
 
     const plan = await findPlan(tx, input.planId);
     const image = await findImage(tx, input.imageId);
+    await assertPowerAdmits(tx, priority);
     await assertWithinQuota(tx, config, userId, plan);
     const [sameName] = await tx
       .select({ id: instances.id })
@@ -136,7 +138,8 @@ export type RequestActionInput = {
  * Requests start, stop, restart, delete, pause or resume. The instance must be
  * in a state the action may start from and have no other action in flight
  * (INVALID_TRANSITION otherwise), except that a delete cancels an action the
- * worker has not picked up yet.
+ * worker has not picked up yet. Start and resume also need a power level
+ * that admits the instance's priority (POWER_RESTRICTED otherwise).
  */
 export async function requestAction(deps: ComputeDeps, who: Who, input: RequestActionInput) {
   const { db } = deps;
@@ -149,6 +152,8 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
         details: { state: instance.state, action: input.kind },
       });
     }
+    // Starting or resuming adds load; a user's request and the power-emergency recovery alike wait for a level that admits it.
+    if (input.kind === "start" || input.kind === "resume") await assertPowerAdmits(tx, instance.priority);
     const [open] = await tx
       .select()
       .from(instanceActions)

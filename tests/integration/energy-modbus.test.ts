@@ -32,6 +32,8 @@ async function withServices<T>(env: Record<string, string>, run: (services: Serv
     await resetEnergyState(services.db);
     return await run(services);
   } finally {
+    // The power level is platform-wide: leave it at normal for the other files.
+    await resetEnergyState(services.db);
     await services.close();
   }
 }

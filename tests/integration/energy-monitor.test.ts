@@ -30,6 +30,8 @@ beforeAll(async () => {
   await resetEnergyState(services.db);
 });
 afterAll(async () => {
+  // The power level is platform-wide: leave it at normal for the other files.
+  await resetEnergyState(services.db);
   await services.close();
   await pair.close();
 });

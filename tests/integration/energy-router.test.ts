@@ -30,7 +30,11 @@ beforeAll(async () => {
   admin = await createUserWithSession(app.services, { role: "admin" });
   suspended = await createUserWithSession(app.services, { role: "admin", status: "suspended" });
 });
-afterAll(() => app.close());
+afterAll(async () => {
+  // The power level is platform-wide: leave it at normal for the other files.
+  await resetEnergyState(app.services.db);
+  await app.close();
+});
 beforeEach(() => resetEnergyState(app.services.db));
 
 const db = () => app.services.db;

@@ -42,4 +42,11 @@ describe("energy configuration", () => {
     expect(() => loadConfig({ BACKUP_HOOK_URL: "not a url" })).toThrow(/BACKUP_HOOK_URL/);
     expect(() => loadConfig({ SERIAL_RESTART_MIN_MS: "5000", SERIAL_RESTART_MAX_MS: "1000" })).toThrow(/SERIAL_RESTART_MAX_MS/);
   });
+
+  test("the emergency worker staggers recovery by 2 s and re-converges every 30 s unless told otherwise", () => {
+    expect(loadConfig({}).energy.emergency).toEqual({ resumeStaggerMs: 2000, enforceIntervalMs: 30_000 });
+    expect(loadConfig({ EMERGENCY_RESUME_STAGGER_MS: "0", EMERGENCY_ENFORCE_INTERVAL_MS: "5000" }).energy.emergency).toEqual({ resumeStaggerMs: 0, enforceIntervalMs: 5000 });
+    expect(() => loadConfig({ EMERGENCY_RESUME_STAGGER_MS: "-1" })).toThrow(/EMERGENCY_RESUME_STAGGER_MS/);
+    expect(() => loadConfig({ EMERGENCY_ENFORCE_INTERVAL_MS: "0" })).toThrow(/EMERGENCY_ENFORCE_INTERVAL_MS/);
+  });
 });

@@ -1,0 +1,303 @@
+import { and, desc, eq, inArray, sql } from "drizzle-orm";
+import type { Database } from "../../db/client";
+import { energyEvents, instanceActions, instances } from "../../db/schema";
+import { systemActor } from "../auth/actor";
+import { recordAudit } from "../audit";
+import { pauseInstance, resumeInstance, startInstance, stopInstance, type ComputeDeps } from "../compute/instances";
+import { POWER_EMERGENCY_REASON, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "../compute/states";
+import { isAppError } from "../errors";
+import { backupSignalFor, invokeBackupHook } from "./backup-hook";
+import { recordEnergyEvent } from "./events";
+import type { PowerLevel } from "./levels";
+import { latestLevelChange, type LevelChange, type PowerEmergencyPayload } from "./power";
+import { admits, shedAction } from "./restrictions";
+
+/**
+ * The power-emergency worker's logic. Every job — a level change, a retry, a
+ * duplicate, a stale one, the periodic pass — does the same thing: converge
+ * the instances (and the backup-power signal) to what the *current* level
+ * requires (LEVEL_RESTRICTIONS). Nothing depends on which job came first, so
+ * an out-of-order, repeated or missed job cannot leave the platform wrong.
+ *
+ * All effects go through compute's request functions with the emergency's
+ * system actor: each pause or stop is a checked transition, audited, with
+ * POWER_EMERGENCY_REASON in the state history (billing credits that time);
+ * recovery brings back only instances whose current pause or stop carries it.
+ */
+
+export type EmergencyDeps = ComputeDeps;
+
+export const EMERGENCY_ACTOR = systemActor("power-emergency");
+/** Recorded on the actions and state changes recovery makes. */
+export const POWER_RESTORED_REASON = "power_restored";
+
+export type EmergencyAction = "pause" | "stop" | "resume" | "start";
+export type EmergencyStep = { instanceId: string; priority: InstancePriority; action: EmergencyAction };
+
+/** What the planner needs to know about an instance. */
+export type Candidate = {
+  id: string;
+  priority: InstancePriority;
+  state: InstanceState;
+  stateReason: string | null;
+  createdAt: Date;
+  /** The action pending or running on it, if any (there is at most one). */
+  openAction: { kind: ActionKind; reason: string } | null;
+};
+
+/** Actions whose success leaves the instance running. */
+const ENDS_RUNNING: readonly ActionKind[] = ["create", "start", "restart", "resume"];
+/** The actions the emergency sheds load with. */
+const SHEDS: readonly ActionKind[] = ["pause", "stop"];
+/** States worth looking at: up, held by the emergency, or on the way up. */
+const CANDIDATE_STATES: InstanceState[] = ["running", "paused", "stopped", "pending", "provisioning", "stopping"];
+
+const shedRank = (p: InstancePriority) => PRIORITY_SHED_ORDER.indexOf(p);
+const byAge = (a: Candidate, b: Candidate) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * What converging to `level` takes, from a snapshot of the instances. Pure.
+ * - `shed`: running instances of a priority the level sheds (least important
+ *   first), and instances the emergency paused that the level now stops.
+ * - `restore`: instances whose pause or stop carries POWER_EMERGENCY_REASON
+ *   and whose priority the level admits again, most important first.
+ * - `waiting`: instances whose action in flight will need undoing once it
+ *   lands — on their way to running (a create, start or restart) while the
+ *   level sheds them, or being paused or stopped by the emergency while the
+ *   level already admits them again.
+ * Instances with any other action in flight are left to it.
+ */
+export function planConvergence(level: PowerLevel, candidates: readonly Candidate[]) {
+  const shed: EmergencyStep[] = [];
+  const restore: EmergencyStep[] = [];
+  const waiting: string[] = [];
+  const ordered = [...candidates].sort((a, b) => shedRank(a.priority) - shedRank(b.priority) || byAge(a, b));
+  for (const c of ordered) {
+    const held = c.stateReason === POWER_EMERGENCY_REASON && (c.state === "paused" || c.state === "stopped");
+    const rule = shedAction(level, c.priority);
+    if (rule) {
+      if (c.openAction) {
+        if (ENDS_RUNNING.includes(c.openAction.kind)) waiting.push(c.id);
+        continue;
+      }
+      if (c.state === "running") shed.push({ instanceId: c.id, priority: c.priority, action: rule });
+      // Paused by an earlier, milder level: a paused container still holds its memory.
+      else if (rule === "stop" && c.state === "paused" && held) shed.push({ instanceId: c.id, priority: c.priority, action: "stop" });
+    } else if (admits(level, c.priority)) {
+      if (c.openAction) {
+        if (c.openAction.reason === POWER_EMERGENCY_REASON && SHEDS.includes(c.openAction.kind)) waiting.push(c.id);
+        continue;
+      }
+      if (held) restore.push({ instanceId: c.id, priority: c.priority, action: c.state === "paused" ? "resume" : "start" });
+    }
+  }
+  restore.sort((a, b) => shedRank(b.priority) - shedRank(a.priority));
+  return { shed, restore, waiting };
+}
+
+async function candidates(db: Database): Promise<Candidate[]> {
+  return db
+    .select({
+      id: instances.id,
+      priority: instances.priority,
+      state: instances.state,
+      stateReason: instances.stateReason,
+      createdAt: instances.createdAt,
+      openKind: instanceActions.kind,
+      openReason: instanceActions.reason,
+    })
+    .from(instances)
+    .leftJoin(instanceActions, and(eq(instanceActions.instanceId, instances.id), inArray(instanceActions.status, ["pending", "running"])))
+    .where(inArray(instances.state, CANDIDATE_STATES))
+    .then((rows) => rows.map(({ openKind, openReason, ...c }) => ({ ...c, openAction: openKind && openReason !== null ? { kind: openKind, reason: openReason } : null })));
+}
+
+const REQUEST = { pause: pauseInstance, stop: stopInstance, resume: resumeInstance, start: startInstance } as const;
+
+export type Convergence = {
+  level: PowerLevel;
+  /** The level change converged to (null: none was ever recorded, the level is `normal`). */
+  changeId: string | null;
+  shed: Array<EmergencyStep & { actionId: string }>;
+  restored: Array<EmergencyStep & { actionId: string }>;
+  /** Instances that could not be acted on yet (busy, or on their way to running); a later pass gets them. */
+  deferred: string[];
+  /** The level changed while recovery was staggering; the newer change's job takes over. */
+  superseded: boolean;
+};
+
+/**
+ * Brings the instances to what the level of `latest` requires: sheds at once,
+ * then restores one instance every EMERGENCY_RESUME_STAGGER_MS, most important
+ * first, stopping as soon as the level changes again. One busy instance never
+ * blocks the others: it is reported in `deferred`.
+ */
+export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange | null): Promise<Convergence> {
+  const { db, config, log } = deps;
+  const level = latest?.toLevel ?? "normal";
+  const plan = planConvergence(level, await candidates(db));
+  const result: Convergence = { level, changeId: latest?.id ?? null, shed: [], restored: [], deferred: [...plan.waiting], superseded: false };
+
+  const apply = async (step: EmergencyStep, reason: string): Promise<"done" | "skipped" | "restricted"> => {
+    try {
+      const { actionId } = await REQUEST[step.action](deps, step.instanceId, { reason, actor: EMERGENCY_ACTOR });
+      (reason === POWER_EMERGENCY_REASON ? result.shed : result.restored).push({ ...step, actionId });
+      return "done";
+    } catch (error) {
+      // Changed since the snapshot: another action got there first (retry later), or it was deleted.
+      if (isAppError(error, "INVALID_TRANSITION")) result.deferred.push(step.instanceId);
+      else if (isAppError(error, "POWER_RESTRICTED")) return "restricted";
+      else if (!isAppError(error, "NOT_FOUND")) throw error;
+      return "skipped";
+    }
+  };
+
+  for (const step of plan.shed) await apply(step, POWER_EMERGENCY_REASON);
+
+  for (const [i, step] of plan.restore.entries()) {
+    if (i > 0 && !(await stillCurrent(db, latest, config.energy.emergency.resumeStaggerMs))) {
+      result.superseded = true;
+      break;
+    }
+    // The level moved between the read and the request: leave the rest to the newer change's job.
+    if ((await apply(step, POWER_RESTORED_REASON)) === "restricted") {
+      result.superseded = true;
+      break;
+    }
+  }
+
+  await recordEffects(db, result, latest);
+  if (result.shed.length || result.restored.length || result.deferred.length) {
+    log.info("power emergency: instances converged", {
+      level,
+      shed: result.shed.map((s) => `${s.action} ${s.instanceId}`),
+      restored: result.restored.map((s) => `${s.action} ${s.instanceId}`),
+      deferred: result.deferred,
+      superseded: result.superseded,
+    });
+  }
+  return result;
+}
+
+/** Waits `ms`, checking that no newer level change has been recorded meanwhile. */
+async function stillCurrent(db: Database, latest: LevelChange | null, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const now = await latestLevelChange(db);
+    if ((now?.id ?? null) !== (latest?.id ?? null)) return false;
+    const left = until - Date.now();
+    if (left <= 0) return true;
+    await Bun.sleep(Math.min(left, 250));
+  }
+}
+
+const counted = (n: number, what: string) => `${what} ${n} instance${n === 1 ? "" : "s"}`;
+
+/** One event per pass that did something, for the operators' energy event log. */
+async function recordEffects(db: Database, result: Convergence, latest: LevelChange | null): Promise<void> {
+  const ids = (steps: Convergence["shed"], action: EmergencyAction) => steps.filter((s) => s.action === action).map((s) => s.instanceId);
+  const summary = (steps: Convergence["shed"], actions: EmergencyAction[]) =>
+    actions
+      .map((a) => [a, ids(steps, a).length] as const)
+      .filter(([, n]) => n > 0)
+      .map(([a, n]) => counted(n, a === "stop" ? "stopped" : a === "pause" ? "paused" : a === "resume" ? "resumed" : "started"))
+      .join(", ");
+  if (result.shed.length) {
+    await recordEnergyEvent(db, {
+      at: new Date(),
+      kind: "instances_shed",
+      severity: "warning",
+      message: `Power level ${result.level}: ${summary(result.shed, ["pause", "stop"])}`,
+      levelChangeId: latest?.id ?? null,
+      details: { level: result.level, paused: ids(result.shed, "pause"), stopped: ids(result.shed, "stop") },
+    });
+  }
+  if (result.restored.length) {
+    await recordEnergyEvent(db, {
+      at: new Date(),
+      kind: "instances_restored",
+      severity: "info",
+      message: `Power level ${result.level}: ${summary(result.restored, ["resume", "start"])}`,
+      levelChangeId: latest?.id ?? null,
+      details: { level: result.level, resumed: ids(result.restored, "resume"), started: ids(result.restored, "start"), superseded: result.superseded },
+    });
+  }
+}
+
+/**
+ * Tells the backup power system (BACKUP_HOOK_URL) to take over or hand back,
+ * when the current level is on the other side of BACKUP_HOOK_LEVEL from the
+ * last signal sent. Comparing with what was last *sent* rather than with the
+ * job's `from` keeps it right when jobs arrive late, twice or not at all.
+ * Rejects when the hook fails, so the job is retried.
+ */
+export async function signalBackupPower(deps: EmergencyDeps, latest: LevelChange | null) {
+  const { db, config } = deps;
+  const hook = config.energy.backupHook;
+  if (!hook.url || !latest) return null;
+  // Passes in other worker processes take turns, so each crossing is signalled once.
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${BACKUP_SIGNAL_LOCK})`);
+    const [last] = await tx
+      .select({ details: energyEvents.details })
+      .from(energyEvents)
+      .where(eq(energyEvents.kind, "backup_signalled"))
+      .orderBy(desc(energyEvents.at), desc(energyEvents.id))
+      .limit(1);
+    const onBackup = last?.details?.signal === "switch-to-backup";
+    const signal = backupSignalFor(onBackup ? hook.level : "normal", latest.toLevel, hook.level);
+    if (!signal) return null;
+    const answer = await invokeBackupHook(hook, { signal, changeId: latest.id, from: latest.fromLevel, to: latest.toLevel, at: latest.at.toISOString(), soc: latest.soc });
+    const details = { signal, level: latest.toLevel, status: answer?.status ?? null };
+    await recordEnergyEvent(tx, {
+      at: new Date(),
+      kind: "backup_signalled",
+      severity: signal === "switch-to-backup" ? "warning" : "info",
+      message: `Backup power hook told to ${signal} (power level ${latest.toLevel})`,
+      levelChangeId: latest.id,
+      details,
+    });
+    await recordAudit(tx, { actor: EMERGENCY_ACTOR }, { action: "energy.backup.signalled", targetType: "energy_level_change", targetId: latest.id, metadata: details });
+    deps.log.warn("backup power signalled", { ...details, changeId: latest.id });
+    return signal;
+  });
+}
+
+// Any fixed value; it keys the lock around reading, sending and recording the backup signal.
+const BACKUP_SIGNAL_LOCK = 40_420;
+
+/**
+ * Converges instances and the backup signal to the current level, both at
+ * once: a slow or failing hook must not delay shedding load. Rejects (after
+ * the instances are done) when the hook failed.
+ */
+export async function enforcePowerLevel(deps: EmergencyDeps, latest?: LevelChange | null) {
+  const change = latest === undefined ? await latestLevelChange(deps.db) : latest;
+  const [backup, converged] = await Promise.allSettled([signalBackupPower(deps, change), convergeInstances(deps, change)]);
+  if (converged.status === "rejected") throw converged.reason;
+  if (backup.status === "rejected") throw backup.reason;
+  return { ...converged.value, backupSignal: backup.value };
+}
+
+export class InstancesBusyError extends Error {
+  override name = "InstancesBusyError";
+}
+
+/**
+ * The power-emergency job. Whatever change it carries, it converges to the
+ * latest recorded one; a job older than that (lower `seq`) is stale and only
+ * logged as such. Throws when instances had to be deferred, so the job is
+ * retried soon with backoff (the periodic pass catches any left after that).
+ */
+export async function handlePowerEmergency(deps: EmergencyDeps, job: PowerEmergencyPayload) {
+  const latest = await latestLevelChange(deps.db);
+  const stale = !latest || job.seq < latest.seq || latest.id !== job.changeId;
+  if (stale) {
+    deps.log.info("stale power-emergency job: converging to the current level instead", { changeId: job.changeId, seq: job.seq, to: job.to, current: latest?.toLevel ?? "normal", currentSeq: latest?.seq ?? 0 });
+  }
+  const result = await enforcePowerLevel(deps, latest);
+  if (result.deferred.length && !result.superseded) {
+    throw new InstancesBusyError(`${result.deferred.length} instance(s) could not be acted on yet (busy or starting): ${result.deferred.join(", ")}`);
+  }
+  return { stale, ...result };
+}

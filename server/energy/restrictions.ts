@@ -1,0 +1,49 @@
+import type { Database } from "../../db/client";
+import type { InstancePriority } from "../compute/states";
+import { AppError } from "../errors";
+import type { PowerLevel } from "./levels";
+import { currentPowerLevel } from "./power";
+
+/** What the emergency does to a running instance whose priority a level sheds. */
+export type ShedAction = "pause" | "stop";
+
+/**
+ * What each power level restricts, by instance priority. `admits`: the
+ * priorities whose instances may be created, started or resumed (by a user or
+ * by recovery). `sheds`: what happens to running instances of a priority.
+ *
+ * Shutdown stops interruptible instances rather than leaving them paused: a
+ * paused container still holds its memory, and at shutdown the host keeps
+ * only what critical instances need.
+ *
+ * An instance the emergency paused or stopped comes back as soon as the level
+ * admits its priority again, so recovery follows the table too: standard
+ * instances at `conserve`, interruptible ones at `normal`.
+ */
+export const LEVEL_RESTRICTIONS: Record<PowerLevel, { admits: readonly InstancePriority[]; sheds: Partial<Record<InstancePriority, ShedAction>> }> = {
+  normal: { admits: ["critical", "standard", "interruptible"], sheds: {} },
+  conserve: { admits: ["critical", "standard"], sheds: {} },
+  critical: { admits: ["critical"], sheds: { interruptible: "pause" } },
+  shutdown: { admits: ["critical"], sheds: { interruptible: "stop", standard: "stop" } },
+};
+
+export function admits(level: PowerLevel, priority: InstancePriority): boolean {
+  return LEVEL_RESTRICTIONS[level].admits.includes(priority);
+}
+
+export function shedAction(level: PowerLevel, priority: InstancePriority): ShedAction | null {
+  return LEVEL_RESTRICTIONS[level].sheds[priority] ?? null;
+}
+
+/**
+ * Compute's admission check: refuses to create, start or resume an instance
+ * whose priority the current power level does not admit (POWER_RESTRICTED,
+ * with the level and priority so a client can explain it or retry later).
+ */
+export async function assertPowerAdmits(db: Database, priority: InstancePriority): Promise<void> {
+  const level = await currentPowerLevel(db);
+  if (admits(level, priority)) return;
+  throw new AppError("POWER_RESTRICTED", `The platform is at power level ${level}: ${priority} instances cannot be started until the battery recovers`, {
+    details: { level, priority },
+  });
+}
