@@ -1,7 +1,8 @@
+import { adminProcessor } from "./admin";
 import type { AnyProcessor } from "./base";
 import { billingProcessor } from "./billing";
 import { lifecycleProcessor } from "./lifecycle";
 import { mailProcessor } from "./mail";
 
 /** Every processor this code base runs; entry points start them all. */
-export const processors: AnyProcessor[] = [mailProcessor, lifecycleProcessor, billingProcessor];
+export const processors: AnyProcessor[] = [mailProcessor, lifecycleProcessor, billingProcessor, adminProcessor];
