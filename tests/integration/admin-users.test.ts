@@ -158,6 +158,17 @@ describe("suspending and reactivating", () => {
     expect(reactivated).toMatchObject({ actorId: admin.user.id, reason: "resolved with the bank", metadata: { from: "suspended", to: "active" } });
   });
 
+  test("activating an account whose email was never verified lets it in; the address stays unverified", async () => {
+    const pending = await createUserWithSession(app.services, { status: "unverified" });
+    const theirs = app.client({ token: pending.token });
+    await expectAppError(theirs.compute.instances.list.query({}), "EMAIL_NOT_VERIFIED");
+    const activated = await api.admin.users.setStatus.mutate({ id: pending.user.id, status: "active", reason: "verified by phone" });
+    expect(activated).toMatchObject({ changed: true, sessionsEnded: 0, user: { status: "active", emailVerifiedAt: null }, instances: null });
+    expect((await theirs.compute.instances.list.query({})).items).toEqual([]);
+    const [audit] = await auditRows({ action: "admin.user.activated", targetId: pending.user.id });
+    expect(audit).toMatchObject({ actorId: admin.user.id, reason: "verified by phone", metadata: { from: "unverified", to: "active", sessionsEnded: 0 } });
+  });
+
   test("an unknown user is NOT_FOUND and changes nothing", async () => {
     await expectAppError(api.admin.users.setStatus.mutate({ id: crypto.randomUUID(), status: "suspended", reason: "typo" }), "NOT_FOUND");
     await expectAppError(api.admin.users.setRole.mutate({ id: crypto.randomUUID(), role: "admin" }), "NOT_FOUND");
