@@ -55,7 +55,7 @@ export const JOBS = {
     /**
      * Make sure every instance of a suspended account ends up stopped (some may
      * have had an action in flight at suspension). Retried until they are; a
-     * no-op once the account is active again. Job id `suspension.<userId>.<ms>`.
+     * no-op once the account is active again. Job id `suspension.<userId>.<ms of the request>`.
      */
     enforceSuspension: v.object({ userId: uuid }),
   },

@@ -2,7 +2,7 @@ import { and, desc, eq, ne } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { instances, users } from "../../db/schema";
 import { hostUsage } from "../compute/hosts";
-import { instanceView, stopInstance, type ComputeDeps } from "../compute/instances";
+import { instanceView, stopInstance, type ComputeDeps, type InstanceView } from "../compute/instances";
 import type { InstancePriority, InstanceState } from "../compute/states";
 import { after, cursorTime, decodeCursor, page } from "./cursor";
 import type { AdminCaller } from "./users";
@@ -37,7 +37,12 @@ export async function listAllInstances(db: Database, filters: InstanceFilters) {
     )
     .orderBy(desc(instances.createdAt), desc(instances.id))
     .limit(filters.limit + 1);
-  return page(rows, filters.limit, ({ instance, ownerEmail }) => ({ ...instanceView(instance), userId: instance.userId, ownerEmail }));
+  return page(rows, filters.limit, ({ instance, ownerEmail }) => ({ ...withoutEnvValues(instanceView(instance)), userId: instance.userId, ownerEmail }));
+}
+
+/** Staff see which environment variables a customer set, never their values (they are often credentials). */
+function withoutEnvValues({ env, ...instance }: InstanceView) {
+  return { ...instance, envNames: Object.keys(env).sort() };
 }
 
 /**
@@ -45,8 +50,9 @@ export async function listAllInstances(db: Database, filters: InstanceFilters) {
  * The state history says `admin_force_stop`; the audit row carries the admin
  * and their reason. An instance busy with another action is INVALID_TRANSITION.
  */
-export function forceStopInstance(deps: ComputeDeps, caller: AdminCaller, input: { id: string; reason: string }) {
-  return stopInstance(deps, input.id, { reason: FORCE_STOP_REASON, note: input.reason, actor: caller.actor, request: caller.request });
+export async function forceStopInstance(deps: ComputeDeps, caller: AdminCaller, input: { id: string; reason: string }) {
+  const stopped = await stopInstance(deps, input.id, { reason: FORCE_STOP_REASON, note: input.reason, actor: caller.actor, request: caller.request });
+  return { instance: withoutEnvValues(stopped.instance), actionId: stopped.actionId };
 }
 
 /** Each host with its capacity (after overcommit) and what its instances reserve. */

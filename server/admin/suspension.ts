@@ -73,11 +73,13 @@ async function unsettledInstances(db: Database, userId: string) {
  * stopped or deleted — an instance still being created or started when the
  * account was suspended is stopped when that action ends.
  */
-export async function enforceSuspension(deps: ComputeDeps, who: { actor: Actor; request?: RequestInfo | null }, user: { id: string; updatedAt: Date }): Promise<SuspensionOutcome> {
+export async function enforceSuspension(deps: ComputeDeps, who: { actor: Actor; request?: RequestInfo | null }, user: { id: string }): Promise<SuspensionOutcome> {
+  const requestedAt = Date.now();
   const pass = await stopUserInstances(deps, who, user.id);
   if (pass.unsettled === 0) return { ...pass, followUp: "not_needed" };
   try {
-    await deps.queues.enqueue("admin", "enforceSuspension", { userId: user.id }, { jobId: jobId("suspension", user.id, user.updatedAt.getTime()), ...FOLLOW_UP });
+    // One follow-up per request: suspending again schedules a fresh one even when an earlier one gave up.
+    await deps.queues.enqueue("admin", "enforceSuspension", { userId: user.id }, { jobId: jobId("suspension", user.id, requestedAt), ...FOLLOW_UP });
     return { ...pass, followUp: "scheduled" };
   } catch (error) {
     deps.log.error("could not schedule the suspension follow-up; suspend again to retry", { userId: user.id, error: (error as Error).message });

@@ -112,7 +112,8 @@ describe("force stop", () => {
     const instanceId = await runningInstance(owner, "force-me");
 
     const stopped = await api.admin.instances.forceStop.mutate({ id: instanceId, reason: "mining crypto, ticket #881" });
-    expect(stopped.instance).toMatchObject({ id: instanceId, state: "stopping", stateReason: FORCE_STOP_REASON });
+    expect(stopped.instance).toMatchObject({ id: instanceId, state: "stopping", stateReason: FORCE_STOP_REASON, envNames: [] });
+    expect(stopped.instance).not.toHaveProperty("env");
     const ownerApi = app.client({ token: owner.token });
     expect((await actionDone(ownerApi, stopped.actionId)).status).toBe("succeeded");
     expect(await isRunning(instanceId)).toBe(false);
@@ -134,6 +135,9 @@ describe("instances across users", () => {
     const alice = await createUserWithSession(app.services);
     const bob = await createUserWithSession(app.services);
     const mine = [];
+    const secret = await seedInstance(app.services, alice.user.id, { name: "with-env" });
+    await app.services.db.update(instances).set({ env: { DATABASE_URL: "postgres://alice:hunter2@db/app", MODE: "prod" } }).where(eq(instances.id, secret.id));
+    mine.push(secret);
     for (let i = 0; i < 5; i++) {
       mine.push(await seedInstance(app.services, alice.user.id, { name: `a-${i}`, priority: i % 2 ? "interruptible" : "standard", state: i === 4 ? "running" : "stopped" }));
       await seedInstance(app.services, bob.user.id, { name: `b-${i}` });
@@ -151,12 +155,16 @@ describe("instances across users", () => {
       if (cursor) await seedInstance(app.services, alice.user.id, { name: `late-${++added}` });
     } while (cursor);
     expect(seen).toEqual(mine.map((i) => i.id).reverse());
+    // Staff see which variables a customer set, not their values.
+    const withEnv = (await api.admin.instances.list.query({ userId: alice.user.id, limit: 100 })).items.find((i) => i.id === secret.id)!;
+    expect(withEnv.envNames).toEqual(["DATABASE_URL", "MODE"]);
+    expect(JSON.stringify(withEnv)).not.toContain("hunter2");
 
     const ids = async (input: Parameters<typeof api.admin.instances.list.query>[0]) => (await api.admin.instances.list.query({ limit: 100, ...input })).items.map((i) => i.id);
-    expect(await ids({ userId: alice.user.id, priority: "interruptible" })).toEqual([mine[3]!.id, mine[1]!.id]);
-    expect(await ids({ userId: alice.user.id, state: "running" })).toEqual([mine[4]!.id]);
+    expect(await ids({ userId: alice.user.id, priority: "interruptible" })).toEqual([mine[4]!.id, mine[2]!.id]);
+    expect(await ids({ userId: alice.user.id, state: "running" })).toEqual([mine[5]!.id]);
     expect(await ids({ userId: alice.user.id, state: "deleted" })).toEqual([gone.id]);
-    expect(await ids({ userId: alice.user.id, hostId: mine[0]!.hostId })).toHaveLength(5 + added);
+    expect(await ids({ userId: alice.user.id, hostId: mine[0]!.hostId })).toHaveLength(6 + added);
     expect(await ids({ userId: alice.user.id, hostId: crypto.randomUUID() })).toEqual([]);
     expect(await ids({ userId: bob.user.id })).toHaveLength(5);
   });
@@ -202,7 +210,9 @@ describe("queue health", () => {
     // Nothing in this code base consumes the emergency queue yet, so it shows how a queue nobody drains looks.
     const emergency = app.services.queues.queue("emergency");
     const dayAgo = Date.now() - 86_400_000;
-    const waiting = await emergency.add("power-emergency", { stale: true }, { jobId: jobId("admin-test", crypto.randomUUID()), timestamp: dayAgo });
+    const recent = await emergency.add("power-emergency", { stale: false }, { jobId: jobId("admin-test", crypto.randomUUID()) });
+    // LIFO puts it where the next job is taken from: the oldest ready job, as it would be had it really been added a day ago.
+    const waiting = await emergency.add("power-emergency", { stale: true }, { jobId: jobId("admin-test", crypto.randomUUID()), timestamp: dayAgo, lifo: true });
     const overdue = await emergency.add("power-emergency", { stale: true }, { jobId: jobId("admin-test", crypto.randomUUID()), timestamp: dayAgo, delay: 1000 });
     try {
       const stalled = (await api.admin.queues.health.query()).queues.find((q) => q.name === "emergency")!;
@@ -219,8 +229,7 @@ describe("queue health", () => {
       expect((await api.admin.queues.health.query()).queues.find((q) => q.name === "emergency")).toMatchObject({ paused: true, stalled: false });
     } finally {
       await emergency.resume();
-      await waiting.remove();
-      await overdue.remove();
+      for (const job of [recent, waiting, overdue]) await job.remove();
     }
   });
 });
