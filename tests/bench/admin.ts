@@ -123,6 +123,12 @@ try {
   results.instancesRunning = await timed(10, () => listAllInstances(db, { state: "running", limit: 50 })).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
   results.queueHealth = await timed(10, () => queueHealth(services.queues)).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
 } finally {
+  let cursor = "0";
+  do {
+    const [next, keys] = await services.redis.scan(cursor, "MATCH", `${redisPrefix}*`, "COUNT", 1000);
+    if (keys.length) await services.redis.unlink(...keys);
+    cursor = next;
+  } while (cursor !== "0");
   await services.close();
   await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
   await admin.end({ timeout: 5 });
