@@ -7,6 +7,7 @@ import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
+import { queueBoardRoutes } from "./admin/queue-board";
 import { billingRoutes } from "./billing/http";
 import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { serializeError } from "./log";
@@ -82,9 +83,11 @@ export function createApp(services: Services) {
 
   app.get("/metrics", async (c) => c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }));
 
-  // Outside /trpc: these routes own their request body (the webhook's signature is over the raw bytes).
+  // Outside /trpc: these routes own their request body (the webhook's signature is over the raw bytes);
+  // the queue dashboard is a web UI of its own.
   app.route("/", stripeWebhook(services));
   app.route("/", billingRoutes(services));
+  app.route("/", queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustProxy)));
 
   app.use(
     "/trpc/*",

@@ -1,3 +1,4 @@
+import { adminRouter } from "./admin/router";
 import { authRouter } from "./auth/router";
 import { billingRouter } from "./billing/router";
 import { computeRouter } from "./compute/router";
@@ -9,6 +10,7 @@ export const appRouter = router({
   compute: computeRouter,
   energy: energyRouter,
   billing: billingRouter,
+  admin: adminRouter,
 });
 
 /** The type typed clients import: `createTRPCClient<AppRouter>(...)`. */

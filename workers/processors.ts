@@ -1,3 +1,4 @@
+import { adminProcessor } from "./admin";
 import type { AnyProcessor } from "./base";
 import { billingProcessor } from "./billing";
 import { emergencyProcessor } from "./emergency";
@@ -5,4 +6,4 @@ import { lifecycleProcessor } from "./lifecycle";
 import { mailProcessor } from "./mail";
 
 /** Every processor this code base runs; entry points start them all. */
-export const processors: AnyProcessor[] = [mailProcessor, lifecycleProcessor, emergencyProcessor, billingProcessor];
+export const processors: AnyProcessor[] = [mailProcessor, lifecycleProcessor, emergencyProcessor, billingProcessor, adminProcessor];

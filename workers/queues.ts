@@ -53,6 +53,14 @@ export const JOBS = {
     /** Invoice a period (`YYYY-MM`); without one, the month that just ended (scheduled at 00:00 UTC on the 1st). */
     invoice: v.object({ period: v.optional(v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/))) }),
   },
+  admin: {
+    /**
+     * Make sure every instance of a suspended account ends up stopped (some may
+     * have had an action in flight at suspension). Retried until they are; a
+     * no-op once the account is active again. Job id `suspension.<userId>.<ms of the request>`.
+     */
+    enforceSuspension: v.object({ userId: uuid }),
+  },
 } as const;
 
 export type QueueName = keyof typeof JOBS;

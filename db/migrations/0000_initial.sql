@@ -432,12 +432,14 @@ ALTER TABLE "usage_records" ADD CONSTRAINT "usage_records_user_id_users_id_fk" F
 CREATE INDEX "audit_log_at_idx" ON "audit_log" USING btree ("created_at");--> statement-breakpoint
 CREATE INDEX "audit_log_actor_idx" ON "audit_log" USING btree ("actor_id","created_at");--> statement-breakpoint
 CREATE INDEX "audit_log_action_idx" ON "audit_log" USING btree ("action","created_at");--> statement-breakpoint
+CREATE INDEX "audit_log_target_idx" ON "audit_log" USING btree ("target_id","created_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "api_keys_key_hash_key" ON "api_keys" USING btree ("key_hash");--> statement-breakpoint
 CREATE INDEX "api_keys_user_idx" ON "api_keys" USING btree ("user_id","created_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "email_tokens_token_hash_key" ON "email_tokens" USING btree ("token_hash");--> statement-breakpoint
 CREATE INDEX "email_tokens_user_idx" ON "email_tokens" USING btree ("user_id","purpose");--> statement-breakpoint
 CREATE INDEX "sessions_user_id_idx" ON "sessions" USING btree ("user_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "users_email_key" ON "users" USING btree ("email");--> statement-breakpoint
+CREATE INDEX "users_created_idx" ON "users" USING btree ("created_at","id");--> statement-breakpoint
 CREATE UNIQUE INDEX "hosts_name_key" ON "hosts" USING btree ("name");--> statement-breakpoint
 CREATE UNIQUE INDEX "images_slug_key" ON "images" USING btree ("slug");--> statement-breakpoint
 CREATE INDEX "instance_actions_instance_idx" ON "instance_actions" USING btree ("instance_id","created_at");--> statement-breakpoint
@@ -447,6 +449,7 @@ CREATE INDEX "instance_state_history_instance_idx" ON "instance_state_history" U
 CREATE INDEX "instances_user_idx" ON "instances" USING btree ("user_id","created_at","id");--> statement-breakpoint
 CREATE INDEX "instances_host_state_idx" ON "instances" USING btree ("host_id","state");--> statement-breakpoint
 CREATE INDEX "instances_state_idx" ON "instances" USING btree ("state");--> statement-breakpoint
+CREATE INDEX "instances_created_idx" ON "instances" USING btree ("created_at","id");--> statement-breakpoint
 CREATE UNIQUE INDEX "instances_user_idempotency_key" ON "instances" USING btree ("user_id","idempotency_key");--> statement-breakpoint
 CREATE UNIQUE INDEX "instances_user_live_name_key" ON "instances" USING btree ("user_id","name") WHERE "instances"."state" <> 'deleted';--> statement-breakpoint
 CREATE UNIQUE INDEX "plans_slug_key" ON "plans" USING btree ("slug");--> statement-breakpoint

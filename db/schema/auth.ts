@@ -18,7 +18,8 @@ export const users = pgTable(
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
-  (t) => [uniqueIndex("users_email_key").on(t.email)],
+  // created_at, id: the admin list's newest-first keyset order.
+  (t) => [uniqueIndex("users_email_key").on(t.email), index("users_created_idx").on(t.createdAt, t.id)],
 );
 
 /**

@@ -126,6 +126,8 @@ export const instances = pgTable(
     index("instances_user_idx").on(t.userId, t.createdAt, t.id),
     index("instances_host_state_idx").on(t.hostId, t.state),
     index("instances_state_idx").on(t.state),
+    // The admin list across users, newest first (keyset on created_at, id).
+    index("instances_created_idx").on(t.createdAt, t.id),
     uniqueIndex("instances_user_idempotency_key").on(t.userId, t.idempotencyKey),
     uniqueIndex("instances_user_live_name_key").on(t.userId, t.name).where(sql`${t.state} <> 'deleted'`),
   ],

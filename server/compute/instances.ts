@@ -132,6 +132,12 @@ export type RequestActionInput = {
   reason?: string;
   /** Restricts the request to this owner's instances (NOT_FOUND otherwise); null for platform actors. */
   ownerId: string | null;
+  /**
+   * Free text for the audit row only (an admin's explanation), kept out of
+   * the state history, whose reasons are codes that billing and recovery
+   * match on and that the owner sees.
+   */
+  note?: string;
 };
 
 /**
@@ -175,7 +181,13 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
       .values({ instanceId: instance.id, userId: instance.userId, kind: input.kind, reason, actorType: who.actor.kind, actorId })
       .returning();
     const current = rule.during ? await changeState(tx, instance, rule.during, { reason, by: attributionOf(who.actor), actionId: action!.id }) : instance;
-    await recordAudit(tx, who, { action: `compute.instance.${input.kind}`, targetType: "instance", targetId: instance.id, reason, metadata: { actionId: action!.id } });
+    await recordAudit(tx, who, {
+      action: `compute.instance.${input.kind}`,
+      targetType: "instance",
+      targetId: instance.id,
+      reason: input.note ?? reason,
+      metadata: input.note === undefined ? { actionId: action!.id } : { actionId: action!.id, stateReason: reason },
+    });
     return { instance: current, actionId: action!.id };
   });
   await enqueueAction(deps, result.actionId);
@@ -336,7 +348,7 @@ export async function stateHistory(db: Database, instanceId: string) {
 // The platform's own requests, for the power-emergency worker and operators.
 // Each records `reason` on the action and in the state history.
 const platform = (name: string): Who => ({ actor: systemActor(name) });
-export type PlatformRequest = { reason: string; actor?: Actor };
+export type PlatformRequest = { reason: string; actor?: Actor; note?: string };
 
 export function pauseInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest) {
   return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "pause", reason: opts.reason, ownerId: null });
@@ -346,8 +358,9 @@ export function resumeInstance(deps: ComputeDeps, instanceId: string, opts: Plat
   return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "resume", reason: opts.reason, ownerId: null });
 }
 
-export function stopInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest) {
-  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "stop", reason: opts.reason, ownerId: null });
+export function stopInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest & { request?: RequestInfo | null }) {
+  const who = opts.actor ? { actor: opts.actor, request: opts.request ?? null } : platform("compute");
+  return requestAction(deps, who, { instanceId, kind: "stop", reason: opts.reason, ownerId: null, ...(opts.note === undefined ? {} : { note: opts.note }) });
 }
 
 export function startInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest) {
