@@ -11,8 +11,8 @@ import { energyStatus } from "./status";
  * to every signed-in user (customers see why their interruptible instances
  * pause, and the solar figures are the product's promise); the event log
  * (telemetry failures, controller faults, bridge errors) is for operators and
- * admins; the policy is admin-only. API keys need `energy:read` for reads; the
- * policy cannot be changed with an API key.
+ * admins; the policy is admin-only. API keys need `energy:read` for reads; like
+ * every admin procedure, the policy cannot be read or changed with an API key.
  */
 const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp"), v.transform((s) => new Date(s)));
 const DAY_MS = 86_400_000;
@@ -65,7 +65,7 @@ export const energyRouter = router({
     .query(({ ctx, input }) => listEnergyEvents(ctx.db, { cursor: input.cursor, limit: input.limit })),
 
   policy: router({
-    get: adminProcedure.meta({ scope: "energy:read" }).query(async ({ ctx }) => policyOutput(await getPowerPolicy(ctx.db))),
+    get: adminProcedure.query(async ({ ctx }) => policyOutput(await getPowerPolicy(ctx.db))),
 
     /** Replaces the policy; thresholds must be ordered shutdown < critical < conserve. Audited. */
     update: adminProcedure

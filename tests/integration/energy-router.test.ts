@@ -112,7 +112,8 @@ describe("who may call the energy procedures", () => {
     await expectAppError(client(customer.token).energy.policy.get.query(), "FORBIDDEN");
     await expectAppError(client(operator.token).energy.policy.get.query(), "FORBIDDEN");
     expect(await client(admin.token).energy.policy.get.query()).toMatchObject(DEFAULT_POLICY);
-    await expectCallerError(apiKeyCaller(operator.user, ["energy:read"]).energy.policy.get(), "FORBIDDEN");
+    await expectCallerError(apiKeyCaller(operator.user, ["energy:read"]).energy.policy.get(), "INSUFFICIENT_SCOPE");
+    await expectCallerError(apiKeyCaller(admin.user, ["energy:read"]).energy.policy.get(), "INSUFFICIENT_SCOPE");
   });
 
   test("energy.policy.update: admins only, never with an API key", async () => {
