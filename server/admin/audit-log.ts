@@ -1,7 +1,7 @@
 import { and, desc, eq, gte, like, lt } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { auditLog, users } from "../../db/schema";
-import { after, cursorTime, decodeCursor, page } from "./cursor";
+import { after, cursorTime, decodeCursor, page } from "../pagination";
 
 export type AuditFilters = {
   actorId?: string | undefined;

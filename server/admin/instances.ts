@@ -4,7 +4,7 @@ import { instances, users } from "../../db/schema";
 import { hostUsage } from "../compute/hosts";
 import { instanceView, stopInstance, type ComputeDeps, type InstanceView } from "../compute/instances";
 import type { InstancePriority, InstanceState } from "../compute/states";
-import { after, cursorTime, decodeCursor, page } from "./cursor";
+import { after, cursorTime, decodeCursor, page } from "../pagination";
 import type { AdminCaller } from "./users";
 
 /** The reason code a forced stop leaves in the state history (the admin's own words go to the audit row). */

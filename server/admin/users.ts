@@ -7,7 +7,7 @@ import { AppError } from "../errors";
 import { INSTANCE_STATES } from "../compute/states";
 import type { Services } from "../services";
 import type { RequestInfo } from "../trpc";
-import { after, cursorTime, decodeCursor, page } from "./cursor";
+import { after, cursorTime, decodeCursor, page } from "../pagination";
 import { enforceSuspension, type SuspensionOutcome } from "./suspension";
 
 export type UserRole = (typeof userRole.enumValues)[number];

@@ -1,8 +1,8 @@
-import { and, asc, desc, eq, ne, sql } from "drizzle-orm";
+import { and, asc, desc, eq, ne } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { invoiceLines, invoices, invoiceStatus } from "../../db/schema";
 import { AppError } from "../errors";
-import { decodeCursor, encodeCursor } from "./cursor";
+import { after, cursorTime, decodeCursor, page } from "../pagination";
 
 export type Invoice = typeof invoices.$inferSelect;
 export type InvoiceLine = typeof invoiceLines.$inferSelect;
@@ -52,23 +52,14 @@ export async function getInvoice(db: Database, ownerId: string, invoiceId: strin
 /** The owner's invoices, newest first, a page at a time. */
 export async function listInvoices(db: Database, ownerId: string, opts: { cursor?: string | undefined; limit?: number | undefined }) {
   const limit = opts.limit ?? 20;
-  const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
-  const createdMs = sql`date_trunc('milliseconds', ${invoices.createdAt})`;
+  const cursor = opts.cursor ? decodeCursor(opts.cursor) : null;
   const rows = await db
-    .select()
+    .select({ invoice: invoices, id: invoices.id, cursorAt: cursorTime(invoices.createdAt) })
     .from(invoices)
-    .where(
-      and(
-        eq(invoices.userId, ownerId),
-        ne(invoices.status, "draft"),
-        after ? sql`(${createdMs}, ${invoices.id}) < (${after.at.toISOString()}::timestamptz, ${after.id}::uuid)` : undefined,
-      ),
-    )
-    .orderBy(desc(createdMs), desc(invoices.id))
+    .where(and(eq(invoices.userId, ownerId), ne(invoices.status, "draft"), cursor ? after(invoices.createdAt, invoices.id, cursor) : undefined))
+    .orderBy(desc(invoices.createdAt), desc(invoices.id))
     .limit(limit + 1);
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return { items: page.map(invoiceView), nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  return page(rows, limit, (row) => invoiceView(row.invoice));
 }
 
 export function invoiceView(invoice: Invoice) {

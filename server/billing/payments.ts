@@ -8,7 +8,7 @@ import type { Config } from "../config";
 import { AppError } from "../errors";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
-import { decodeCursor, encodeCursor } from "./cursor";
+import { after, cursorTime, decodeCursor, page } from "../pagination";
 import { canMoveInvoice, PAYABLE, type Invoice } from "./invoices";
 import type { StripeClient } from "./stripe";
 
@@ -105,47 +105,42 @@ function createIntent(stripe: StripeClient, invoice: Invoice, payment: Payment) 
 
 export async function listPayments(db: Database, ownerId: string, opts: { cursor?: string | undefined; limit?: number | undefined }) {
   const limit = opts.limit ?? 20;
-  const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
-  const createdMs = sql`date_trunc('milliseconds', ${payments.createdAt})`;
+  const cursor = opts.cursor ? decodeCursor(opts.cursor) : null;
   const rows = await db
-    .select({ payment: payments, invoiceNumber: invoices.number })
+    .select({ payment: payments, invoiceNumber: invoices.number, id: payments.id, cursorAt: cursorTime(payments.createdAt) })
     .from(payments)
     .innerJoin(invoices, eq(invoices.id, payments.invoiceId))
-    .where(and(eq(payments.userId, ownerId), after ? sql`(${createdMs}, ${payments.id}) < (${after.at.toISOString()}::timestamptz, ${after.id}::uuid)` : undefined))
-    .orderBy(desc(createdMs), desc(payments.id))
+    .where(and(eq(payments.userId, ownerId), cursor ? after(payments.createdAt, payments.id, cursor) : undefined))
+    .orderBy(desc(payments.createdAt), desc(payments.id))
     .limit(limit + 1);
-  const page = rows.slice(0, limit);
-  const history = page.length
+  const pageRows = rows.slice(0, limit);
+  const history = pageRows.length
     ? await db
         .select()
         .from(paymentEvents)
         .where(
           inArray(
             paymentEvents.paymentId,
-            page.map((r) => r.payment.id),
+            pageRows.map((r) => r.payment.id),
           ),
         )
         .orderBy(paymentEvents.at)
     : [];
-  const last = page.at(-1)?.payment;
-  return {
-    items: page.map(({ payment, invoiceNumber }) => ({
-      id: payment.id,
-      invoiceId: payment.invoiceId,
-      invoiceNumber,
-      status: payment.status,
-      amountMinor: payment.amountMinor,
-      amountRefundedMinor: payment.amountRefundedMinor,
-      currency: payment.currency,
-      provider: payment.provider,
-      providerPaymentId: payment.providerPaymentId,
-      failureMessage: payment.failureMessage,
-      createdAt: payment.createdAt.toISOString(),
-      updatedAt: payment.updatedAt.toISOString(),
-      history: history.filter((h) => h.paymentId === payment.id).map((h) => ({ from: h.fromStatus, to: h.toStatus, note: h.note, at: h.at.toISOString() })),
-    })),
-    nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
-  };
+  return page(rows, limit, ({ payment, invoiceNumber }) => ({
+    id: payment.id,
+    invoiceId: payment.invoiceId,
+    invoiceNumber,
+    status: payment.status,
+    amountMinor: payment.amountMinor,
+    amountRefundedMinor: payment.amountRefundedMinor,
+    currency: payment.currency,
+    provider: payment.provider,
+    providerPaymentId: payment.providerPaymentId,
+    failureMessage: payment.failureMessage,
+    createdAt: payment.createdAt.toISOString(),
+    updatedAt: payment.updatedAt.toISOString(),
+    history: history.filter((h) => h.paymentId === payment.id).map((h) => ({ from: h.fromStatus, to: h.toStatus, note: h.note, at: h.at.toISOString() })),
+  }));
 }
 
 export type EventOutcome = "applied" | "ignored" | "unmatched" | "unhandled";

@@ -8,6 +8,7 @@ import { recordAudit } from "../audit";
 import type { Config } from "../config";
 import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
+import { after, cursorTime, decodeCursor, page } from "../pagination";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
 import { findImage, findPlan } from "./catalogue";
@@ -283,39 +284,20 @@ export async function findInstance(db: Database, ownerId: string | null, instanc
  */
 export async function listInstances(db: Database, ownerId: string, opts: { state?: InstanceState | undefined; cursor?: string | undefined; limit?: number | undefined }) {
   const limit = opts.limit ?? 20;
-  const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
-  // Compared at millisecond precision, the precision the cursor carries.
-  const createdMs = sql`date_trunc('milliseconds', ${instances.createdAt})`;
+  const cursor = opts.cursor ? decodeCursor(opts.cursor) : null;
   const rows = await db
-    .select()
+    .select({ instance: instances, id: instances.id, cursorAt: cursorTime(instances.createdAt) })
     .from(instances)
     .where(
       and(
         eq(instances.userId, ownerId),
         opts.state ? eq(instances.state, opts.state) : ne(instances.state, "deleted"),
-        after ? sql`(${createdMs}, ${instances.id}) < (${after.createdAt.toISOString()}::timestamptz, ${after.id}::uuid)` : undefined,
+        cursor ? after(instances.createdAt, instances.id, cursor) : undefined,
       ),
     )
-    .orderBy(desc(createdMs), desc(instances.id))
+    .orderBy(desc(instances.createdAt), desc(instances.id))
     .limit(limit + 1);
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return { items: page.map(instanceView), nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
-}
-
-function encodeCursor(instance: Instance): string {
-  return Buffer.from(JSON.stringify([instance.createdAt.toISOString(), instance.id])).toString("base64url");
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as [string, string];
-    const createdAt = new Date(at);
-    if (Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error("bad cursor");
-    return { createdAt, id };
-  } catch {
-    throw new AppError("VALIDATION_FAILED", "Invalid cursor", { details: { cursor } });
-  }
+  return page(rows, limit, (row) => instanceView(row.instance));
 }
 
 export async function getAction(db: Database, ownerId: string | null, actionId: string) {

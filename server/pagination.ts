@@ -1,8 +1,8 @@
 import { sql, type AnyColumn, type SQL } from "drizzle-orm";
-import { AppError } from "../errors";
+import { AppError } from "./errors";
 
 /**
- * Keyset cursors for the admin lists, which are ordered newest first by
+ * Keyset cursors for every list in the API, each ordered newest first by
  * (timestamp, id). The timestamp travels at the database's microsecond
  * precision, as text, so a cursor never lands between two rows that share a
  * millisecond, and the comparison stays a plain row comparison an index on
