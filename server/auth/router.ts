@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import { EmailSchema } from "./email";
 import { AppError } from "../errors";
 import { authedProcedure, publicProcedure, router, verifiedProcedure, type RequestInfo } from "../trpc";
 import { SCOPES, type Actor, type AuthenticatedActor } from "./actor";
@@ -14,15 +15,7 @@ import { changePassword, requestPasswordReset, resetPassword } from "./password-
  * revoke them, change the password or sign sessions out.
  */
 
-// RFC 5322 addresses (apostrophes and plus tags are real), with a dotted domain: mail must be deliverable.
-const email = v.pipe(
-  v.string(),
-  v.trim(),
-  v.toLowerCase(),
-  v.maxLength(254, "must be at most 254 characters"),
-  v.rfcEmail("must be an email address"),
-  v.regex(/@[^@]+\.[^@.]+$/, "must be an email address"),
-);
+const email = EmailSchema;
 // Strength is checked by the service (WEAK_PASSWORD); the schema only bounds the size before hashing.
 const password = v.pipe(v.string(), v.minLength(1, "is required"), v.maxLength(MAX_PASSWORD_LENGTH, `must be at most ${MAX_PASSWORD_LENGTH} characters`));
 const displayName = v.pipe(
