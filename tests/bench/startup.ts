@@ -7,11 +7,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { Redis } from "ioredis";
 import postgres from "postgres";
 
 const root = resolve(import.meta.dir, "../..");
 const runs = Number(process.argv[2] ?? 5);
 const admin = postgres("postgres://postgres@127.0.0.1:5432/postgres", { max: 1, onnotice: () => {} });
+const redisPrefix = `bench-startup-${process.pid}`;
 
 async function freePort(): Promise<number> {
   const probe = Bun.serve({ port: 0, fetch: () => new Response() });
@@ -23,7 +25,7 @@ async function freePort(): Promise<number> {
 async function timeToHealth(command: string[], env: Record<string, string>): Promise<number> {
   const port = await freePort();
   const started = performance.now();
-  const child = Bun.spawn(command, { cwd: root, env: { ...process.env, PORT: String(port), LOG_LEVEL: "warn", REDIS_PREFIX: `bench-startup-${port}`, ...env }, stdout: "ignore", stderr: "inherit" });
+  const child = Bun.spawn(command, { cwd: root, env: { ...process.env, PORT: String(port), LOG_LEVEL: "warn", REDIS_PREFIX: redisPrefix, ...env }, stdout: "ignore", stderr: "inherit" });
   try {
     for (;;) {
       const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
@@ -81,3 +83,12 @@ for (const [label, run] of scenarios) {
 const leftovers = await admin`select datname from pg_database where datname like 'sahary_bench_%'`;
 for (const { datname } of leftovers) await admin.unsafe(`drop database "${datname}" with (force)`);
 await admin.end();
+// The started processes registered their job schedules under the bench's prefix.
+const redis = new Redis("redis://127.0.0.1:6379");
+let cursor = "0";
+do {
+  const [next, keys] = await redis.scan(cursor, "MATCH", `${redisPrefix}:*`, "COUNT", 1000);
+  if (keys.length) await redis.unlink(...keys);
+  cursor = next;
+} while (cursor !== "0");
+redis.disconnect();
