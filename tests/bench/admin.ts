@@ -12,7 +12,6 @@
  * It uses its own database and Redis prefix and removes them at the end.
  */
 import { eq, sql } from "drizzle-orm";
-import postgres from "postgres";
 import { hosts, images, plans, users } from "../../db/schema";
 import { listAudit } from "../../server/admin/audit-log";
 import { listAllInstances } from "../../server/admin/instances";
@@ -24,17 +23,13 @@ import { periodOf, previousPeriod } from "../../server/billing/periods";
 import { loadConfig } from "../../server/config";
 import { createLogger } from "../../server/log";
 import { createServices } from "../../server/services";
+import { defineSandbox } from "../harness/sandbox";
 
 const [usersN = 20_000, perUser = 2, hoursN = 24, auditN = 500_000] = process.argv.slice(2).map(Number);
-const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const dbName = `sahary_bench_${id}`;
-const dbUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
-const redisPrefix = `sahary-bench-${id}`;
-
-const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database "${dbName}"`);
-const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "error", DATABASE_URL: dbUrl, REDIS_PREFIX: redisPrefix, DATA_DIR: `/tmp/sahary-b${id}` });
+// Its own database, Redis prefix and data folder, removed at the end.
+const sandbox = defineSandbox("bench");
+await sandbox.create();
+const config = loadConfig({ ...sandbox.env, LOG_LEVEL: "error" });
 const services = await createServices(config, { log: createLogger({ level: "error" }) });
 const { db } = services;
 
@@ -123,15 +118,8 @@ try {
   results.instancesRunning = await timed(10, () => listAllInstances(db, { state: "running", limit: 50 })).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
   results.queueHealth = await timed(10, () => queueHealth(services.queues)).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
 } finally {
-  let cursor = "0";
-  do {
-    const [next, keys] = await services.redis.scan(cursor, "MATCH", `${redisPrefix}*`, "COUNT", 1000);
-    if (keys.length) await services.redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== "0");
   await services.close();
-  await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
-  await admin.end({ timeout: 5 });
+  await sandbox.destroy();
 }
 console.log(JSON.stringify(results, null, 2));
 process.exit(0);

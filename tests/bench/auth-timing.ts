@@ -6,22 +6,14 @@
  *
  * Prints medians and p90s (ms) for each pair; the pairs should match.
  */
-import { rmSync } from "node:fs";
-import postgres from "postgres";
-import { Redis } from "ioredis";
-import { openDatabase } from "../../db/client";
-import { migrateDatabase } from "../../db/migrate";
 import { users } from "../../db/schema";
-import { testDatabaseUrl, testRun } from "../harness/env";
+import { testRun } from "../harness/env";
 import { startTestServer } from "../harness/server";
 import { uniqueEmail, STRONG_PASSWORD } from "../harness/accounts";
 
 const samples = Number(process.argv[2] ?? 25);
-const admin = postgres(testRun.adminDatabaseUrl, { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database "${testRun.databaseName}"`);
-const handle = await openDatabase({ url: testDatabaseUrl(), dataDir: testRun.dataDir, poolMax: 1 });
-await migrateDatabase(handle, testDatabaseUrl());
-await handle.close();
+// The harness's sandbox: a scratch database, Redis prefix and data folder, removed at the end.
+await testRun.create();
 
 const generous = { RATE_LIMIT_LOGIN_PER_IP: "100000", RATE_LIMIT_REGISTER_PER_IP: "100000", RATE_LIMIT_RESET_PER_IP: "100000", RATE_LIMIT_MAIL_PER_ACCOUNT: "100000", LOGIN_MAX_FAILURES: "100000" };
 const app = await startTestServer({ env: generous });
@@ -75,15 +67,5 @@ try {
   await pair("auth.me (authentication cost)", ["session token", () => viaSession.auth.me.query()], ["API key", () => viaKey.auth.me.query()]);
 } finally {
   await app.close();
-  const redis = new Redis(testRun.redisUrl);
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${testRun.redisPrefix}*`, "COUNT", 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-  redis.disconnect();
-  await admin.unsafe(`drop database if exists "${testRun.databaseName}" with (force)`);
-  await admin.end();
-  rmSync(testRun.dataDir, { recursive: true, force: true });
+  await testRun.destroy();
 }

@@ -15,10 +15,7 @@
  * It uses its own database, Redis prefix and Docker namespace and removes them
  * (and every container it made) at the end.
  */
-import Docker from "dockerode";
 import { eq, inArray, sql } from "drizzle-orm";
-import { Redis } from "ioredis";
-import postgres from "postgres";
 import { hosts, images, instances, invoices, plans, usageRecords } from "../../db/schema";
 import { mapBounded, readCgroupCounters, readDockerCounters } from "../../server/billing/counters";
 import { runInvoicing } from "../../server/billing/invoicing";
@@ -33,27 +30,17 @@ import { createServices } from "../../server/services";
 import { processors } from "../../workers/processors";
 import { startWorkers, type WorkerRunner } from "../../workers/runner";
 import { createUserWithSession } from "../harness/users";
+import { defineSandbox } from "../harness/sandbox";
 
 const [customersN = 10_000, perCustomer = 2, hoursN = 72, containersN = 30] = process.argv.slice(2).map(Number);
-const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const dbName = `sahary_bench_${id}`;
-const dbUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
-const namespace = `sahary-b${id}`;
-const redisPrefix = `sahary-bench-${id}`;
-const socketPath = process.env.TEST_DOCKER_SOCKET ?? "/var/run/docker.sock";
-
-const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database "${dbName}"`);
+// Its own database, Redis prefix, Docker namespace and data folder, removed at the end.
+const sandbox = defineSandbox("bench");
+await sandbox.create();
+const { dockerSocket: socketPath } = sandbox;
 const config = loadConfig({
-  NODE_ENV: "test",
   LOG_LEVEL: "error",
-  DATABASE_URL: dbUrl,
+  ...sandbox.env,
   DATABASE_POOL_MAX: "10",
-  REDIS_PREFIX: redisPrefix,
-  DOCKER_SOCKET: socketPath,
-  DOCKER_NAMESPACE: namespace,
-  DATA_DIR: `/tmp/${namespace}`,
   HOST_CPU_OVERCOMMIT: "1000",
   HOST_MEMORY_OVERCOMMIT: "100",
   METERING_INTERVAL_MS: "3600000",
@@ -166,22 +153,7 @@ try {
   await workers?.close();
   await services.queues.queue("lifecycle").obliterate({ force: true }).catch(() => {});
   await services.close();
-  const docker = new Docker({ socketPath });
-  const filters = { label: [`sahary.namespace=${namespace}`] };
-  const leftovers = await docker.listContainers({ all: true, filters });
-  await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
-  for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
-  const redis = new Redis(config.redis.url);
-  let cursor = "0";
-  do {
-    const [nextCursor, keys] = await redis.scan(cursor, "MATCH", `${redisPrefix}*`, "COUNT", 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = nextCursor;
-  } while (cursor !== "0");
-  redis.disconnect();
-  await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
-  await admin.end();
-  results.cleanup = { containersRemoved: leftovers.length };
+  results.cleanup = await sandbox.destroy();
 }
 
 console.log(JSON.stringify(results, null, 2));

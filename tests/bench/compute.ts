@@ -14,9 +14,6 @@
  * are raised so that capacity, not the API, would be the only other limit.
  */
 import { createTRPCClient, httpLink } from "@trpc/client";
-import Docker from "dockerode";
-import { Redis } from "ioredis";
-import postgres from "postgres";
 import { setUserQuota } from "../../server/compute/quotas";
 import { syncHosts } from "../../server/compute/hosts";
 import { createApp } from "../../server/app";
@@ -27,28 +24,17 @@ import { createServices } from "../../server/services";
 import { processors } from "../../workers/processors";
 import { startWorkers, type WorkerRunner } from "../../workers/runner";
 import { createUserWithSession } from "../harness/users";
+import { defineSandbox } from "../harness/sandbox";
 
 const [sequentialN = 20, burstN = 10, acceptedN = 400, concurrency = 16] = process.argv.slice(2).map(Number);
-const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const dbName = `sahary_bench_${id}`;
-const dbUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
-const namespace = `sahary-b${id}`;
-const redisPrefix = `sahary-bench-${id}`;
-const socketPath = process.env.TEST_DOCKER_SOCKET ?? "/var/run/docker.sock";
-
-const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database "${dbName}"`);
+// Its own database, Redis prefix, Docker namespace and data folder, removed at the end.
+const sandbox = defineSandbox("bench");
+await sandbox.create();
 
 const config = loadConfig({
-  NODE_ENV: "test",
   LOG_LEVEL: "error",
-  DATABASE_URL: dbUrl,
+  ...sandbox.env,
   DATABASE_POOL_MAX: "20",
-  REDIS_PREFIX: redisPrefix,
-  DOCKER_SOCKET: socketPath,
-  DOCKER_NAMESPACE: namespace,
-  DATA_DIR: `/tmp/${namespace}`,
   HOST_CPU_OVERCOMMIT: "1000",
   HOST_MEMORY_OVERCOMMIT: "100",
 });
@@ -150,22 +136,8 @@ try {
   await server.stop(true);
   await services.close();
 
-  const docker = new Docker({ socketPath });
-  const filters = { label: [`sahary.namespace=${namespace}`] };
-  const leftovers = await docker.listContainers({ all: true, filters });
-  await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
-  for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
-  const redis = new Redis(config.redis.url);
-  let cursor = "0";
-  do {
-    const [nextCursor, keys] = await redis.scan(cursor, "MATCH", `${redisPrefix}*`, "COUNT", 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = nextCursor;
-  } while (cursor !== "0");
-  redis.disconnect();
-  await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
-  await admin.end();
-  results.cleanup = { deletedThroughApi: actionIds.length, leftoverContainersRemoved: leftovers.length };
+  const { containersRemoved } = await sandbox.destroy();
+  results.cleanup = { deletedThroughApi: actionIds.length, leftoverContainersRemoved: containersRemoved };
 }
 
 console.log(JSON.stringify(results, null, 2));

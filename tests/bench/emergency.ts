@@ -18,11 +18,8 @@
  * It uses its own database, Redis prefix, Docker namespace and pty pair and
  * removes them at the end.
  */
-import { mkdirSync, rmSync } from "node:fs";
 import Docker from "dockerode";
 import { eq } from "drizzle-orm";
-import { Redis } from "ioredis";
-import postgres from "postgres";
 import { energyLevelChanges, instanceActions } from "../../db/schema";
 import { startMonitor } from "../../hardware/monitor";
 import { DEFAULT_POLICY } from "../../hardware/policy";
@@ -40,30 +37,18 @@ import { processors } from "../../workers/processors";
 import { startWorkers } from "../../workers/runner";
 import { openControllerEnd } from "../harness/serial";
 import { createUserWithSession } from "../harness/users";
+import { defineSandbox } from "../harness/sandbox";
 
 const [runs = 20] = process.argv.slice(2).map(Number);
-const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const dbName = `sahary_bench_${id}`;
-const dbUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
-const namespace = `sahary-b${id}`;
-const redisPrefix = `sahary-bench-${id}`;
-const socketPath = process.env.TEST_DOCKER_SOCKET ?? "/var/run/docker.sock";
-const dataDir = `/tmp/${namespace}`;
-mkdirSync(dataDir, { recursive: true });
-
-const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database "${dbName}"`);
+// Its own database, Redis prefix, Docker namespace and data folder, removed at the end.
+const sandbox = defineSandbox("bench");
+await sandbox.create();
+const { dockerNamespace: namespace, dockerSocket: socketPath, dataDir } = sandbox;
 const pair = await openPtyPair(`${dataDir}/tty`, "bench");
 
 const config = loadConfig({
-  NODE_ENV: "test",
+  ...sandbox.env,
   LOG_LEVEL: "error",
-  DATABASE_URL: dbUrl,
-  REDIS_PREFIX: redisPrefix,
-  DOCKER_SOCKET: socketPath,
-  DOCKER_NAMESPACE: namespace,
-  DATA_DIR: dataDir,
   SERIAL_PORT: pair.host,
   ENERGY_SAMPLE_SECONDS: "1",
   EMERGENCY_RESUME_STAGGER_MS: "0",
@@ -177,20 +162,7 @@ try {
   await workers.close();
   await services.close();
   await pair.close();
-  const filters = { label: [`sahary.namespace=${namespace}`] };
-  for (const c of await docker.listContainers({ all: true, filters })) await docker.getContainer(c.Id).remove({ force: true });
-  for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
-  const redis = new Redis(config.redis.url);
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${redisPrefix}*`, "COUNT", 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-  redis.disconnect();
-  await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
-  await admin.end();
-  rmSync(dataDir, { recursive: true, force: true });
+  await sandbox.destroy();
 }
 
 const percentile = (xs: number[], p: number) => {

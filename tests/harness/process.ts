@@ -1,21 +1,16 @@
 import { resolve } from "node:path";
-import { testDatabaseUrl, testRun } from "./env";
+import { testRun } from "./env";
 
 /** For tests that start the platform's entry points as real OS processes. */
 export const projectRoot = resolve(import.meta.dir, "../..");
 
-/** The environment of a child process bound to this run's database, Redis prefix and Docker namespace. */
+/** The environment of a child process bound to this run's sandbox. */
 export function processEnv(extra: Record<string, string> = {}): Record<string, string> {
   return {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     HOME: process.env.HOME ?? "/root",
-    NODE_ENV: "test",
+    ...testRun.env,
     LOG_LEVEL: "info",
-    DATABASE_URL: testDatabaseUrl(),
-    REDIS_URL: testRun.redisUrl,
-    REDIS_PREFIX: testRun.redisPrefix,
-    DOCKER_NAMESPACE: testRun.dockerNamespace,
-    DATA_DIR: testRun.dataDir,
     ...extra,
   };
 }
