@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, lt, sql, type AnyColumn } from "drizzle-orm";
+import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { billingCounters, instances, invoiceLines, invoices, usageRecords } from "../../db/schema";
 import { systemActor, type Actor } from "../auth/actor";
@@ -9,6 +9,7 @@ import { pgArray } from "./arrays";
 import { METERING_SETTLE_MS, meterUsage, type MeteringDeps } from "./metering";
 import { parsePeriod, type Period } from "./periods";
 import { chargeInstance, instanceLines, invoiceTotals, pricingRules, type LineDraft, type PricingRules } from "./pricing";
+import { pricedInstance, sum } from "./usage";
 
 export type InvoicingDeps = MeteringDeps;
 
@@ -93,16 +94,10 @@ async function closeMetering(deps: InvoicingDeps, period: Period): Promise<void>
 
 /** The period's usage per instance, for customers not yet invoiced for it. */
 async function periodUsage(db: Database, period: Period) {
-  const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
   return db
     .select({
       userId: instances.userId,
-      instanceId: instances.id,
-      name: instances.name,
-      priority: instances.priority,
-      priceHourlyMinor: instances.priceHourlyMinor,
-      priceMonthlyMinor: instances.priceMonthlyMinor,
-      currency: instances.currency,
+      ...pricedInstance,
       runningMs: sum(usageRecords.runningMs),
       pausedMs: sum(usageRecords.pausedMs),
       emergencyPausedMs: sum(usageRecords.emergencyPausedMs),

@@ -8,20 +8,26 @@ import { AppError } from "../errors";
 import { HOUR_MS, hourFloor, periodOf } from "./periods";
 import { chargeInstance, instanceLines, invoiceTotals, pricingRules } from "./pricing";
 
-const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
+/** A usage total; an instance with no records in the range sums to 0, not null. */
+export const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
+
+/** What pricing needs to know of an instance: its identity and its copy of the plan's prices. */
+export const pricedInstance = {
+  instanceId: instances.id,
+  name: instances.name,
+  priority: instances.priority,
+  priceHourlyMinor: instances.priceHourlyMinor,
+  priceMonthlyMinor: instances.priceMonthlyMinor,
+  currency: instances.currency,
+};
 
 /** Metered usage per instance of one owner, over whole UTC hours in [from, to). */
 export async function usageByInstance(db: Database, opts: { userId: string; from: Date; to: Date; instanceId?: string | undefined }) {
   return db
     .select({
-      instanceId: instances.id,
-      name: instances.name,
+      ...pricedInstance,
       state: instances.state,
       stateReason: instances.stateReason,
-      priority: instances.priority,
-      priceHourlyMinor: instances.priceHourlyMinor,
-      priceMonthlyMinor: instances.priceMonthlyMinor,
-      currency: instances.currency,
       runningMs: sum(usageRecords.runningMs),
       pausedMs: sum(usageRecords.pausedMs),
       emergencyPausedMs: sum(usageRecords.emergencyPausedMs),
@@ -108,14 +114,9 @@ export async function estimate(deps: { db: Database; config: Config }, ownerId: 
   // Instances that will accrue time but have no usage yet this period (just created) are projected too.
   const live = await db
     .select({
-      instanceId: instances.id,
-      name: instances.name,
+      ...pricedInstance,
       state: instances.state,
       stateReason: instances.stateReason,
-      priority: instances.priority,
-      priceHourlyMinor: instances.priceHourlyMinor,
-      priceMonthlyMinor: instances.priceMonthlyMinor,
-      currency: instances.currency,
       meteredUntil: meterCursors.meteredUntil,
     })
     .from(instances)
