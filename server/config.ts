@@ -166,8 +166,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     requireSecret("APP_SECRET", e.APP_SECRET);
     // Simulated power data would drive real emergency actions.
     if (e.ENERGY_SIMULATOR) throw new ConfigError("ENERGY_SIMULATOR is for development: unset it when NODE_ENV=production");
-    requireStripeKey("STRIPE_SECRET_KEY", e.STRIPE_SECRET_KEY, /^(sk|rk)_/);
-    requireStripeKey("STRIPE_WEBHOOK_SECRET", e.STRIPE_WEBHOOK_SECRET, /^whsec_/);
+    requireStripeKey("STRIPE_SECRET_KEY", e.STRIPE_SECRET_KEY, /^(sk|rk)_/, "secret key (sk_… or rk_…)");
+    requireStripeKey("STRIPE_WEBHOOK_SECRET", e.STRIPE_WEBHOOK_SECRET, /^whsec_/, "webhook signing secret (whsec_…)");
     if (e.PASSWORD_HASH_MEMORY_KIB < 7168 || e.PASSWORD_HASH_MEMORY_KIB * e.PASSWORD_HASH_TIME_COST < MIN_ARGON2_WORK) {
       throw new ConfigError(
         `PASSWORD_HASH_MEMORY_KIB x PASSWORD_HASH_TIME_COST is below OWASP's Argon2id minimum in production (e.g. ${OWASP_ARGON2.memoryKib} KiB x ${OWASP_ARGON2.timeCost})`,
@@ -287,9 +287,7 @@ function requireSecret(name: string, value: string | undefined): asserts value i
   }
 }
 
-export { requireSecret };
-
-function requireStripeKey(name: string, value: string | undefined, shape: RegExp): void {
+function requireStripeKey(name: string, value: string | undefined, shape: RegExp, what: string): void {
   if (!value?.trim()) throw new ConfigError(`${name} is required when NODE_ENV=production`);
-  if (!shape.test(value.trim())) throw new ConfigError(`${name} does not look like a Stripe ${name === "STRIPE_WEBHOOK_SECRET" ? "webhook signing secret (whsec_…)" : "secret key (sk_… or rk_…)"}`);
+  if (!shape.test(value.trim())) throw new ConfigError(`${name} does not look like a Stripe ${what}`);
 }
