@@ -60,13 +60,7 @@ export function veDirectFrame(s: ControllerState, opts: VeDirectFrameOptions = {
     // 0x0201 device state, as chargers report asynchronously.
     parts.push(encodeHexAsync(0x0201, 0x00, new Uint8Array([CS_CODES[s.chargeState]])));
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return Buffer.concat(parts);
 }
 
 const x100 = (n: number) => Math.max(0, Math.min(0xffff, Math.round(n * 100)));

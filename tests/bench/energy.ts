@@ -29,12 +29,7 @@ const model = new ControllerModel({ scenario: "sunny-day", chemistry: "lead-acid
 const FRAMES = 20_000;
 const parts: Uint8Array[] = [];
 for (let i = 0; i < FRAMES; i++) parts.push(veDirectFrame(model.step(4), { hex: i % 10 === 0, split: i % 5 === 0 }));
-const stream = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-let offset = 0;
-for (const p of parts) {
-  stream.set(p, offset);
-  offset += p.length;
-}
+const stream = Buffer.concat(parts);
 const CHUNK = 4096; // what a serial read hands over at a time, at most
 
 function decodeStream(normalise: boolean): number {

@@ -18,15 +18,7 @@ function block(lines: string[], opts: { checksum?: number } = {}): Uint8Array {
   return out;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const concat = (...parts: Uint8Array[]): Uint8Array => Buffer.concat(parts);
 
 function decode(stream: Uint8Array, opts: { chunk?: number } = {}) {
   const frames: VeDirectFrame[] = [];
