@@ -1,5 +1,6 @@
-import type { ReceivedMail } from "./smtp";
-import { eventually, type TestServer } from "./server";
+import type { AnyProcessor } from "../../workers/base";
+import { startSmtpServer, type ReceivedMail } from "./smtp";
+import { eventually, startTestServer, type TestServer } from "./server";
 
 /**
  * Helpers for going through the real account flows (register, read the mail
@@ -81,4 +82,25 @@ export async function registerVerifiedUser(app: TestServer, received: ReceivedMa
   await anonymous.auth.verifyEmail.mutate({ token: linkToken(mail!, "verify-email") });
   const session = await anonymous.auth.login.mutate({ email, password });
   return { email, password, token: session.token, user: session.user };
+}
+
+export type MailingServer = TestServer & { /** What the local SMTP server received. */ mail: ReceivedMail[] };
+
+/**
+ * The real app whose mail worker delivers to a real local SMTP server, with
+ * TRUST_PROXY on so callers can come from distinct addresses (`uniqueIp`).
+ * `close` lets queued mail go out first, then stops the app and the server.
+ */
+export async function startMailingServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[] } = {}): Promise<MailingServer> {
+  const smtp = await startSmtpServer();
+  const app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true", ...opts.env }, workers: opts.workers ?? true });
+  return {
+    ...app,
+    mail: smtp.received,
+    async close() {
+      await settleMail(app);
+      await app.close();
+      await smtp.close();
+    },
+  };
 }

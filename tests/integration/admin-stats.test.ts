@@ -8,29 +8,26 @@ import { storeSample } from "../../server/energy/readings";
 import { DEFAULT_POLICY } from "../../hardware/policy";
 import { lifecycleProcessor } from "../../workers/lifecycle";
 import { mailProcessor } from "../../workers/mail";
-import { registerVerifiedUser, settleMail, uniqueEmail, uniqueIp, STRONG_PASSWORD } from "../harness/accounts";
+import { registerVerifiedUser, uniqueEmail, uniqueIp, STRONG_PASSWORD, startMailingServer, type MailingServer } from "../harness/accounts";
 import { seedInstance, seedUsage } from "../harness/billing";
 import { actionDone } from "../harness/compute";
 import { resetEnergyState } from "../harness/serial";
-import { startTestServer, type TestServer } from "../harness/server";
-import { startSmtpServer } from "../harness/smtp";
+import type { TestServer } from "../harness/server";
 import { deliver, startStripeStandIn, type StripeStandIn } from "../harness/stripe";
 import { createUserWithSession } from "../harness/users";
 
 // The statistics agree with what was done through the public API and the billing services.
 // The database is shared with other test files, so platform-wide figures are compared as
 // differences across the fixtures; energy state is platform-wide and reset around this file.
-let app: TestServer;
-let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
+let app: MailingServer;
 let stripe: StripeStandIn;
 let admin: Awaited<ReturnType<typeof createUserWithSession>>;
 let api: ReturnType<TestServer["client"]>;
 
 beforeAll(async () => {
-  smtp = await startSmtpServer();
   stripe = await startStripeStandIn();
   // No billing worker: metering must not add usage while the figures are compared.
-  app = await startTestServer({ env: { ...stripe.env, SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: [mailProcessor, lifecycleProcessor] });
+  app = await startMailingServer({ env: { ...stripe.env }, workers: [mailProcessor, lifecycleProcessor] });
   await syncHosts(app.services);
   await resetEnergyState(app.services.db);
   admin = await createUserWithSession(app.services, { role: "admin" });
@@ -38,10 +35,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await resetEnergyState(app.services.db);
-  await settleMail(app);
   await app.close();
   await stripe.close();
-  await smtp.close();
 });
 
 const HOUR = 3_600_000;
@@ -64,10 +59,10 @@ describe("admin.stats.overview", () => {
     const before = await api.admin.stats.overview.query();
 
     // Users, through the public API: two verified customers, one who never verifies, one suspended, one made operator.
-    const ada = await registerVerifiedUser(app, smtp.received, { name: "Ada" });
-    const bea = await registerVerifiedUser(app, smtp.received, { name: "Bea" });
+    const ada = await registerVerifiedUser(app, app.mail, { name: "Ada" });
+    const bea = await registerVerifiedUser(app, app.mail, { name: "Bea" });
     await app.client({ headers: { "x-forwarded-for": uniqueIp() } }).auth.register.mutate({ email: uniqueEmail("lazy"), password: STRONG_PASSWORD, name: "Lazy" });
-    const cid = await registerVerifiedUser(app, smtp.received, { name: "Cid" });
+    const cid = await registerVerifiedUser(app, app.mail, { name: "Cid" });
     await api.admin.users.setStatus.mutate({ id: cid.user.id, status: "suspended", reason: "stats fixture" });
     await api.admin.users.setRole.mutate({ id: bea.user.id, role: "operator", reason: "stats fixture" });
 

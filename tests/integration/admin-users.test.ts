@@ -2,27 +2,22 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq, inArray, notInArray, sql } from "drizzle-orm";
 import { auditLog, users } from "../../db/schema";
 import { mailProcessor } from "../../workers/mail";
-import { registerVerifiedUser, settleMail, STRONG_PASSWORD, uniqueIp } from "../harness/accounts";
+import { registerVerifiedUser, STRONG_PASSWORD, uniqueIp, startMailingServer, type MailingServer } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
-import { startTestServer, type TestServer } from "../harness/server";
-import { startSmtpServer } from "../harness/smtp";
+import type { TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
 
-let app: TestServer;
-let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
+let app: MailingServer;
 let admin: Awaited<ReturnType<typeof createUserWithSession>>;
 let api: ReturnType<TestServer["client"]>;
 
 beforeAll(async () => {
-  smtp = await startSmtpServer();
-  app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: [mailProcessor] });
+  app = await startMailingServer({ workers: [mailProcessor] });
   admin = await createUserWithSession(app.services, { role: "admin" });
   api = app.client({ token: admin.token });
 });
 afterAll(async () => {
-  await settleMail(app);
   await app.close();
-  await smtp.close();
 });
 
 const auditRows = (filter: { action?: string; targetId: string }) =>
@@ -118,7 +113,7 @@ describe("listing and finding users", () => {
 
 describe("suspending and reactivating", () => {
   test("a suspended user's session, cookie and API key stop working at once; reactivation revives the key, not the sessions", async () => {
-    const person = await registerVerifiedUser(app, smtp.received);
+    const person = await registerVerifiedUser(app, app.mail);
     const key = (await app.client({ token: person.token }).auth.apiKeys.create.mutate({ name: "deploys", scopes: ["account:read"] })).key;
     const login = await fetch(`${app.url}/trpc/auth.login`, {
       method: "POST",

@@ -1,21 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog, emailTokens, mailMessages, users } from "../../db/schema";
-import { linkToken, mailBody, mailsTo, mailSubject, registerVerifiedUser, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { linkToken, mailBody, mailsTo, mailSubject, registerVerifiedUser, STRONG_PASSWORD, uniqueEmail, uniqueIp, startMailingServer, type MailingServer } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
-import { eventually, startTestServer, type TestServer } from "../harness/server";
-import { startSmtpServer } from "../harness/smtp";
+import { eventually } from "../harness/server";
 
-let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
-let app: TestServer;
+let app: MailingServer;
 beforeAll(async () => {
-  smtp = await startSmtpServer();
-  app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true", PUBLIC_URL: "https://console.sahary.test" }, workers: true });
+  app = await startMailingServer({ env: { PUBLIC_URL: "https://console.sahary.test" } });
 });
 afterAll(async () => {
-  await settleMail(app);
   await app.close();
-  await smtp.close();
 });
 
 const anonymous = (ip = uniqueIp()) => app.client({ headers: { "x-forwarded-for": ip, "user-agent": "accounts-spec/1.0" } });
@@ -35,7 +30,7 @@ describe("registration", () => {
     expect(user!.passwordHash).toStartWith("$argon2id$");
     expect(user!.passwordHash).not.toContain(STRONG_PASSWORD);
 
-    const [mail] = await mailsTo(smtp.received, email);
+    const [mail] = await mailsTo(app.mail, email);
     expect(mailSubject(mail!)).toBe("Confirm your Sahary Cloud email address");
     expect(mailBody(mail!)).toContain("https://console.sahary.test/verify-email#token=");
 
@@ -71,7 +66,7 @@ describe("registration", () => {
     expect(rows[0]!.name).toBe("Owner");
     expect(await Bun.password.verify(STRONG_PASSWORD, rows[0]!.passwordHash)).toBe(true);
 
-    const mails = await mailsTo(smtp.received, email, 2);
+    const mails = await mailsTo(app.mail, email, 2);
     expect(mails.map(mailSubject).sort()).toEqual(["Confirm your Sahary Cloud email address", "You already have a Sahary Cloud account"]);
     expect(mailBody(mails.find((m) => mailSubject(m).startsWith("You already"))!)).not.toContain("#token=");
   });
@@ -125,7 +120,7 @@ describe("email verification", () => {
     const email = uniqueEmail();
     const client = anonymous();
     await client.auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Ada" });
-    const token = linkToken((await mailsTo(smtp.received, email))[0]!, "verify-email");
+    const token = linkToken((await mailsTo(app.mail, email))[0]!, "verify-email");
 
     const verified = await client.auth.verifyEmail.mutate({ token });
     expect(verified).toMatchObject({ email, status: "active" });
@@ -140,7 +135,7 @@ describe("email verification", () => {
   test("the database keeps only a keyed hash of the token, and the outbox forgets the link once delivered", async () => {
     const email = uniqueEmail();
     await anonymous().auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Ada" });
-    const token = linkToken((await mailsTo(smtp.received, email))[0]!, "verify-email");
+    const token = linkToken((await mailsTo(app.mail, email))[0]!, "verify-email");
     const user = await userRow(email);
     const [stored] = await app.services.db.select().from(emailTokens).where(eq(emailTokens.userId, user!.id));
     expect(stored!.tokenHash).toMatch(/^[0-9a-f]{64}$/);
@@ -158,7 +153,7 @@ describe("email verification", () => {
   test("an expired link is refused with TOKEN_EXPIRED and the account stays unverified", async () => {
     const email = uniqueEmail();
     await anonymous().auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Ada" });
-    const token = linkToken((await mailsTo(smtp.received, email))[0]!, "verify-email");
+    const token = linkToken((await mailsTo(app.mail, email))[0]!, "verify-email");
     const user = await userRow(email);
     await app.services.db.update(emailTokens).set({ expiresAt: new Date(Date.now() - 1000) }).where(eq(emailTokens.userId, user!.id));
     await expectAppError(anonymous().auth.verifyEmail.mutate({ token }), "TOKEN_EXPIRED");
@@ -175,12 +170,12 @@ describe("email verification", () => {
     const email = uniqueEmail();
     const client = anonymous();
     await client.auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Ada" });
-    const first = linkToken((await mailsTo(smtp.received, email))[0]!, "verify-email");
+    const first = linkToken((await mailsTo(app.mail, email))[0]!, "verify-email");
     const { token: session } = await client.auth.login.mutate({ email, password: STRONG_PASSWORD });
     const me = app.client({ token: session, headers: { "x-forwarded-for": uniqueIp() } });
 
     expect(await me.auth.resendVerification.mutate()).toEqual({ sent: true, reason: null });
-    const second = linkToken((await mailsTo(smtp.received, email, 2))[1]!, "verify-email");
+    const second = linkToken((await mailsTo(app.mail, email, 2))[1]!, "verify-email");
     expect(second).not.toBe(first);
     await expectAppError(client.auth.verifyEmail.mutate({ token: first }), "TOKEN_INVALID");
     await client.auth.verifyEmail.mutate({ token: second });
@@ -192,7 +187,7 @@ describe("email verification", () => {
 
 describe("profile", () => {
   test("me shows the account; updateProfile changes the name and is audited", async () => {
-    const { token, email, user } = await registerVerifiedUser(app, smtp.received);
+    const { token, email, user } = await registerVerifiedUser(app, app.mail);
     const client = app.client({ token, headers: { "x-forwarded-for": "10.9.8.7", "user-agent": "profile-spec" } });
     expect(await client.auth.me.query()).toEqual({ id: user.id, email, name: "Ada Sun", role: "customer", status: "active", emailVerifiedAt: expect.any(String) });
 
@@ -204,7 +199,7 @@ describe("profile", () => {
   });
 
   test("updateProfile refuses an empty or oversized name", async () => {
-    const { token } = await registerVerifiedUser(app, smtp.received);
+    const { token } = await registerVerifiedUser(app, app.mail);
     const client = app.client({ token });
     await expectAppError(client.auth.updateProfile.mutate({ name: "" }), "VALIDATION_FAILED");
     await expectAppError(client.auth.updateProfile.mutate({ name: "x".repeat(10_000) }), "VALIDATION_FAILED");

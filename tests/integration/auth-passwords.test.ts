@@ -2,21 +2,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog, emailTokens, users } from "../../db/schema";
 import { RESET_REQUEST_MIN_MS } from "../../server/auth/password-flows";
-import { linkToken, mailBody, mailsTo, mailSubject, registerVerifiedUser, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { linkToken, mailBody, mailsTo, mailSubject, registerVerifiedUser, STRONG_PASSWORD, uniqueEmail, uniqueIp, startMailingServer, type MailingServer } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
-import { startTestServer, type TestServer } from "../harness/server";
-import { startSmtpServer } from "../harness/smtp";
 
-let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
-let app: TestServer;
+let app: MailingServer;
 beforeAll(async () => {
-  smtp = await startSmtpServer();
-  app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: true });
+  app = await startMailingServer();
 });
 afterAll(async () => {
-  await settleMail(app);
   await app.close();
-  await smtp.close();
 });
 
 const from = (ip = uniqueIp()) => app.client({ headers: { "x-forwarded-for": ip, "user-agent": "password-spec" } });
@@ -26,13 +20,13 @@ const NEW_PASSWORD = "moonless-granite-harbour-7";
 /** Requests a reset and returns the token from the delivered mail (the n-th reset mail to the address). */
 async function resetTokenFor(email: string, nth = 1): Promise<string> {
   await from().auth.requestPasswordReset.mutate({ email });
-  const resets = (await mailsTo(smtp.received, email, 1 + nth)).filter((m) => mailSubject(m) === "Reset your Sahary Cloud password");
+  const resets = (await mailsTo(app.mail, email, 1 + nth)).filter((m) => mailSubject(m) === "Reset your Sahary Cloud password");
   return linkToken(resets[nth - 1]!, "reset-password");
 }
 
 describe("changePassword", () => {
   test("needs the current password, ends the other sessions (not this one), and tells the owner", async () => {
-    const { email, password, token, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, token, user } = await registerVerifiedUser(app, app.mail);
     const other = (await from().auth.login.mutate({ email, password })).token;
     const me = app.client({ token, headers: { "x-forwarded-for": "10.1.2.3", "user-agent": "console/3" } });
 
@@ -42,20 +36,20 @@ describe("changePassword", () => {
     await expectAppError(from().auth.login.mutate({ email, password }), "INVALID_CREDENTIALS");
     await from().auth.login.mutate({ email, password: NEW_PASSWORD });
 
-    const notices = await mailsTo(smtp.received, email, 2);
+    const notices = await mailsTo(app.mail, email, 2);
     expect(notices.map(mailSubject)).toContain("Your Sahary Cloud password was changed");
     expect((await audits("auth.password.changed", user.id))[0]).toMatchObject({ actorType: "user", actorId: user.id, ip: "10.1.2.3", userAgent: "console/3" });
   });
 
   test("a wrong current password is INVALID_CREDENTIALS and changes nothing", async () => {
-    const { email, password, token, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, token, user } = await registerVerifiedUser(app, app.mail);
     await expectAppError(app.client({ token }).auth.changePassword.mutate({ currentPassword: "wrong-password-1", newPassword: NEW_PASSWORD }), "INVALID_CREDENTIALS");
     await from().auth.login.mutate({ email, password });
     expect(await audits("auth.password.change_failed", user.id)).toHaveLength(1);
   });
 
   test("the new password must pass the policy and differ from the current one", async () => {
-    const { password, token } = await registerVerifiedUser(app, smtp.received);
+    const { password, token } = await registerVerifiedUser(app, app.mail);
     const weak = await expectAppError(app.client({ token }).auth.changePassword.mutate({ currentPassword: password, newPassword: "password1" }), "WEAK_PASSWORD");
     expect(weak.shape?.data.details.reasons).toEqual(["too_short", "common"]);
     const same = await expectAppError(app.client({ token }).auth.changePassword.mutate({ currentPassword: password, newPassword: password }), "WEAK_PASSWORD");
@@ -65,7 +59,7 @@ describe("changePassword", () => {
 
 describe("password reset", () => {
   test("answers the same for an existing and an unknown address, no sooner than the floor, and mails only the owner", async () => {
-    const { email } = await registerVerifiedUser(app, smtp.received);
+    const { email } = await registerVerifiedUser(app, app.mail);
     const ghost = uniqueEmail("ghost");
     let started = performance.now();
     const known = await from().auth.requestPasswordReset.mutate({ email });
@@ -77,14 +71,14 @@ describe("password reset", () => {
     expect(unknown).toEqual(known);
     expect(knownMs).toBeGreaterThanOrEqual(RESET_REQUEST_MIN_MS);
     expect(unknownMs).toBeGreaterThanOrEqual(RESET_REQUEST_MIN_MS);
-    await mailsTo(smtp.received, email, 2);
-    expect(smtp.received.filter((m) => m.to.includes(ghost))).toHaveLength(0);
+    await mailsTo(app.mail, email, 2);
+    expect(app.mail.filter((m) => m.to.includes(ghost))).toHaveLength(0);
   });
 
   test("a reset token works once: the password changes, every session ends, the token is then TOKEN_INVALID", async () => {
-    const { email, password, token, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, token, user } = await registerVerifiedUser(app, app.mail);
     const resetToken = await resetTokenFor(email);
-    expect(mailBody((await mailsTo(smtp.received, email, 2))[1]!)).toContain(`/reset-password#token=${resetToken}`);
+    expect(mailBody((await mailsTo(app.mail, email, 2))[1]!)).toContain(`/reset-password#token=${resetToken}`);
 
     expect(await from("10.4.4.4").auth.resetPassword.mutate({ token: resetToken, password: NEW_PASSWORD })).toEqual({ sessionsEnded: 1 });
     await expectAppError(app.client({ token }).auth.me.query(), "UNAUTHENTICATED");
@@ -97,7 +91,7 @@ describe("password reset", () => {
   });
 
   test("an expired reset token is TOKEN_EXPIRED and the password stays", async () => {
-    const { email, password, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, user } = await registerVerifiedUser(app, app.mail);
     const resetToken = await resetTokenFor(email);
     await app.services.db
       .update(emailTokens)
@@ -108,7 +102,7 @@ describe("password reset", () => {
   });
 
   test("only the latest reset link works", async () => {
-    const { email } = await registerVerifiedUser(app, smtp.received);
+    const { email } = await registerVerifiedUser(app, app.mail);
     const first = await resetTokenFor(email, 1);
     const second = await resetTokenFor(email, 2);
     await expectAppError(from().auth.resetPassword.mutate({ token: first, password: NEW_PASSWORD }), "TOKEN_INVALID");
@@ -116,7 +110,7 @@ describe("password reset", () => {
   });
 
   test("a weak new password is refused without using up the token", async () => {
-    const { email } = await registerVerifiedUser(app, smtp.received);
+    const { email } = await registerVerifiedUser(app, app.mail);
     const resetToken = await resetTokenFor(email);
     await expectAppError(from().auth.resetPassword.mutate({ token: resetToken, password: "letmein" }), "WEAK_PASSWORD");
     await from().auth.resetPassword.mutate({ token: resetToken, password: NEW_PASSWORD });
@@ -125,7 +119,7 @@ describe("password reset", () => {
   test("a verification token cannot reset a password, nor a reset token verify an address", async () => {
     const email = uniqueEmail();
     await from().auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Ada" });
-    const verifyToken = linkToken((await mailsTo(smtp.received, email))[0]!, "verify-email");
+    const verifyToken = linkToken((await mailsTo(app.mail, email))[0]!, "verify-email");
     await expectAppError(from().auth.resetPassword.mutate({ token: verifyToken, password: NEW_PASSWORD }), "TOKEN_INVALID");
 
     const resetToken = await resetTokenFor(email);

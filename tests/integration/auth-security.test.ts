@@ -2,10 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { users } from "../../db/schema";
 import { SCOPES } from "../../server/auth/actor";
-import { linkToken, mailsTo, mailSubject, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { linkToken, mailsTo, mailSubject, STRONG_PASSWORD, uniqueEmail, uniqueIp, startMailingServer, type MailingServer } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
-import { startTestServer, type TestServer } from "../harness/server";
-import { startSmtpServer } from "../harness/smtp";
+import type { TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
 
 /**
@@ -14,8 +13,7 @@ import { createUserWithSession } from "../harness/users";
  * is refused with the stable code. Public procedures show they grant nothing.
  */
 
-let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
-let app: TestServer;
+let app: MailingServer;
 type Client = ReturnType<TestServer["client"]>;
 let anonymous: Client;
 let allScopesKey: Client;
@@ -25,8 +23,7 @@ let unverified: Client;
 let owner: Awaited<ReturnType<typeof createUserWithSession>>;
 
 beforeAll(async () => {
-  smtp = await startSmtpServer();
-  app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: true });
+  app = await startMailingServer();
   anonymous = app.client({ headers: { "x-forwarded-for": uniqueIp() } });
   owner = await createUserWithSession(app.services);
   const ownerClient = app.client({ token: owner.token });
@@ -36,9 +33,7 @@ beforeAll(async () => {
   unverified = app.client({ token: (await createUserWithSession(app.services, { status: "unverified" })).token });
 });
 afterAll(async () => {
-  await settleMail(app);
   await app.close();
-  await smtp.close();
 });
 
 const SESSION_ONLY = "INSUFFICIENT_SCOPE";
@@ -157,7 +152,7 @@ describe("auth.verifyEmail", () => {
     const email = uniqueEmail();
     await anonymous.auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Eve" });
     await anonymous.auth.requestPasswordReset.mutate({ email });
-    const mails = await mailsTo(smtp.received, email, 2);
+    const mails = await mailsTo(app.mail, email, 2);
     const resetMail = mails.find((m) => mailSubject(m) === "Reset your Sahary Cloud password")!;
     await expectAppError(anonymous.auth.verifyEmail.mutate({ token: linkToken(resetMail, "reset-password") }), "TOKEN_INVALID");
     await expectAppError(anonymous.auth.verifyEmail.mutate({ token: "z".repeat(52) }), "TOKEN_INVALID");
@@ -174,7 +169,7 @@ describe("auth.resetPassword", () => {
   test("refuses a verification token and a made-up one", async () => {
     const email = uniqueEmail();
     await anonymous.auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Eve" });
-    const verify = linkToken((await mailsTo(smtp.received, email))[0]!, "verify-email");
+    const verify = linkToken((await mailsTo(app.mail, email))[0]!, "verify-email");
     await expectAppError(anonymous.auth.resetPassword.mutate({ token: verify, password: "brand-new-passphrase-2" }), "TOKEN_INVALID");
     await expectAppError(anonymous.auth.resetPassword.mutate({ token: "q".repeat(52), password: "brand-new-passphrase-2" }), "TOKEN_INVALID");
   });

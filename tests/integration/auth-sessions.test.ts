@@ -2,22 +2,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog, sessions, users } from "../../db/schema";
 import { createSessionManager } from "../../server/auth/session";
-import { registerVerifiedUser, settleMail, STRONG_PASSWORD, uniqueEmail, uniqueIp } from "../harness/accounts";
+import { registerVerifiedUser, STRONG_PASSWORD, uniqueEmail, uniqueIp, startMailingServer, type MailingServer } from "../harness/accounts";
 import { expectAppError } from "../harness/expect";
-import { startTestServer, type TestServer } from "../harness/server";
-import { startSmtpServer } from "../harness/smtp";
 import { createUserWithSession } from "../harness/users";
 
-let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
-let app: TestServer;
+let app: MailingServer;
 beforeAll(async () => {
-  smtp = await startSmtpServer();
-  app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true" }, workers: true });
+  app = await startMailingServer();
 });
 afterAll(async () => {
-  await settleMail(app);
   await app.close();
-  await smtp.close();
 });
 
 const from = (ip = uniqueIp(), extra: Record<string, string> = {}) => app.client({ headers: { "x-forwarded-for": ip, ...extra } });
@@ -30,7 +24,7 @@ function postJson(path: string, body: unknown, headers: Record<string, string> =
 
 describe("login", () => {
   test("returns a bearer token and sets an HttpOnly SameSite cookie; both authenticate", async () => {
-    const { email, password, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, user } = await registerVerifiedUser(app, app.mail);
     const res = await postJson("auth.login", { email, password });
     expect(res.status).toBe(200);
     const body = (await res.json()) as any;
@@ -50,7 +44,7 @@ describe("login", () => {
   });
 
   test("is audited with actor, IP and user agent; the session row records them too", async () => {
-    const { email, password, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, user } = await registerVerifiedUser(app, app.mail);
     await from("10.20.30.40", { "user-agent": "login-spec/2" }).auth.login.mutate({ email, password });
     const rows = await audits("auth.login.succeeded", user.id);
     expect(rows.at(-1)).toMatchObject({ actorType: "user", actorId: user.id, ip: "10.20.30.40", userAgent: "login-spec/2" });
@@ -58,7 +52,7 @@ describe("login", () => {
   });
 
   test("an unknown email and a wrong password get the same INVALID_CREDENTIALS, both audited", async () => {
-    const { email, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, user } = await registerVerifiedUser(app, app.mail);
     const wrong = await expectAppError(from().auth.login.mutate({ email, password: "not-the-password-1" }), "INVALID_CREDENTIALS");
     const unknown = await expectAppError(from().auth.login.mutate({ email: uniqueEmail("ghost"), password: "not-the-password-1" }), "INVALID_CREDENTIALS");
     expect(unknown.message).toBe(wrong.message);
@@ -74,7 +68,7 @@ describe("login", () => {
   });
 
   test("a suspended account cannot sign in, and its existing sessions stop working", async () => {
-    const { email, password, token, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, token, user } = await registerVerifiedUser(app, app.mail);
     await app.services.db.update(users).set({ status: "suspended" }).where(eq(users.id, user.id));
     await expectAppError(from().auth.login.mutate({ email, password }), "ACCOUNT_SUSPENDED");
     await expectAppError(app.client({ token }).auth.me.query(), "ACCOUNT_SUSPENDED");
@@ -95,7 +89,7 @@ describe("login", () => {
 
 describe("logout", () => {
   test("a stolen session token stops working after its owner logs out", async () => {
-    const { email, password } = await registerVerifiedUser(app, smtp.received);
+    const { email, password } = await registerVerifiedUser(app, app.mail);
     const { token } = await from().auth.login.mutate({ email, password });
     const thief = app.client({ token });
     expect((await thief.auth.me.query()).email).toBe(email);
@@ -105,7 +99,7 @@ describe("logout", () => {
   });
 
   test("blanks the cookie and ends the session server-side", async () => {
-    const { email, password, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, user } = await registerVerifiedUser(app, app.mail);
     const login = await postJson("auth.login", { email, password });
     const cookie = login.headers.getSetCookie()[0]!.split(";")[0]!;
     const before = (await sessionRows(user.id)).length;
@@ -120,8 +114,8 @@ describe("logout", () => {
   });
 
   test("logoutAll ends every other session of the caller, and nobody else's", async () => {
-    const a = await registerVerifiedUser(app, smtp.received);
-    const b = await registerVerifiedUser(app, smtp.received);
+    const a = await registerVerifiedUser(app, app.mail);
+    const b = await registerVerifiedUser(app, app.mail);
     const second = (await from().auth.login.mutate({ email: a.email, password: a.password })).token;
     const third = (await from().auth.login.mutate({ email: a.email, password: a.password })).token;
 
@@ -136,7 +130,7 @@ describe("logout", () => {
 
 describe("the session cookie", () => {
   test("two Set-Cookie headers in one response both arrive, in order (dead cookie cleared, new one set)", async () => {
-    const { email, password } = await registerVerifiedUser(app, smtp.received);
+    const { email, password } = await registerVerifiedUser(app, app.mail);
     const dead = `sahary_session=${"a".repeat(52)}`;
     const res = await postJson("auth.login", { email, password }, { cookie: dead });
     const cookies = res.headers.getSetCookie();
@@ -156,7 +150,7 @@ describe("the session cookie", () => {
   });
 
   test("a form-encoded or text/plain POST (what a cross-site form can send) is refused", async () => {
-    const { email, password } = await registerVerifiedUser(app, smtp.received);
+    const { email, password } = await registerVerifiedUser(app, app.mail);
     const text = await fetch(`${app.url}/trpc/auth.login`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ email, password }) });
     expect(text.status).toBe(415);
     expect(((await text.json()) as any).error.data.appCode).toBe("UNSUPPORTED_MEDIA_TYPE");
@@ -191,7 +185,7 @@ describe("the session cookie", () => {
 
 describe("session storage", () => {
   test("a session id is the SHA-256 of the token, never a user attribute (Lucia L-2)", async () => {
-    const { email, password, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, user } = await registerVerifiedUser(app, app.mail);
     const { token } = await from().auth.login.mutate({ email, password });
     const expected = new Bun.CryptoHasher("sha256").update(token).digest("hex");
     const rows = await sessionRows(user.id);
@@ -201,7 +195,7 @@ describe("session storage", () => {
   });
 
   test("a bearer session slides: the expiry moves forward when half of it has passed", async () => {
-    const { email, password, user } = await registerVerifiedUser(app, smtp.received);
+    const { email, password, user } = await registerVerifiedUser(app, app.mail);
     const { token } = await from().auth.login.mutate({ email, password });
     const id = new Bun.CryptoHasher("sha256").update(token).digest("hex");
     const soon = new Date(Date.now() + 86_400_000);
@@ -213,7 +207,7 @@ describe("session storage", () => {
   });
 
   test("a sliding cookie session is re-sent to the browser", async () => {
-    const { email, password } = await registerVerifiedUser(app, smtp.received);
+    const { email, password } = await registerVerifiedUser(app, app.mail);
     const { token } = await from().auth.login.mutate({ email, password });
     const id = new Bun.CryptoHasher("sha256").update(token).digest("hex");
     await app.services.db.update(sessions).set({ expiresAt: new Date(Date.now() + 3_600_000) }).where(eq(sessions.id, id));
