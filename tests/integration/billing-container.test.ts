@@ -13,6 +13,7 @@ import { actionDone, execIn } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { eventually, startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
+import { processors } from "../../workers/processors";
 
 const INTERVAL_MS = 1000;
 // The instance is sold at 3,600.00 an hour, so one second is 100 minor units and small time differences show in money.
@@ -21,7 +22,8 @@ const PER_SECOND = PRICE_HOURLY / 3600;
 
 let app: TestServer;
 beforeAll(async () => {
-  app = await startTestServer({ workers: true, env: { METERING_INTERVAL_MS: String(INTERVAL_MS), BILLING_TAX_RATE_PERCENT: "10" } });
+  // Without the emergency worker: its periodic pass would resume the "power emergency" pause below at normal power.
+  app = await startTestServer({ workers: processors.filter((p) => p.queue !== "emergency"), env: { METERING_INTERVAL_MS: String(INTERVAL_MS), BILLING_TAX_RATE_PERCENT: "10" } });
   await syncHosts(app.services);
 });
 afterAll(async () => {

@@ -28,6 +28,13 @@ command -v socat >/dev/null 2>&1 || apt_install socat
 if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
   if ! docker info >/dev/null 2>&1; then
+    # Each tenant gets its own bridge network; Docker's default pools hold only ~30 of them.
+    # /24s from one private /16 give a host room for 256 tenants.
+    if [ ! -e /etc/docker/daemon.json ]; then
+      as_root mkdir -p /etc/docker
+      echo '{"default-address-pools":[{"base":"10.213.0.0/16","size":24}]}' | as_root tee /etc/docker/daemon.json >/dev/null
+      log "wrote /etc/docker/daemon.json (tenant network address pool 10.213.0.0/16 in /24s)"
+    fi
     log "starting dockerd"
     as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
     i=0
