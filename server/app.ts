@@ -10,6 +10,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { queueBoardRoutes } from "./admin/queue-board";
 import { billingRoutes } from "./billing/http";
 import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
+import { edgeRoutes } from "./ingress/edge";
 import { serializeError } from "./log";
 import { createMetrics } from "./metrics";
 import { checkReadiness } from "./readiness";
@@ -66,6 +67,9 @@ export function createApp(services: Services) {
       maxAge: 600,
     }),
   );
+
+  // The ingress proxy's edge answers; before the body limit, since they never read a visitor's body.
+  app.route("/", edgeRoutes(services));
 
   app.use(
     bodyLimit({

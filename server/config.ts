@@ -1,3 +1,4 @@
+import { isAbsolute, resolve } from "node:path";
 import * as v from "valibot";
 import { SCENARIOS } from "../hardware/simulator/model";
 import { BATTERY_CHEMISTRIES, defaultCells } from "../hardware/soc";
@@ -55,6 +56,20 @@ const dockerHosts = v.pipe(
   list,
   v.check((entries) => entries.every((entry) => /^[a-z0-9][a-z0-9_.-]*=(unix:\/\/\/\S+|(tcp|http):\/\/[^\s/]+:\d+\/?)$/.test(entry)), "must be name=unix:///path or name=tcp://host:port pairs"),
   v.check((entries) => entries.length > 0, "must name at least one engine"),
+);
+
+/** A DNS name of lower-case labels; instance hosts are `<label>.<domain>`, and a host name has at most 253 octets. */
+const ingressDomain = v.pipe(
+  v.string(),
+  v.regex(/^(?=.{1,189}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/, "must be a lower-case DNS name of at least two labels, at most 189 characters"),
+);
+/** `host:port` for an IPv4 address or a name. */
+const hostPort = v.pipe(v.string(), v.regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port"));
+const ipv4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+/** `engine=ip` pairs naming where each DOCKER_HOSTS engine publishes instances' HTTP ports. */
+const upstreamAddresses = v.pipe(
+  list,
+  v.check((entries) => entries.every((entry) => /^[a-z0-9][a-z0-9_.-]*=/.test(entry) && ipv4.test(entry.slice(entry.indexOf("=") + 1))), "must be engine=IPv4 pairs"),
 );
 
 const EnvSchema = v.object({
@@ -139,6 +154,24 @@ const EnvSchema = v.object({
   RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
   EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
   EMERGENCY_ENFORCE_INTERVAL_MS: v.optional(positiveInt, "30000"),
+
+  // Ingress (the reverse proxy in front of instances)
+  INGRESS_DOMAIN: v.optional(ingressDomain),
+  INGRESS_TLS: v.optional(v.picklist(["internal", "acme", "off"], "must be internal, acme or off")),
+  INGRESS_HTTP_PORT: v.optional(v.pipe(port, v.minValue(1, "must be a port number"))),
+  INGRESS_HTTPS_PORT: v.optional(v.pipe(port, v.minValue(1, "must be a port number"))),
+  INGRESS_ADMIN: v.optional(v.pipe(v.string(), v.regex(/^(unix:\/\/\/\S+|http:\/\/[A-Za-z0-9.-]+:\d{1,5}\/?)$/, "must be unix:///path/to/socket or http://host:port"))),
+  INGRESS_ADMIN_TIMEOUT_MS: v.optional(positiveInt, "10000"),
+  INGRESS_PROXY: v.optional(v.picklist(["managed", "external"], "must be managed or external")),
+  INGRESS_CADDY_BIN: v.optional(v.string(), "caddy"),
+  INGRESS_EDGE_UPSTREAM: v.optional(hostPort),
+  INGRESS_UPSTREAM_ADDRESSES: v.optional(upstreamAddresses, ""),
+  INGRESS_LOG_ADDRESS: v.optional(v.union([v.literal("off"), hostPort], "must be host:port or off"), "127.0.0.1:2020"),
+  INGRESS_LOG_LISTEN: v.optional(hostPort),
+  INGRESS_TRAFFIC_FLUSH_MS: v.optional(positiveInt, "5000"),
+  INGRESS_RECONCILE_INTERVAL_MS: v.optional(positiveInt, "2000"),
+  INGRESS_ACME_EMAIL: v.optional(v.pipe(v.string(), v.email("must be an email address"))),
+  INGRESS_ACME_CA: v.optional(url, "https://acme-v02.api.letsencrypt.org/directory"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -182,6 +215,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (new Set(hostNames).size !== hostNames.length) throw new ConfigError("Invalid configuration: DOCKER_HOSTS names an engine twice");
   if (e.SERIAL_PORT && e.ENERGY_SIMULATOR) throw new ConfigError("SERIAL_PORT and ENERGY_SIMULATOR exclude each other: read the real controller or simulate one");
   if (e.SERIAL_RESTART_MAX_MS < e.SERIAL_RESTART_MIN_MS) throw new ConfigError("SERIAL_RESTART_MAX_MS must not be below SERIAL_RESTART_MIN_MS");
+  const computeHosts = (e.DOCKER_HOSTS ?? [`local=unix://${e.DOCKER_SOCKET}`]).map((entry) => {
+    const at = entry.indexOf("=");
+    return { name: entry.slice(0, at), endpoint: entry.slice(at + 1) };
+  });
+  const ingress = ingressSettings(e, production, computeHosts);
 
   return {
     env: e.NODE_ENV,
@@ -198,10 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
     workers: { concurrency: e.WORKER_CONCURRENCY, shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS },
     compute: {
-      hosts: (e.DOCKER_HOSTS ?? [`local=unix://${e.DOCKER_SOCKET}`]).map((entry) => {
-        const at = entry.indexOf("=");
-        return { name: entry.slice(0, at), endpoint: entry.slice(at + 1) };
-      }),
+      hosts: computeHosts,
       dockerTimeoutMs: e.DOCKER_TIMEOUT_MS,
       overcommit: { cpu: e.HOST_CPU_OVERCOMMIT, memory: e.HOST_MEMORY_OVERCOMMIT },
       defaultQuota: { maxInstances: e.QUOTA_MAX_INSTANCES, maxCpuMillis: Math.round(e.QUOTA_MAX_VCPUS * 1000), maxMemoryMb: e.QUOTA_MAX_MEMORY_MB },
@@ -260,6 +295,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       apiBase: e.STRIPE_API_BASE,
       webhookToleranceS: e.STRIPE_WEBHOOK_TOLERANCE_S,
     },
+    ingress,
     auth: {
       passwordHash: { memoryKib: e.PASSWORD_HASH_MEMORY_KIB, timeCost: e.PASSWORD_HASH_TIME_COST },
       loginMaxFailures: e.LOGIN_MAX_FAILURES,
@@ -278,6 +314,67 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 export type Config = ReturnType<typeof loadConfig>;
+
+type ParsedEnv = v.InferOutput<typeof EnvSchema>;
+
+/**
+ * The ingress proxy's settings. Development defaults work for a non-root
+ * developer (unprivileged ports, a `*.localhost` domain that curl resolves by
+ * itself, the proxy started by the platform); production listens on 80/443,
+ * obtains certificates from ACME and expects the proxy to be run for it.
+ */
+function ingressSettings(e: ParsedEnv, production: boolean, hosts: Array<{ name: string; endpoint: string }>) {
+  if (production && !e.INGRESS_DOMAIN) throw new ConfigError("INGRESS_DOMAIN is required when NODE_ENV=production: instances are served at https://<name>-<id>.<INGRESS_DOMAIN>");
+  const tls = e.INGRESS_TLS ?? (production ? "acme" : "internal");
+  const domain = e.INGRESS_DOMAIN ?? "sahary.localhost";
+  if (tls === "acme" && (domain === "localhost" || domain.endsWith(".localhost"))) {
+    throw new ConfigError("INGRESS_TLS=acme needs a public INGRESS_DOMAIN: no ACME CA issues certificates for .localhost");
+  }
+  const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(e.DATA_DIR);
+  const admin = e.INGRESS_ADMIN ?? `unix://${dataDir}/caddy/admin.sock`;
+  // sockaddr_un holds 108 bytes, the terminating NUL included.
+  if (admin.startsWith("unix://") && Buffer.byteLength(admin.slice("unix://".length)) > 107) {
+    throw new ConfigError("INGRESS_ADMIN: the socket path is longer than 107 bytes; use a shorter DATA_DIR or set INGRESS_ADMIN");
+  }
+
+  const upstreamPairs = new Map(e.INGRESS_UPSTREAM_ADDRESSES.map((entry) => [entry.slice(0, entry.indexOf("=")), entry.slice(entry.indexOf("=") + 1)]));
+  for (const name of upstreamPairs.keys()) {
+    if (!hosts.some((h) => h.name === name)) throw new ConfigError(`INGRESS_UPSTREAM_ADDRESSES names ${name}, which is not in DOCKER_HOSTS`);
+  }
+  /** Where each engine publishes instances' HTTP ports: loopback for a local engine, the host's own address for a remote one. */
+  const publishAddresses: Record<string, string> = {};
+  for (const host of hosts) {
+    const explicit = upstreamPairs.get(host.name);
+    const remote = host.endpoint.startsWith("unix://") ? null : new URL(host.endpoint).hostname;
+    const address = explicit ?? (remote === null ? "127.0.0.1" : ipv4.test(remote) ? remote : null);
+    if (!address) throw new ConfigError(`INGRESS_UPSTREAM_ADDRESSES must give the IPv4 address engine ${host.name} publishes instance ports on (its endpoint names a host, not an address)`);
+    publishAddresses[host.name] = address;
+  }
+
+  const logAddress = e.INGRESS_LOG_ADDRESS === "off" ? null : e.INGRESS_LOG_ADDRESS;
+  return {
+    domain,
+    tls,
+    httpPort: e.INGRESS_HTTP_PORT ?? (production ? 80 : 8080),
+    httpsPort: e.INGRESS_HTTPS_PORT ?? (production ? 443 : 8443),
+    /** `unix:///path` or `http://host:port`; rendered into every configuration loaded, so the proxy keeps its admin endpoint. */
+    admin,
+    adminTimeoutMs: e.INGRESS_ADMIN_TIMEOUT_MS,
+    /** managed: the workers start a local proxy whenever its admin endpoint does not answer; external: someone else runs it (tests run their own). */
+    proxy: e.INGRESS_PROXY ?? (e.NODE_ENV === "development" ? "managed" : "external"),
+    caddyBin: e.INGRESS_CADDY_BIN,
+    /** Where the managed proxy keeps its certificates and state. */
+    proxyDir: `${dataDir}/caddy`,
+    edgeUpstream: e.INGRESS_EDGE_UPSTREAM ?? `${e.HOST === "0.0.0.0" || e.HOST === "::" ? "127.0.0.1" : e.HOST}:${e.PORT}`,
+    publishAddresses,
+    /** null: access logs are not sent, so traffic is not counted. */
+    traffic: logAddress ? { address: logAddress, listen: e.INGRESS_LOG_LISTEN ?? logAddress, flushMs: e.INGRESS_TRAFFIC_FLUSH_MS } : null,
+    reconcileIntervalMs: e.INGRESS_RECONCILE_INTERVAL_MS,
+    acme: { email: e.INGRESS_ACME_EMAIL ?? null, ca: e.INGRESS_ACME_CA },
+  };
+}
+
+export type IngressConfig = Config["ingress"];
 
 function requireSecret(name: string, value: string | undefined): asserts value is string {
   if (!value) throw new ConfigError(`${name} is required when NODE_ENV=production`);

@@ -41,6 +41,11 @@ const APP_ERRORS = {
   INVALID_TRANSITION: "CONFLICT",
   IDEMPOTENCY_KEY_REUSED: "CONFLICT",
   POWER_RESTRICTED: "SERVICE_UNAVAILABLE",
+  HTTP_PORT_INVALID: "BAD_REQUEST",
+
+  // Ingress (answers the edge gives visitors of an instance's URL)
+  INSTANCE_UNAVAILABLE: "SERVICE_UNAVAILABLE",
+  INSTANCE_NOT_RESPONDING: "BAD_GATEWAY",
 
   // Billing
   INVOICE_NOT_PAYABLE: "CONFLICT",
@@ -131,13 +136,13 @@ function hasIssues(cause: unknown): cause is { issues: Array<{ message: string; 
  * The error body for routes outside tRPC (webhooks, health, PDFs, limits). It
  * mirrors tRPC's error shape so clients parse one format everywhere.
  */
-export function errorBody(appCode: AppErrorCode, message: string, requestId: string | null) {
+export function errorBody(appCode: AppErrorCode, message: string, requestId: string | null, details?: Record<string, unknown>) {
   const code = APP_ERRORS[appCode];
   return {
     error: {
       message,
       code: TRPC_ERROR_CODES_BY_KEY[code],
-      data: { code, httpStatus: httpStatusOf(appCode), appCode, requestId },
+      data: { code, httpStatus: httpStatusOf(appCode), appCode, requestId, ...(details ? { details } : {}) },
     },
   };
 }

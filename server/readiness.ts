@@ -8,10 +8,12 @@ const CHECK_TIMEOUT_MS = 2000;
 /**
  * PostgreSQL and Redis are required: without them no request can be served.
  * Docker is reported but not required: the API still accepts work and queues
- * it; workers act on it when the engine answers again.
+ * it; workers act on it when the engine answers again. The ingress proxy is
+ * reported but not required either: it serves instances' visitors, not the
+ * API, and the workers load its whole configuration as soon as it answers.
  */
-export async function checkReadiness(services: Pick<Services, "database" | "redis" | "docker">): Promise<Readiness> {
-  const [database, redis, docker] = await Promise.all([
+export async function checkReadiness(services: Pick<Services, "database" | "redis" | "docker" | "ingress">): Promise<Readiness> {
+  const [database, redis, docker, proxy] = await Promise.all([
     probe(true, () => services.database.ping()),
     probe(true, async () => {
       await services.redis.ping();
@@ -19,8 +21,9 @@ export async function checkReadiness(services: Pick<Services, "database" | "redi
     probe(false, async () => {
       await services.docker.ping();
     }),
+    probe(false, () => services.ingress.admin.ping()),
   ]);
-  const checks = { database, redis, docker };
+  const checks = { database, redis, docker, proxy };
   const ready = Object.values(checks).every((check) => check.state === "up" || !check.required);
   return { status: ready ? "ready" : "not_ready", checks };
 }

@@ -8,6 +8,7 @@ import { createStripeClient, type StripeClient } from "./billing/stripe";
 import { seedCatalogue } from "./compute/catalogue";
 import { createEngines, type Engines } from "./compute/engines";
 import type { Config } from "./config";
+import { createIngress, type Ingress } from "./ingress/service";
 import { createLogger, type Logger } from "./log";
 import { createMailTransport, type MailTransport } from "./mail/transport";
 import { connectRedis, type Redis } from "./redis";
@@ -30,6 +31,8 @@ export type Services = {
   sessions: SessionManager;
   /** Null when STRIPE_SECRET_KEY is unset (development). */
   stripe: StripeClient | null;
+  /** The reverse proxy in front of instances: its admin API and the route sync. */
+  ingress: Ingress;
   close(): Promise<void>;
 };
 
@@ -68,6 +71,7 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
     mailer,
     sessions,
     stripe: createStripeClient(config),
+    ingress: createIngress({ db: database.db, config, log }),
     async close() {
       await queues.close();
       redis.disconnect();

@@ -2,6 +2,8 @@ import { watchEngineEvents } from "../server/compute/events";
 import { syncHosts } from "../server/compute/hosts";
 import { executeAction } from "../server/compute/lifecycle";
 import { reconcileAll, reconcileInstance } from "../server/compute/reconcile";
+import { startProxyReconciler } from "../server/ingress/reconciler";
+import { startTrafficListener } from "../server/ingress/traffic-log";
 import { defineProcessor, isFinalAttempt } from "./base";
 import { jobId } from "./queues";
 
@@ -9,6 +11,8 @@ import { jobId } from "./queues";
  * The container lifecycle: carries out instance actions against Docker,
  * reconciles drift periodically and on Docker events (followed by every worker
  * process; the event-derived job id makes the processes' enqueues one job).
+ * The ingress proxy in front of the containers is kept equal to the database
+ * here too, and its access log counted as each instance's traffic.
  */
 export const lifecycleProcessor = defineProcessor({
   queue: "lifecycle",
@@ -32,6 +36,14 @@ export const lifecycleProcessor = defineProcessor({
         );
         return { stop: async () => void (await Promise.all(watchers.map((w) => w.stop()))) };
       },
+    },
+    {
+      name: "ingress-proxy",
+      start: async (services) => startProxyReconciler({ settings: services.config.ingress, sync: services.ingress.routes, admin: services.ingress.admin, log: services.log }),
+    },
+    {
+      name: "ingress-traffic",
+      start: (services) => startTrafficListener({ db: services.db, settings: services.config.ingress, log: services.log }),
     },
   ],
 });

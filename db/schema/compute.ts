@@ -71,11 +71,13 @@ export const images = pgTable(
     reference: text("reference").notNull(),
     description: text("description").notNull(),
     capAdd: jsonb("cap_add").$type<string[]>().notNull().default([]),
+    /** The port the image serves HTTP on; null for images that serve none (they get no URL). */
+    httpPort: integer("http_port"),
     active: boolean("active").notNull().default(true),
     sortOrder: integer("sort_order").notNull().default(0),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex("images_slug_key").on(t.slug)],
+  (t) => [uniqueIndex("images_slug_key").on(t.slug), check("images_http_port_range", sql`${t.httpPort} between 1 and 65535`)],
 );
 
 export const instanceState = pgEnum("instance_state", ["pending", "provisioning", "running", "stopping", "stopped", "paused", "deleting", "deleted", "error"]);
@@ -106,6 +108,18 @@ export const instances = pgTable(
     priceHourlyMinor: integer("price_hourly_minor").notNull(),
     priceMonthlyMinor: integer("price_monthly_minor").notNull(),
     currency: text("currency").notNull(),
+    /**
+     * The container port the ingress proxies to, copied from the image at
+     * creation (customers' own images will bring their own); null: no URL.
+     */
+    httpPort: integer("http_port"),
+    /**
+     * The instance's DNS label, `<name>-<first 8 hex digits of its id>`: its
+     * host is `<label>.<INGRESS_DOMAIN>`. Derived, so it can never disagree.
+     */
+    hostLabel: text("host_label")
+      .notNull()
+      .generatedAlwaysAs(sql`name || '-' || left(id::text, 8)`),
     priority: instancePriority("priority").notNull().default("standard"),
     env: jsonb("env").$type<Record<string, string>>().notNull().default({}),
     state: instanceState("state").notNull().default("pending"),
@@ -113,6 +127,11 @@ export const instances = pgTable(
     stateChangedAt: timestamptz("state_changed_at").notNull().defaultNow(),
     containerId: text("container_id"),
     ipAddress: text("ip_address"),
+    /**
+     * `ip:port` where the engine publishes `httpPort` for the proxy, read back
+     * from the engine after every start; null while the container is not up.
+     */
+    upstream: text("upstream"),
     /** null until the container exists; false when the host's storage driver cannot enforce `diskGb`. */
     diskLimitEnforced: boolean("disk_limit_enforced"),
     idempotencyKey: text("idempotency_key"),
@@ -130,6 +149,9 @@ export const instances = pgTable(
     index("instances_created_idx").on(t.createdAt, t.id),
     uniqueIndex("instances_user_idempotency_key").on(t.userId, t.idempotencyKey),
     uniqueIndex("instances_user_live_name_key").on(t.userId, t.name).where(sql`${t.state} <> 'deleted'`),
+    // One live instance per host name: the proxy routes by it.
+    uniqueIndex("instances_live_host_label_key").on(t.hostLabel).where(sql`${t.state} <> 'deleted'`),
+    check("instances_http_port_range", sql`${t.httpPort} between 1 and 65535`),
   ],
 );
 

@@ -2,7 +2,7 @@ import { and, desc, eq, ne } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { instances, users } from "../../db/schema";
 import { hostUsage } from "../compute/hosts";
-import { instanceView, stopInstance, type ComputeDeps, type InstanceView } from "../compute/instances";
+import { instanceView, stopInstance, type ComputeDeps, type InstanceView, type ViewDeps } from "../compute/instances";
 import type { InstancePriority, InstanceState } from "../compute/states";
 import { after, cursorTime, decodeCursor, page } from "../pagination";
 import type { AdminCaller } from "./users";
@@ -20,7 +20,8 @@ export type InstanceFilters = {
 };
 
 /** Every user's instances, newest first, a page at a time; deleted ones only when asked for by state. */
-export async function listAllInstances(db: Database, filters: InstanceFilters) {
+export async function listAllInstances(deps: ViewDeps, filters: InstanceFilters) {
+  const { db } = deps;
   const cursor = filters.cursor ? decodeCursor(filters.cursor) : null;
   const rows = await db
     .select({ instance: instances, ownerEmail: users.email, id: instances.id, cursorAt: cursorTime(instances.createdAt) })
@@ -37,7 +38,7 @@ export async function listAllInstances(db: Database, filters: InstanceFilters) {
     )
     .orderBy(desc(instances.createdAt), desc(instances.id))
     .limit(filters.limit + 1);
-  return page(rows, filters.limit, ({ instance, ownerEmail }) => ({ ...withoutEnvValues(instanceView(instance)), userId: instance.userId, ownerEmail }));
+  return page(rows, filters.limit, ({ instance, ownerEmail }) => ({ ...withoutEnvValues(instanceView(instance, deps.config.ingress)), userId: instance.userId, ownerEmail }));
 }
 
 /** Staff see which environment variables a customer set, never their values (they are often credentials). */

@@ -95,7 +95,7 @@ export const adminRouter = router({
     overview: read.query(({ ctx }) => statsOverview(ctx)),
   }),
   instances: router({
-    list: read.input(instancesListInput).query(({ ctx, input }) => listAllInstances(ctx.db, input)),
+    list: read.input(instancesListInput).query(({ ctx, input }) => listAllInstances(ctx, input)),
     forceStop: write.input(v.object({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
   }),
   hosts: router({

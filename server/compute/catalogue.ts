@@ -25,6 +25,7 @@ const DEFAULT_IMAGES: NewImage[] = [
     reference: "sahary/busybox:1.35",
     description: "BusyBox shell and tools; serves /www over HTTP on port 8080 by default.",
     capAdd: [],
+    httpPort: 8080,
     sortOrder: 10,
   },
   {
@@ -34,6 +35,7 @@ const DEFAULT_IMAGES: NewImage[] = [
     description: "nginx web server on port 80.",
     // The master process binds port 80 as root, then drops to the nginx user.
     capAdd: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"],
+    httpPort: 80,
     sortOrder: 20,
   },
   {
@@ -43,6 +45,8 @@ const DEFAULT_IMAGES: NewImage[] = [
     description: "Redis on port 6379.",
     // The entrypoint chowns its data folder and drops to the redis user.
     capAdd: ["CHOWN", "SETUID", "SETGID"],
+    // Not HTTP: instances of it get no URL.
+    httpPort: null,
     sortOrder: 30,
   },
 ];
@@ -107,5 +111,5 @@ export function planView(plan: Plan) {
 }
 
 export function imageView(image: Image) {
-  return { id: image.id, slug: image.slug, name: image.name, reference: image.reference, description: image.description };
+  return { id: image.id, slug: image.slug, name: image.name, reference: image.reference, description: image.description, httpPort: image.httpPort };
 }

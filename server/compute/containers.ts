@@ -131,10 +131,24 @@ export async function removeTenantNetwork(docker: Docker, config: Config, userId
   return removed;
 }
 
-export function containerSpec(config: Config, instance: Instance, opts: { network: string; capAdd: string[]; diskLimit: boolean }): Docker.ContainerCreateOptions {
+/**
+ * The instance's HTTP port is published on the engine host at `publishAddress`
+ * (loopback for the local engine, the host's private address for a remote
+ * one) on a port the engine picks at each start; the ingress proxy dials it.
+ * Containers cannot reach their host's loopback, and Docker's rules drop
+ * traffic from one tenant's bridge to another's even when it is addressed to
+ * a published port, so tenants stay isolated (tests/integration/ingress-isolation).
+ */
+export function containerSpec(
+  config: Config,
+  instance: Instance,
+  opts: { network: string; capAdd: string[]; diskLimit: boolean; publishAddress: string },
+): Docker.ContainerCreateOptions {
+  const httpPort = instance.httpPort === null ? null : `${instance.httpPort}/tcp`;
   return {
     name: containerName(config, instance.id),
     Image: instance.imageReference,
+    ...(httpPort ? { ExposedPorts: { [httpPort]: {} } } : {}),
     Hostname: instance.name,
     Env: Object.entries(instance.env).map(([key, value]) => `${key}=${value}`),
     Labels: {
@@ -159,6 +173,7 @@ export function containerSpec(config: Config, instance: Instance, opts: { networ
       // The platform, not the engine, decides what runs: a crash is reported, not silently restarted.
       RestartPolicy: { Name: "no" },
       LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
+      ...(httpPort ? { PortBindings: { [httpPort]: [{ HostIp: opts.publishAddress, HostPort: "" }] } } : {}),
       ...(opts.diskLimit ? { StorageOpt: { size: `${instance.diskGb}G` } } : {}),
     },
   };
@@ -175,7 +190,7 @@ export async function ensureContainer(
   docker: Docker,
   config: Config,
   instance: Instance,
-  opts: { capAdd: string[]; tryDiskLimit: boolean; serialize: Serialize },
+  opts: { capAdd: string[]; tryDiskLimit: boolean; serialize: Serialize; publishAddress: string },
 ): Promise<{ info: Docker.ContainerInspectInfo; diskLimitEnforced: boolean; diskLimitRefused: boolean }> {
   const name = containerName(config, instance.id);
   const existing = await inspectContainer(docker, name);
@@ -185,7 +200,7 @@ export async function ensureContainer(
   let diskLimitRefused = false;
   const create = async (diskLimit: boolean) => {
     const network = await opts.serialize(() => ensureTenantNetwork(docker, config, instance.userId));
-    await docker.createContainer(containerSpec(config, instance, { network, capAdd: opts.capAdd, diskLimit }));
+    await docker.createContainer(containerSpec(config, instance, { network, capAdd: opts.capAdd, diskLimit, publishAddress: opts.publishAddress }));
   };
   try {
     try {
@@ -236,6 +251,24 @@ export async function stopContainer(docker: Docker, config: Config, name: string
 
 export async function removeContainer(docker: Docker, name: string): Promise<void> {
   await ignoreStatus(docker.getContainer(name).remove({ force: true, v: true }), 404);
+}
+
+/**
+ * `ip:port` where the engine published the instance's HTTP port in this run
+ * of the container (the port changes at every start); null when nothing is
+ * published (no HTTP port, or the container is not running).
+ */
+export function upstreamOf(info: Docker.ContainerInspectInfo, httpPort: number | null, publishAddress: string): string | null {
+  if (httpPort === null || !info.State.Running) return null;
+  const binding = info.NetworkSettings.Ports?.[`${httpPort}/tcp`]?.[0];
+  if (!binding?.HostPort) return null;
+  const ip = binding.HostIp && binding.HostIp !== "0.0.0.0" ? binding.HostIp : publishAddress;
+  return `${ip}:${binding.HostPort}`;
+}
+
+/** Where instances on this engine publish their HTTP port (INGRESS_UPSTREAM_ADDRESSES; loopback by default). */
+export function publishAddressOf(config: Config, host: { name: string }): string {
+  return config.ingress.publishAddresses[host.name] ?? "127.0.0.1";
 }
 
 /** The address on the tenant network, the container's only network. */

@@ -5,9 +5,10 @@ import { instanceActions, instances, instanceStateHistory } from "../../db/schem
 import { jobId, type Queues } from "../../workers/queues";
 import { actorUserId, systemActor, type Actor } from "../auth/actor";
 import { recordAudit } from "../audit";
-import type { Config } from "../config";
+import type { Config, IngressConfig } from "../config";
 import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
+import { instanceUrl } from "../ingress/addresses";
 import { after, cursorTime, decodeCursor, page } from "../pagination";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
@@ -30,6 +31,8 @@ export type CreateInstanceInput = {
   priority?: InstancePriority | undefined;
   env?: Record<string, string> | undefined;
   idempotencyKey?: string | undefined;
+  /** The port to serve at the instance's URL: absent for the image's, null for no URL. */
+  httpPort?: number | null | undefined;
 };
 
 /**
@@ -44,7 +47,7 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
   const userId = who.ownerId;
   const priority = input.priority ?? "standard";
   const env = input.env ?? {};
-  const requestHash = hashRequest({ name: input.name, planId: input.planId, imageId: input.imageId, priority, env });
+  const requestHash = hashRequest({ name: input.name, planId: input.planId, imageId: input.imageId, priority, env, httpPort: input.httpPort });
 
   const result = await db.transaction(async (tx) => {
     await lockUserForCreate(tx, userId);
@@ -68,6 +71,7 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
 
     const plan = await findPlan(tx, input.planId);
     const image = await findImage(tx, input.imageId);
+    const httpPort = resolveHttpPort(image, input.httpPort);
     await assertPowerAdmits(tx, priority);
     await assertWithinQuota(tx, config, userId, plan);
     const [sameName] = await tx
@@ -92,6 +96,7 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
         priceHourlyMinor: plan.priceHourlyMinor,
         priceMonthlyMinor: plan.priceMonthlyMinor,
         currency: plan.currency,
+        httpPort,
         priority,
         env,
         state: "pending",
@@ -120,10 +125,41 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
       metadata: { actionId: action!.id, plan: plan.slug, image: image.reference, hostId: host.id },
     });
     return { instance: instance!, actionId: action!.id, replayed: false };
+  }).catch((error: unknown) => {
+    // Two live instances named alike whose ids start with the same 8 hex digits would share a host name.
+    if (violates(error, "instances_live_host_label_key")) throw new AppError("CONFLICT", "Another instance holds this instance's host name; retry the request", { cause: error });
+    throw error;
   });
 
   if (!result.replayed) await enqueueAction(deps, result.actionId);
-  return { instance: instanceView(result.instance), actionId: result.actionId, replayed: result.replayed };
+  return { instance: instanceView(result.instance, config.ingress), actionId: result.actionId, replayed: result.replayed };
+}
+
+/**
+ * The container port the instance's URL serves: the image's by default (a
+ * catalogue image serves on the port it declares), none when asked for none.
+ * Asking for a port the image does not serve is refused, naming the field.
+ */
+function resolveHttpPort(image: { reference: string; httpPort: number | null }, requested: number | null | undefined): number | null {
+  if (requested === undefined) return image.httpPort;
+  if (requested === null) return null;
+  if (image.httpPort === null) {
+    throw new AppError("HTTP_PORT_INVALID", `${image.reference} serves no HTTP, so its instances cannot have a URL; leave out httpPort`, { details: { field: "httpPort", imageHttpPort: null } });
+  }
+  if (requested !== image.httpPort) {
+    throw new AppError("HTTP_PORT_INVALID", `${image.reference} serves HTTP on port ${image.httpPort}; catalogue images serve on the port they declare`, {
+      details: { field: "httpPort", imageHttpPort: image.httpPort },
+    });
+  }
+  return requested;
+}
+
+function violates(error: unknown, constraint: string): boolean {
+  for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === "23505" && (e as { constraint_name?: unknown; constraint?: unknown }).constraint_name === constraint) return true;
+    if ((e as { code?: unknown }).code === "23505" && (e as { constraint?: unknown }).constraint === constraint) return true;
+  }
+  return false;
 }
 
 export type RequestActionInput = {
@@ -192,7 +228,7 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
     return { instance: current, actionId: action!.id };
   });
   await enqueueAction(deps, result.actionId);
-  return { instance: instanceView(result.instance), actionId: result.actionId };
+  return { instance: instanceView(result.instance, deps.config.ingress), actionId: result.actionId };
 }
 
 /** Locks the instance row for the rest of the transaction; every state change goes through this lock. */
@@ -251,8 +287,11 @@ export async function enqueueAction(deps: Pick<ComputeDeps, "queues" | "log">, a
 
 export const actionJobId = (actionId: string) => jobId("action", actionId);
 
-export async function getInstance(db: Database, ownerId: string | null, instanceId: string) {
-  return instanceView(await findInstance(db, ownerId, instanceId));
+/** For views: instance addresses depend on the ingress settings. */
+export type ViewDeps = { db: Database; config: Pick<Config, "ingress"> };
+
+export async function getInstance(deps: ViewDeps, ownerId: string | null, instanceId: string) {
+  return instanceView(await findInstance(deps.db, ownerId, instanceId), deps.config.ingress);
 }
 
 /**
@@ -282,7 +321,8 @@ export async function findInstance(db: Database, ownerId: string | null, instanc
  * The owner's instances, newest first, a page at a time. Deleted instances
  * are listed only when asked for by state.
  */
-export async function listInstances(db: Database, ownerId: string, opts: { state?: InstanceState | undefined; cursor?: string | undefined; limit?: number | undefined }) {
+export async function listInstances(deps: ViewDeps, ownerId: string, opts: { state?: InstanceState | undefined; cursor?: string | undefined; limit?: number | undefined }) {
+  const { db } = deps;
   const limit = opts.limit ?? 20;
   const cursor = opts.cursor ? decodeCursor(opts.cursor) : null;
   const rows = await db
@@ -297,7 +337,7 @@ export async function listInstances(db: Database, ownerId: string, opts: { state
     )
     .orderBy(desc(instances.createdAt), desc(instances.id))
     .limit(limit + 1);
-  return page(rows, limit, (row) => instanceView(row.instance));
+  return page(rows, limit, (row) => instanceView(row.instance, deps.config.ingress));
 }
 
 export async function getAction(db: Database, ownerId: string | null, actionId: string) {
@@ -311,14 +351,15 @@ export async function getAction(db: Database, ownerId: string | null, actionId: 
  * (interruptible, standard, critical), oldest first within a priority: the
  * order in which the power policy sheds load. Optionally for one host.
  */
-export async function listInstancesByPriority(db: Database, opts: { states?: InstanceState[]; hostId?: string } = {}) {
+export async function listInstancesByPriority(deps: ViewDeps, opts: { states?: InstanceState[]; hostId?: string } = {}) {
+  const { db } = deps;
   const order = sql`array_position(${sql.raw(`array[${PRIORITY_SHED_ORDER.map((p) => `'${p}'`).join(",")}]::instance_priority[]`)}, ${instances.priority})`;
   const rows = await db
     .select()
     .from(instances)
     .where(and(inArray(instances.state, opts.states ?? ["running"]), opts.hostId ? eq(instances.hostId, opts.hostId) : undefined))
     .orderBy(order, asc(instances.createdAt), asc(instances.id));
-  return rows.map(instanceView);
+  return rows.map((row) => instanceView(row, deps.config.ingress));
 }
 
 /** The instance's state changes in order, for billing (running and paused time) and audits. */
@@ -349,14 +390,16 @@ export function startInstance(deps: ComputeDeps, instanceId: string, opts: Platf
   return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "start", reason: opts.reason, ownerId: null });
 }
 
-function hashRequest(request: { name: string; planId: string; imageId: string; priority: string; env: Record<string, string> }): string {
+function hashRequest(request: { name: string; planId: string; imageId: string; priority: string; env: Record<string, string>; httpPort: number | null | undefined }): string {
   const env = Object.fromEntries(Object.entries(request.env).sort(([a], [b]) => (a < b ? -1 : 1)));
   return createHash("sha256")
     .update(JSON.stringify({ ...request, env }))
     .digest("hex");
 }
 
-export function instanceView(instance: Instance) {
+/** An instance as clients see it. `url` is where visitors reach it (null without an HTTP port, and `urlNote` says why). */
+export function instanceView(instance: Instance, ingress: Pick<IngressConfig, "domain" | "tls" | "httpPort" | "httpsPort">) {
+  const url = instanceUrl(ingress, instance);
   return {
     id: instance.id,
     name: instance.name,
@@ -377,6 +420,9 @@ export function instanceView(instance: Instance) {
     env: instance.env,
     hostId: instance.hostId,
     ipAddress: instance.ipAddress,
+    httpPort: instance.httpPort,
+    url,
+    urlNote: url ? null : "no URL: the image serves no HTTP, or the instance was created with httpPort null",
     createdAt: instance.createdAt.toISOString(),
     updatedAt: instance.updatedAt.toISOString(),
     deletedAt: instance.deletedAt?.toISOString() ?? null,

@@ -3,6 +3,7 @@ import { and, eq, ne, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { images, instanceActions, instances } from "../../db/schema";
 import type { Config } from "../config";
+import type { RouteNotifier } from "../ingress/sync";
 import type { Logger } from "../log";
 import {
   ensureContainer,
@@ -10,12 +11,14 @@ import {
   inspectContainer,
   ipAddressOf,
   PermanentFailure,
+  publishAddressOf,
   removeContainer,
   removeTenantNetwork,
   statusCode,
   stopContainer,
   containerName,
   LABELS,
+  upstreamOf,
   type Serialize,
 } from "./containers";
 import type { Engines } from "./engines";
@@ -23,7 +26,12 @@ import { getHost, recordDiskLimitSupport, type Host } from "./hosts";
 import { changeState, lockInstance, type Action, type Instance } from "./instances";
 import { ACTION_OUTCOME, ACTION_RULES, type InstanceState } from "./states";
 
-export type LifecycleDeps = { db: Database; config: Config; engines: Engines; log: Logger };
+export type LifecycleDeps = { db: Database; config: Config; engines: Engines; log: Logger; ingress: { routes: RouteNotifier } };
+
+/** Actions that take a serving instance down: its route goes to the edge before the container stops answering. */
+const TAKES_DOWN: readonly Action["kind"][] = ["pause", "stop", "restart", "delete"];
+/** How long an action waits for the proxy before it goes ahead regardless. */
+const ROUTE_WAIT_MS = 2000;
 
 type Effect = { set?: Partial<typeof instances.$inferInsert> };
 
@@ -36,6 +44,12 @@ type Effect = { set?: Partial<typeof instances.$inferInsert> };
  * A failure retrying cannot fix, or any failure on the final attempt, fails the
  * action and (for actions with an in-between state) puts the instance in
  * `error` with the reason; other failures are thrown so the job is retried.
+ *
+ * The ingress proxy follows: before an action takes a serving instance down,
+ * its route is switched to the platform's edge (a paused container would
+ * accept connections and never answer); after the outcome is committed, the
+ * route is brought in line again (the container's new published port, or the
+ * edge's answer). The proxy never blocks the action for long, nor fails it.
  */
 export async function executeAction(deps: LifecycleDeps, actionId: string, opts: { finalAttempt: boolean }): Promise<{ status: "succeeded" | "failed" | "already-finished"; error?: string }> {
   const claimed = await claimAction(deps.db, actionId);
@@ -43,6 +57,10 @@ export async function executeAction(deps: LifecycleDeps, actionId: string, opts:
   const { action, instance, host } = claimed;
   const docker = deps.engines.get(host.endpoint);
   const log = deps.log.child({ actionId, instanceId: instance.id, kind: action.kind });
+  const routes = deps.ingress.routes;
+  if (TAKES_DOWN.includes(action.kind)) await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
+  // A new instance's address answers "starting" meanwhile; nothing to wait for.
+  else if (action.kind === "create") void routes.changed(instance.id);
   let effect: Effect;
   try {
     effect = await perform(deps, docker, host, action, instance);
@@ -51,9 +69,11 @@ export async function executeAction(deps: LifecycleDeps, actionId: string, opts:
     const message = (error as Error).message;
     log.warn("lifecycle action failed", { error: message });
     await failAction(deps.db, actionId, message);
+    await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
     return { status: "failed", error: message };
   }
   await completeAction(deps.db, actionId, effect);
+  await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
   log.info("lifecycle action succeeded");
   return { status: "succeeded" };
 }
@@ -124,7 +144,7 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
       return provision(deps, docker, host, instance);
     case "stop":
       await stopContainer(docker, config, name);
-      return { set: { ipAddress: null } };
+      return { set: { ipAddress: null, upstream: null } };
     case "restart": {
       const info = await inspectContainer(docker, name);
       if (!info) return provision(deps, docker, host, instance);
@@ -132,12 +152,12 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
       if (info.State.Paused) await container.unpause();
       await container.restart({ t: config.compute.stopTimeoutS });
       const running = await container.inspect();
-      return { set: { containerId: running.Id, ipAddress: ipAddressOf(running) } };
+      return { set: { containerId: running.Id, ipAddress: ipAddressOf(running), upstream: upstreamOf(running, instance.httpPort, publishAddressOf(config, host)) } };
     }
     case "delete":
       await removeContainer(docker, name);
       await cleanUpTenantNetwork(deps, docker, instance);
-      return { set: { containerId: null, ipAddress: null, deletedAt: new Date() } };
+      return { set: { containerId: null, ipAddress: null, upstream: null, deletedAt: new Date() } };
     case "pause": {
       const info = await requireContainer(docker, name);
       if (info.State.Paused) return {};
@@ -149,7 +169,8 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
       const info = await requireContainer(docker, name);
       if (info.State.Paused) await docker.getContainer(info.Id).unpause();
       else if (!info.State.Running) throw new PermanentFailure(`the container is ${info.State.Status}, not paused`);
-      return {};
+      // Pausing keeps the published port.
+      return { set: { upstream: upstreamOf(info, instance.httpPort, publishAddressOf(config, host)) } };
     }
   }
 }
@@ -166,7 +187,8 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, instan
   const [image] = await db.select({ capAdd: images.capAdd }).from(images).where(eq(images.id, instance.imageId));
   const tryDiskLimit = host.diskLimitSupported !== false;
   const serialize = tenantNetworkLock(db, instance.userId, host.id);
-  const created = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit, serialize });
+  const publishAddress = publishAddressOf(config, host);
+  const created = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit, serialize, publishAddress });
   if (created.info.Config.Labels?.[LABELS.instance] !== instance.id) {
     throw new PermanentFailure(`container ${created.info.Name} exists but does not belong to this instance`);
   }
@@ -180,13 +202,14 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, instan
     // Created, then its tenant network was removed before it ever ran: make it again.
     if (statusCode(error) !== 404 || created.info.State.StartedAt !== "0001-01-01T00:00:00Z") throw error;
     await removeContainer(docker, created.info.Id);
-    const again = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit: created.diskLimitEnforced, serialize });
+    const again = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit: created.diskLimitEnforced, serialize, publishAddress });
     running = await ensureRunning(docker, again.info);
   }
   return {
     set: {
       containerId: running.Id,
       ipAddress: ipAddressOf(running),
+      upstream: upstreamOf(running, instance.httpPort, publishAddress),
       diskLimitEnforced: created.diskLimitEnforced,
     },
   };

@@ -4,15 +4,16 @@ import type { Database } from "../../db/client";
 import { hosts, instanceActions, instances } from "../../db/schema";
 import type { Queues } from "../../workers/queues";
 import type { Config } from "../config";
+import type { RouteNotifier } from "../ingress/sync";
 import type { Logger } from "../log";
-import { containerName, inspectContainer, LABELS, removeContainer, removeTenantNetwork } from "./containers";
+import { containerName, inspectContainer, LABELS, publishAddressOf, removeContainer, removeTenantNetwork, upstreamOf } from "./containers";
 import type { Engines } from "./engines";
 import { getHost, syncHosts, type Host } from "./hosts";
 import { actionJobId, changeState, enqueueAction, lockInstance, type Instance } from "./instances";
 import { failAction, tenantNetworkLock } from "./lifecycle";
 import { LIVE_STATES, type InstanceState } from "./states";
 
-export type ReconcileDeps = { db: Database; config: Config; engines: Engines; log: Logger; queues: Queues };
+export type ReconcileDeps = { db: Database; config: Config; engines: Engines; log: Logger; queues: Queues; ingress: { routes: RouteNotifier } };
 
 const RECONCILER = { actorType: "system", actorId: null };
 
@@ -31,7 +32,8 @@ function drift(instance: Instance, info: Docker.ContainerInspectInfo | null): { 
  * Corrects one instance that should be up (running or paused) from what its
  * engine reports: died or vanished → stopped/error with the reason. Instances
  * with an action in flight belong to the lifecycle worker and are left alone.
- * Returns the state it moved the instance to, if any.
+ * Returns the state it moved the instance to, if any; the ingress proxy's
+ * route follows (a dead container's visitors get the edge's answer).
  */
 export async function reconcileInstance(deps: ReconcileDeps, instanceId: string): Promise<InstanceState | null> {
   const { db, config } = deps;
@@ -42,7 +44,7 @@ export async function reconcileInstance(deps: ReconcileDeps, instanceId: string)
   const observed = drift(instance, info);
   if (!observed) return null;
 
-  return db.transaction(async (tx) => {
+  const moved = await db.transaction(async (tx) => {
     const locked = await lockInstance(tx, instanceId, null);
     // Re-checked under the lock: the state may have moved since the engine was asked.
     if (locked.state !== instance.state) return null;
@@ -51,11 +53,16 @@ export async function reconcileInstance(deps: ReconcileDeps, instanceId: string)
       .from(instanceActions)
       .where(and(eq(instanceActions.instanceId, instanceId), inArray(instanceActions.status, ["pending", "running"])));
     if (open) return null;
-    const set = observed.to === "running" || observed.to === "paused" ? {} : { ipAddress: null, ...(info ? {} : { containerId: null }) };
+    const set =
+      observed.to === "running" || observed.to === "paused"
+        ? { upstream: info ? upstreamOf(info, locked.httpPort, publishAddressOf(config, host)) : null }
+        : { ipAddress: null, upstream: null, ...(info ? {} : { containerId: null }) };
     await changeState(tx, locked, observed.to, { reason: observed.reason, by: RECONCILER, set });
     deps.log.warn("instance reconciled", { instanceId, from: locked.state, to: observed.to, reason: observed.reason });
     return observed.to;
   });
+  if (moved) await deps.ingress.routes.changed(instanceId, { waitMs: 2000 });
+  return moved;
 }
 
 /**

@@ -1,4 +1,6 @@
 import * as v from "valibot";
+import { INSTANCE_NAME, MAX_NAME_LENGTH } from "../ingress/addresses";
+import { instanceTrafficReport } from "../ingress/traffic";
 import { router, verifiedProcedure } from "../trpc";
 import { listImages, listPlans } from "./catalogue";
 import { createInstance, getAction, getInstance, listInstances, requestAction } from "./instances";
@@ -15,7 +17,11 @@ const catalogueRef = v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.regex
 const byId = v.object({ id: uuid });
 
 const createInput = v.object({
-  name: v.pipe(v.string(), v.regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "lower-case letters, digits and inner hyphens, at most 63")),
+  // The name is the start of the instance's host name: one DNS label with its short id.
+  name: v.pipe(
+    v.string(),
+    v.regex(INSTANCE_NAME, `must fit a DNS label with the instance's short id: lower-case letters, digits and inner hyphens, at most ${MAX_NAME_LENGTH} characters, no "--" in 3rd and 4th place`),
+  ),
   planId: catalogueRef,
   imageId: catalogueRef,
   priority: v.optional(v.picklist(PRIORITIES)),
@@ -29,7 +35,12 @@ const createInput = v.object({
     ),
   ),
   idempotencyKey: v.optional(v.pipe(v.string(), v.minLength(8), v.maxLength(128), v.regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces"))),
+  /** The container port to serve at the instance's URL: the image's (the default), or null for no URL. */
+  httpPort: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)))),
 });
+
+const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 time"));
+const trafficInput = v.object({ id: uuid, from: v.optional(isoTime), to: v.optional(isoTime) });
 
 const listInput = v.optional(
   v.object({
@@ -54,13 +65,14 @@ export const computeRouter = router({
   }),
   instances: router({
     create: write.input(createInput).mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
-    list: read.input(listInput).query(({ ctx, input }) => listInstances(ctx.db, ctx.user.id, input)),
-    get: read.input(byId).query(({ ctx, input }) => getInstance(ctx.db, ctx.user.id, input.id)),
+    list: read.input(listInput).query(({ ctx, input }) => listInstances(ctx, ctx.user.id, input)),
+    get: read.input(byId).query(({ ctx, input }) => getInstance(ctx, ctx.user.id, input.id)),
     start: instanceAction("start"),
     stop: instanceAction("stop"),
     restart: instanceAction("restart"),
     delete: instanceAction("delete"),
     stats: read.input(byId).query(({ ctx, input }) => instanceStats(ctx, ctx.user.id, input.id)),
+    traffic: read.input(trafficInput).query(({ ctx, input }) => instanceTrafficReport(ctx.db, ctx.user.id, input.id, input)),
     logs: read.input(logsInput).query(({ ctx, input }) => instanceLogs(ctx, ctx.user.id, input.id, { tail: input.tail })),
   }),
   actions: router({

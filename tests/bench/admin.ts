@@ -114,8 +114,8 @@ try {
   const [someone] = await db.select({ id: users.id }).from(users).where(eq(users.email, "bench42@example.test"));
   results.auditByTarget = await timed(10, () => listAudit(db, { targetId: someone!.id, limit: 50 })).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
 
-  results.instancesFirstPage = await timed(10, () => listAllInstances(db, { limit: 50 })).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
-  results.instancesRunning = await timed(10, () => listAllInstances(db, { state: "running", limit: 50 })).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
+  results.instancesFirstPage = await timed(10, () => listAllInstances(services, { limit: 50 })).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
+  results.instancesRunning = await timed(10, () => listAllInstances(services, { state: "running", limit: 50 })).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
   results.queueHealth = await timed(10, () => queueHealth(services.queues)).then(({ medianMs, maxMs }) => ({ medianMs, maxMs }));
 } finally {
   await services.close();

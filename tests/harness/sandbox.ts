@@ -45,6 +45,9 @@ export function defineSandbox(kind: "test" | "bench") {
       DOCKER_SOCKET: dockerSocket,
       DOCKER_NAMESPACE: dockerNamespace,
       DATA_DIR: dataDir,
+      // Never start a proxy or take the shared traffic-log port; the ingress tests run their own proxy.
+      INGRESS_PROXY: "external",
+      INGRESS_LOG_ADDRESS: "off",
     } satisfies Record<string, string>,
 
     /** Creates and migrates the database and the data folder. */

@@ -27,9 +27,9 @@ export type TestServer = {
  * The real app on an ephemeral port (and optionally the real workers), driven
  * through the real `@trpc/client` over HTTP.
  */
-export async function startTestServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[] } = {}): Promise<TestServer> {
+export async function startTestServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[]; port?: number } = {}): Promise<TestServer> {
   const services = await startTestServices(opts.env);
-  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(services).fetch, maxRequestBodySize: services.config.http.bodyLimitBytes * 2 });
+  const server = Bun.serve({ hostname: "127.0.0.1", port: opts.port ?? 0, fetch: createApp(services).fetch, maxRequestBodySize: services.config.http.bodyLimitBytes * 2 });
   const url = `http://127.0.0.1:${server.port}`;
   const workers = opts.workers ? await startWorkers(services, opts.workers === true ? allProcessors : opts.workers) : undefined;
   return {

@@ -85,7 +85,7 @@ describe("lifecycle jobs are idempotent", () => {
     await app.services.db.update(instanceActions).set({ status: "running", attempts: 1, startedAt: new Date() }).where(eq(instanceActions.id, actionId));
     await app.services.db.update(instances).set({ state: "provisioning" }).where(eq(instances.id, instance.id));
     const crashed = await row(instance.id);
-    await ensureContainer(docker(), app.services.config, crashed, { capAdd: [], tryDiskLimit: false, serialize: tenantNetworkLock(app.services.db, crashed.userId, crashed.hostId) });
+    await ensureContainer(docker(), app.services.config, crashed, { capAdd: [], tryDiskLimit: false, serialize: tenantNetworkLock(app.services.db, crashed.userId, crashed.hostId), publishAddress: "127.0.0.1" });
 
     expect((await run(actionId)).status).toBe("succeeded");
     const containers = await containersOf(docker(), instance.id);

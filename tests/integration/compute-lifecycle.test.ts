@@ -163,7 +163,7 @@ describe("an instance's life", () => {
     expect((await actionDone(api, paused.actionId)).status).toBe("succeeded");
     expect((await api.compute.instances.get.query({ id: instanceId })).state).toBe("paused");
     expect((await inspect(instanceId)).State.Paused).toBe(true);
-    expect((await listInstancesByPriority(app.services.db, { states: ["paused"] })).map((i) => i.id)).toContain(instanceId);
+    expect((await listInstancesByPriority(app.services, { states: ["paused"] })).map((i) => i.id)).toContain(instanceId);
 
     const resumed = await resumeInstance(app.services, instanceId, { reason: "power_restored" });
     expect((await actionDone(api, resumed.actionId)).status).toBe("succeeded");

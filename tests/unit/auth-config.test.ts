@@ -25,6 +25,7 @@ describe("auth configuration", () => {
       APP_SECRET: SECRET,
       STRIPE_SECRET_KEY: "sk_live_51Hx9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7",
       STRIPE_WEBHOOK_SECRET: "whsec_9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8",
+      INGRESS_DOMAIN: "apps.sahary.cloud",
     };
     expect(() => loadConfig({ ...production, PASSWORD_HASH_MEMORY_KIB: "4096", PASSWORD_HASH_TIME_COST: "1" })).toThrow(/PASSWORD_HASH_MEMORY_KIB/);
     expect(() => loadConfig({ ...production, PASSWORD_HASH_MEMORY_KIB: "19456", PASSWORD_HASH_TIME_COST: "1" })).toThrow(/PASSWORD_HASH_MEMORY_KIB/);

@@ -35,12 +35,12 @@ describe("configuration", () => {
   const STRIPE = { STRIPE_SECRET_KEY: "sk_live_51Hx9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", STRIPE_WEBHOOK_SECRET: "whsec_9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8" };
 
   test("production accepts a strong secret", () => {
-    const config = loadConfig({ NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", ...STRIPE });
+    const config = loadConfig({ NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", INGRESS_DOMAIN: "apps.sahary.cloud", ...STRIPE });
     expect(config.production).toBe(true);
   });
 
   test("production requires the Stripe keys, naming each, and trims the webhook secret", () => {
-    const base = { NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7" };
+    const base = { NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", INGRESS_DOMAIN: "apps.sahary.cloud" };
     expect(() => loadConfig({ ...base, STRIPE_WEBHOOK_SECRET: STRIPE.STRIPE_WEBHOOK_SECRET })).toThrow(/STRIPE_SECRET_KEY is required/);
     expect(() => loadConfig({ ...base, STRIPE_SECRET_KEY: STRIPE.STRIPE_SECRET_KEY })).toThrow(/STRIPE_WEBHOOK_SECRET is required/);
     expect(() => loadConfig({ ...base, ...STRIPE, STRIPE_WEBHOOK_SECRET: "not-a-secret" })).toThrow(/STRIPE_WEBHOOK_SECRET does not look like/);
