@@ -5,6 +5,21 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
+# The ingress proxy (compose's `proxy` service): Debian's Caddy 2.6, started with a
+# bootstrap configuration that sets only its admin socket; the workers load the
+# rest through it. Not root: the binary may bind 80/443 by file capability.
+FROM debian:bookworm-slim AS proxy
+RUN apt-get update && apt-get install -y --no-install-recommends caddy ca-certificates tini libcap2-bin \
+  && setcap cap_net_bind_service=+ep /usr/bin/caddy && rm -rf /var/lib/apt/lists/*
+RUN mkdir -p /etc/sahary /run/sahary-proxy /data \
+  && echo '{"admin":{"listen":"unix//run/sahary-proxy/admin.sock","config":{"persist":false}}}' > /etc/sahary/proxy-bootstrap.json \
+  && chown caddy:caddy /run/sahary-proxy /data
+# Certificates, ACME account and the local CA live under $XDG_DATA_HOME/caddy.
+ENV XDG_DATA_HOME=/data XDG_CONFIG_HOME=/data
+USER caddy
+VOLUME ["/data", "/run/sahary-proxy"]
+ENTRYPOINT ["tini", "--", "caddy", "run", "--config", "/etc/sahary/proxy-bootstrap.json"]
+
 FROM node:20-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends tini ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
