@@ -57,6 +57,10 @@ export function createApp(services: Services) {
 
   app.use(secureHeaders({ crossOriginResourcePolicy: "same-site", strictTransportSecurity: config.production ? "max-age=31536000; includeSubDomains" : false }));
 
+  // The ingress proxy's edge answers: for instances' visitors, not API clients (no CORS), and
+  // before the body limit, since they never read a visitor's body.
+  app.route("/", edgeRoutes(services));
+
   const origins = new Set(config.http.corsOrigins);
   app.use(
     cors({
@@ -67,9 +71,6 @@ export function createApp(services: Services) {
       maxAge: 600,
     }),
   );
-
-  // The ingress proxy's edge answers; before the body limit, since they never read a visitor's body.
-  app.route("/", edgeRoutes(services));
 
   app.use(
     bodyLimit({

@@ -20,7 +20,7 @@ export async function startManagedProxy(settings: Pick<IngressConfig, "proxyDir"
   const running = readPid(pidFile);
   if (running !== null && alive(running)) {
     // Ours is alive but not answering (hung, or still starting): starting another would fight it for the ports.
-    log.warn("the managed proxy is running but its admin endpoint does not answer", { pid: running });
+    log.warn("the managed proxy is running but its admin endpoint does not answer", { proxyPid: running });
     return;
   }
   const bootstrap = `${dir}/bootstrap.json`;
@@ -49,13 +49,13 @@ export async function startManagedProxy(settings: Pick<IngressConfig, "proxyDir"
   for (let waited = 0; waited < 10_000; waited += 100) {
     try {
       await admin.ping();
-      log.info("started the proxy", { pid, log: `${dir}/caddy.log` });
+      log.info("started the proxy", { proxyPid: pid, log: `${dir}/caddy.log` });
       return;
     } catch {
       await Bun.sleep(100);
     }
   }
-  log.error("the proxy was started but its admin endpoint does not answer; see its log", { pid, log: `${dir}/caddy.log` });
+  log.error("the proxy was started but its admin endpoint does not answer; see its log", { proxyPid: pid, log: `${dir}/caddy.log` });
 }
 
 function readPid(file: string): number | null {

@@ -5,7 +5,7 @@ import { startManagedProxy } from "./proxy-process";
 import type { RouteSync } from "./sync";
 
 /** How long to leave a managed proxy that was just started before starting another. */
-const RESPAWN_AFTER_MS = 10_000;
+const RESPAWN_AFTER_MS = 5_000;
 
 /**
  * Makes the proxy's configuration equal to the database's, now and every
@@ -23,6 +23,11 @@ export function startProxyReconciler(deps: { settings: IngressConfig; sync: Rout
   let lastSpawn = 0;
 
   const loop = async () => {
+    // A managed proxy that is not running yet is started before the first load, rather than after it fails.
+    if (settings.proxy === "managed" && !(await admin.ping().then(() => true, () => false))) {
+      lastSpawn = Date.now();
+      await startManagedProxy(settings, admin, log);
+    }
     while (!stopped) {
       try {
         const outcome = await sync.reconcile();

@@ -5,6 +5,7 @@ import { startTestProxy, type TestProxy } from "./proxy";
 import { eventually, startTestServer, type TestServer } from "./server";
 import { createUserWithSession } from "./users";
 
+/** `app` may be replaced by a test that restarts the platform; `close` closes whichever is current. */
 export type IngressRig = { app: TestServer; proxy: TestProxy; close(): Promise<void> };
 
 /**
@@ -17,14 +18,16 @@ export async function startIngressRig(opts: { env?: Record<string, string> } = {
   const proxy = await startTestProxy({ apiPort: port });
   const app = await startTestServer({ workers: true, port, env: { ...proxy.env, ...opts.env } });
   await syncHosts(app.services);
-  return {
+  const rig: IngressRig = {
     app,
     proxy,
+    // The platform may have been replaced by a test (a restart): close the current one.
     async close() {
-      await app.close();
+      await rig.app.close();
       await proxy.stop();
     },
   };
+  return rig;
 }
 
 type Client = ReturnType<TestServer["client"]>;

@@ -27,7 +27,7 @@ describe("entry points", () => {
         { timeoutMs: 20_000, what: "/health" },
       );
       const ready = (await (await fetch(`http://127.0.0.1:${port}/ready`)).json()) as any;
-      expect(Object.keys(ready.checks).sort()).toEqual(["database", "docker", "redis"]);
+      expect(Object.keys(ready.checks).sort()).toEqual(["database", "docker", "proxy", "redis"]);
       child.kill("SIGTERM");
       expect(await child.exited).toBe(0);
       const logs = await new Response(child.stdout).text();
