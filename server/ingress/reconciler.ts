@@ -42,7 +42,10 @@ export function startProxyReconciler(deps: { settings: IngressConfig; sync: Rout
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, settings.reconcileIntervalMs);
-        wake = () => (clearTimeout(timer), resolve());
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     }
   };

@@ -59,7 +59,10 @@ export function createRouteSync(deps: { db: Database; settings: IngressConfig; a
     }
     let resolve!: Job["resolve"];
     let reject!: Job["reject"];
-    const promise = new Promise<"current" | "loaded">((res, rej) => ((resolve = res), (reject = rej)));
+    const promise = new Promise<"current" | "loaded">((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
     const job: Job = { mode, promise, resolve, reject };
     next = job;
     const previous = inFlight ?? Promise.resolve();
