@@ -45,6 +45,7 @@ import { instances } from "../../db/schema";
 import type { AppRouter } from "../../server/router";
 
 const [samples = 10, seconds = 10, connections = 16] = process.argv.slice(2).map(Number);
+if (!Bun.which("wrk")) throw new Error("the ingress benchmark needs wrk: apt-get install wrk");
 const sandbox = defineSandbox("bench");
 await sandbox.create();
 const apiPort = await freePort();
