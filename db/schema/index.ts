@@ -4,3 +4,4 @@ export * from "./compute";
 export * from "./mail";
 export * from "./energy";
 export * from "./billing";
+export * from "./notifications";
