@@ -24,6 +24,8 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 command -v socat >/dev/null 2>&1 || apt_install socat
+# The webhook tests make a self-signed certificate for a local TLS receiver.
+command -v openssl >/dev/null 2>&1 || apt_install openssl
 
 if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
@@ -70,4 +72,4 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     -c 'LABEL org.opencontainers.image.source=debian:busybox-static' - "$IMAGE" >/dev/null
   rm -rf "$work"
 fi
-log "ready: postgres, redis, docker ($(docker version --format '{{.Server.Version}}')), socat, $IMAGE"
+log "ready: postgres, redis, docker ($(docker version --format '{{.Server.Version}}')), socat, openssl, $IMAGE"
