@@ -21,8 +21,12 @@ export function generateSecret(): string {
   return SECRET_PREFIX + randomBytes(SECRET_BYTES).toString("base64");
 }
 
+const sealKeys = new Map<string, Buffer>();
+/** Derived once per APP_SECRET: every attempt opens a secret. */
 function sealKey(appSecret: string): Buffer {
-  return Buffer.from(hkdfSync("sha256", appSecret, "sahary-webhook-secrets", "webhook endpoint signing secret", 32));
+  let key = sealKeys.get(appSecret);
+  if (!key) sealKeys.set(appSecret, (key = Buffer.from(hkdfSync("sha256", appSecret, "sahary-webhook-secrets", "webhook endpoint signing secret", 32))));
+  return key;
 }
 
 export function sealSecret(appSecret: string, secret: string): string {
