@@ -66,8 +66,11 @@ export async function attemptWebhook(deps: AttemptDeps, delivery: Delivery): Pro
     };
     result = { ...(await sendWebhook(target, { headers, body }, { timeoutMs: config.webhooks.timeoutMs })), address: target.address };
   } catch (error) {
-    if (!(error instanceof TargetRefused)) throw error;
-    result = { statusCode: null, durationMs: 0, body: null, retryAfterMs: null, error: `refused: ${error.message}`, address: null };
+    // Nothing here touches the database: what can fail is the target (refused) or the sealed secret
+    // (APP_SECRET changed). Either is this attempt's failure, counted like any other, so an endpoint
+    // that can never be served is eventually disabled rather than retried forever.
+    const reason = error instanceof TargetRefused ? `refused: ${error.message}` : `the signing secret cannot be used (${(error as Error).message}); rotate it`;
+    result = { statusCode: null, durationMs: 0, body: null, retryAfterMs: null, error: reason, address: null };
   }
   return recordOutcome(deps, delivery, endpoint, attempt, result);
 }
