@@ -19,7 +19,7 @@ const level = v.picklist(powerLevel.enumValues);
 const instance = { instanceId: uuid, name: v.string() };
 const invoice = { invoiceId: uuid, invoiceNumber: v.string(), currency };
 
-export const SECURITY_KINDS = ["password_changed", "password_reset", "api_key_created", "api_key_revoked"] as const;
+export const SECURITY_KINDS = ["password_changed", "password_reset", "api_key_created", "api_key_revoked", "webhook_endpoint_created"] as const;
 export type SecurityKind = (typeof SECURITY_KINDS)[number];
 
 type Definition = { version: number; description: string; data: v.GenericSchema };
@@ -90,11 +90,13 @@ export const EVENT_TYPES = {
   },
   "account.security": {
     version: 1,
-    description: "Something changed how the account is accessed: password changed or reset, API key created or revoked.",
+    description: "Something changed who can reach the account or its data: password changed or reset, API key created or revoked, webhook endpoint created.",
     data: v.object({
       kind: v.picklist(SECURITY_KINDS),
       apiKeyId: v.optional(uuid),
       apiKeyName: v.optional(v.string()),
+      endpointId: v.optional(uuid),
+      endpointUrl: v.optional(v.string()),
       ip: v.nullable(v.string()),
       userAgent: v.nullable(v.string()),
     }),

@@ -59,6 +59,11 @@ const DESCRIBE: { [T in EventType]: (data: EventData<T>) => Message } = {
         return { title: `New API key: ${d.apiKeyName ?? "unnamed"}`, body: `An API key named "${d.apiKeyName ?? ""}" was created${from}. If this was not you, revoke it and change your password.` };
       case "api_key_revoked":
         return { title: `API key revoked: ${d.apiKeyName ?? "unnamed"}`, body: `The API key named "${d.apiKeyName ?? ""}" was revoked${from}; programs using it can no longer sign in.` };
+      case "webhook_endpoint_created":
+        return {
+          title: "New webhook endpoint",
+          body: `A webhook endpoint was added${from}: events about your account will be sent to ${d.endpointUrl ?? "it"}. If this was not you, delete it and change your password.`,
+        };
     }
   },
   "webhook.endpoint_disabled": (d) => ({

@@ -6,6 +6,7 @@ import { recordAudit } from "../audit";
 import type { Config } from "../config";
 import { AppError } from "../errors";
 import type { EventType } from "../events/catalogue";
+import { recordEvent } from "../events/outbox";
 import type { RequestInfo } from "../trpc";
 import { generateSecret, openSecret, sealSecret } from "./secrets";
 import { targetPolicy, validateTargetUrl, type TargetPolicy } from "./targets";
@@ -63,6 +64,12 @@ export async function createEndpoint(deps: EndpointDeps, who: EndpointOwner, inp
       .values({ userId: who.ownerId, url, description: input.description ?? "", eventTypes: unique(input.eventTypes ?? []), secretSealed: sealSecret(deps.config.secret, secret) })
       .returning();
     await recordAudit(tx, who, { action: "webhooks.endpoint.created", targetType: "webhook_endpoint", targetId: row!.id, metadata: { url, eventTypes: row!.eventTypes } });
+    // Whoever adds an endpoint receives the account's events from then on: its owner hears of it, like a new API key.
+    await recordEvent(tx, {
+      type: "account.security",
+      userId: who.ownerId,
+      data: { kind: "webhook_endpoint_created", endpointId: row!.id, endpointUrl: url, ip: who.request?.ip ?? null, userAgent: who.request?.userAgent ?? null },
+    });
     return row!;
   });
   return { endpoint: endpointView(endpoint), secret };

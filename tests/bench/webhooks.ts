@@ -61,7 +61,7 @@ try {
   for (const n of endpointCounts) {
     const { user } = await createUserWithSession(services);
     for (let i = 0; i < n; i++) {
-      await createEndpoint(services, { actor: systemActor("bench"), ownerId: user.id }, { url: `http://127.0.0.1:${receiver.port}/e${n}-${i}` });
+      await createEndpoint(services, { actor: systemActor("bench"), ownerId: user.id }, { url: `http://127.0.0.1:${receiver.port}/e${n}-${i}`, eventTypes: ["instance.state_changed"] });
     }
     const before = received;
     const events = Array.from({ length: eventsN }, (_, i) => ({

@@ -37,7 +37,7 @@ async function customerWithEndpoints(n: number) {
   const endpointIds: string[] = [];
   for (let i = 0; i < n; i++) {
     const path = `/crash-${user.id}-${i}`;
-    const { endpoint } = await createEndpoint(services, { actor: { kind: "system", name: "test" }, ownerId: user.id }, { url: receiver.url(path) });
+    const { endpoint } = await createEndpoint(services, { actor: { kind: "system", name: "test" }, ownerId: user.id }, { url: receiver.url(path), eventTypes: ["instance.state_changed"] });
     paths.push(path);
     endpointIds.push(endpoint.id);
   }
