@@ -1,8 +1,9 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { eventDeliveries, outboxEvents, users } from "../../db/schema";
+import { eventDeliveries, outboxEvents, users, webhookEndpoints } from "../../db/schema";
 import type { Config } from "../config";
 import type { Delivery } from "../events/deliveries";
+import type { OutboxEvent } from "../events/outbox";
 import type { Logger } from "../log";
 import { dispatchMail, queueMail } from "../mail/outbox";
 import { attemptWebhook, type AttemptOutcome } from "../webhooks/attempt";
@@ -23,9 +24,19 @@ const EMAIL_RETRY_MS = [10_000, 60_000, 300_000, 1_800_000];
  * redelivery, and nothing is done).
  */
 export async function performDelivery(deps: DeliverDeps, deliveryId: string, generation: number): Promise<AttemptOutcome> {
-  const [delivery] = await deps.db.select().from(eventDeliveries).where(eq(eventDeliveries.id, deliveryId));
-  if (!delivery || delivery.status !== "pending" || delivery.generation !== generation) return { status: "skipped", reason: "nothing left to do for this job" };
-  return delivery.channel === "webhook" ? attemptWebhook(deps, delivery) : deliverEmail(deps, delivery);
+  // Everything either channel needs, in one round trip.
+  const [found] = await deps.db
+    .select({ delivery: eventDeliveries, event: outboxEvents, endpoint: webhookEndpoints, recipient: { name: users.name, email: users.email } })
+    .from(eventDeliveries)
+    .innerJoin(outboxEvents, eq(outboxEvents.id, eventDeliveries.eventId))
+    .innerJoin(users, eq(users.id, eventDeliveries.userId))
+    .leftJoin(webhookEndpoints, eq(webhookEndpoints.id, eventDeliveries.endpointId))
+    .where(eq(eventDeliveries.id, deliveryId));
+  if (!found || found.delivery.status !== "pending" || found.delivery.generation !== generation) return { status: "skipped", reason: "nothing left to do for this job" };
+  if (found.delivery.channel !== "webhook") return deliverEmail(deps, found.delivery, found.event, found.recipient);
+  // Deleted with its endpoint (the delivery row goes too, but the job may have read it first).
+  if (!found.endpoint) return { status: "skipped", reason: "the endpoint was deleted" };
+  return attemptWebhook(deps, found.delivery, found.endpoint, found.event);
 }
 
 /**
@@ -33,17 +44,11 @@ export async function performDelivery(deps: DeliverDeps, deliveryId: string, gen
  * transaction that marks the delivery done, so one delivery makes one mail
  * however often its job runs.
  */
-async function deliverEmail(deps: DeliverDeps, delivery: Delivery): Promise<AttemptOutcome> {
+async function deliverEmail(deps: DeliverDeps, delivery: Delivery, event: OutboxEvent, recipient: { name: string; email: string }): Promise<AttemptOutcome> {
   const { db } = deps;
-  const [found] = await db
-    .select({ event: outboxEvents, name: users.name, email: users.email })
-    .from(outboxEvents)
-    .innerJoin(users, eq(users.id, outboxEvents.userId))
-    .where(eq(outboxEvents.id, delivery.eventId));
-  if (!found) return { status: "skipped", reason: "the event no longer exists" };
   const current = and(eq(eventDeliveries.id, delivery.id), eq(eventDeliveries.status, "pending"), eq(eventDeliveries.generation, delivery.generation));
   try {
-    const mail = await renderEventMail(deps, found.event, found);
+    const mail = await renderEventMail(deps, event, recipient);
     const messageId = await db.transaction(async (tx) => {
       const [done] = await tx
         .update(eventDeliveries)
@@ -51,14 +56,14 @@ async function deliverEmail(deps: DeliverDeps, delivery: Delivery): Promise<Atte
         .where(current)
         .returning({ id: eventDeliveries.id });
       if (!done) return null;
-      return queueMail(tx, { to: found.email, kind: `event.${found.event.type}`, ...mail });
+      return queueMail(tx, { to: recipient.email, kind: `event.${event.type}`, ...mail });
     });
     if (!messageId) return { status: "skipped", reason: "the delivery changed meanwhile" };
     await dispatchMail(deps.queues, messageId).catch((error) => deps.log.warn("mail enqueue failed; the outbox sweep will retry", { messageId, error: (error as Error).message }));
     return { status: "succeeded" };
   } catch (error) {
     const message = (error as Error).message.slice(0, 500);
-    deps.log.warn("event mail could not be prepared", { deliveryId: delivery.id, eventType: found.event.type, error: message });
+    deps.log.warn("event mail could not be prepared", { deliveryId: delivery.id, eventType: event.type, error: message });
     const [row] = await db
       .update(eventDeliveries)
       .set({ attempts: sql`${eventDeliveries.attempts} + 1`, lastAttemptAt: new Date(), lastError: message })

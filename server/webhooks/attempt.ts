@@ -1,11 +1,11 @@
 import { and, eq, gt, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { eventDeliveries, outboxEvents, webhookAttempts, webhookEndpoints } from "../../db/schema";
+import { eventDeliveries, webhookAttempts, webhookEndpoints } from "../../db/schema";
 import { systemActor } from "../auth/actor";
 import { recordAudit } from "../audit";
 import type { Config } from "../config";
 import type { Delivery } from "../events/deliveries";
-import { recordEvent, wirePayload } from "../events/outbox";
+import { recordEvent, wirePayload, type OutboxEvent } from "../events/outbox";
 import type { Logger } from "../log";
 import { failPendingDeliveries, policyFor, signingSecrets, type Endpoint } from "./endpoints";
 import { signatureHeader } from "./secrets";
@@ -36,16 +36,8 @@ const LAST_SUCCESS_RESOLUTION_MS = 60_000;
  *   WEBHOOK_DISABLE_AFTER_HOURS with at least WEBHOOK_DISABLE_MIN_FAILURES
  *   failures in a row is disabled, and its owner told (webhook.endpoint_disabled).
  */
-export async function attemptWebhook(deps: AttemptDeps, delivery: Delivery): Promise<AttemptOutcome> {
+export async function attemptWebhook(deps: AttemptDeps, delivery: Delivery, endpoint: Endpoint, event: OutboxEvent): Promise<AttemptOutcome> {
   const { db, config } = deps;
-  const [found] = await db
-    .select({ endpoint: webhookEndpoints, event: outboxEvents })
-    .from(webhookEndpoints)
-    .innerJoin(outboxEvents, eq(outboxEvents.id, delivery.eventId))
-    .where(eq(webhookEndpoints.id, delivery.endpointId!));
-  // Deleted with its endpoint (the delivery row goes too): nothing left to do.
-  if (!found) return { status: "skipped", reason: "the endpoint was deleted" };
-  const { endpoint, event } = found;
   if (!endpoint.enabled) {
     await giveUp(db, delivery, "the endpoint is disabled");
     return { status: "failed", reason: "the endpoint is disabled" };

@@ -71,6 +71,7 @@ try {
     }));
     await services.db.transaction((tx) => recordEvents(tx, events));
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     let fannedOutMs = 0;
     const expected = eventsN * n;
     for (;;) {
@@ -87,6 +88,7 @@ try {
       await Bun.sleep(50);
     }
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     rows.push({
       endpoints: n,
       events: eventsN,
@@ -96,6 +98,8 @@ try {
       "all delivered (s)": Number(seconds.toFixed(2)),
       "events/s": Math.round(eventsN / seconds),
       "deliveries/s": Math.round(expected / seconds),
+      // This process's CPU (relay, workers, receiver and the polling above) per delivery: less sensitive to other load than the rates.
+      "CPU ms/delivery": Number(((cpu.user + cpu.system) / 1000 / expected).toFixed(2)),
     });
   }
 } finally {
