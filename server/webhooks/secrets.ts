@@ -1,5 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
-import { Webhook } from "standardwebhooks";
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
 
 /**
  * Endpoint signing secrets. Signing needs the secret itself, so unlike API
@@ -46,9 +45,14 @@ export function openSecret(appSecret: string, sealed: string): string {
 
 /**
  * The `webhook-signature` header: `v1,<base64 HMAC-SHA256>` of
- * `{id}.{timestamp}.{body}` under each secret, space-separated (the new secret
- * first, then the previous one while a rotation's grace period runs).
+ * `{id}.{timestamp}.{body}` under each secret's bytes (the base64 after
+ * `whsec_`), space-separated (the new secret first, then the previous one
+ * while a rotation's grace period runs). Computed with node:crypto rather than
+ * the `standardwebhooks` package's pure-JS HMAC (0.6 ms per signature here,
+ * about a tenth of an attempt's CPU); the tests verify it with that package
+ * and with svix.
  */
 export function signatureHeader(secrets: readonly string[], messageId: string, at: Date, body: string): string {
-  return secrets.map((secret) => new Webhook(secret).sign(messageId, at, body)).join(" ");
+  const content = `${messageId}.${Math.floor(at.getTime() / 1000)}.${body}`;
+  return secrets.map((secret) => `v1,${createHmac("sha256", Buffer.from(secret.slice(SECRET_PREFIX.length), "base64")).update(content).digest("base64")}`).join(" ");
 }
