@@ -1,4 +1,5 @@
 import { isAbsolute, resolve } from "node:path";
+import ipaddr from "ipaddr.js";
 import * as v from "valibot";
 import { SCENARIOS } from "../hardware/simulator/model";
 import { BATTERY_CHEMISTRIES, defaultCells } from "../hardware/soc";
@@ -44,6 +45,28 @@ const bool = v.pipe(
   v.transform((s) => s === "true" || s === "1"),
 );
 const url = v.pipe(v.string(), v.url("must be a URL"));
+/** Durations like `500ms`, `5s`, `5m`, `2h`, `1d`, comma-separated, in milliseconds. */
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const durations = v.pipe(
+  list,
+  v.check((entries) => entries.every((entry) => /^\d+(ms|s|m|h|d)$/.test(entry)), "must be durations like 500ms, 5s, 5m, 2h or 1d, comma-separated"),
+  v.transform((entries) => entries.map((entry) => {
+    const [, n, unit] = /^(\d+)(ms|s|m|h|d)$/.exec(entry)!;
+    return Number(n) * DURATION_UNITS[unit as keyof typeof DURATION_UNITS];
+  })),
+  v.check((ms) => ms.length > 0 && ms.every((d) => d > 0), "must name at least one duration, each above zero"),
+);
+/** IP addresses or CIDR ranges, comma-separated. */
+const addressRanges = v.pipe(
+  list,
+  v.check((entries) => entries.every((entry) => ipaddr.isValid(entry) || ipaddr.isValidCIDR(entry)), "must be IP addresses or CIDR ranges, comma-separated"),
+);
+const dayList = v.pipe(
+  list,
+  v.check((entries) => entries.every((entry) => /^[1-9]\d{0,3}$/.test(entry)), "must be whole days, comma-separated"),
+  v.transform((entries) => entries.map(Number)),
+  v.check((days) => days.every((d, i) => i === 0 || d > days[i - 1]!), "must be in increasing order"),
+);
 /** 0–100 with at most two decimals, e.g. `20` or `7.25`. */
 const percent = v.pipe(
   v.string(),
@@ -172,6 +195,21 @@ const EnvSchema = v.object({
   INGRESS_RECONCILE_INTERVAL_MS: v.optional(positiveInt, "2000"),
   INGRESS_ACME_EMAIL: v.optional(v.pipe(v.string(), v.email("must be an email address"))),
   INGRESS_ACME_CA: v.optional(url, "https://acme-v02.api.letsencrypt.org/directory"),
+  // Customer events: notifications, email, outgoing webhooks
+  NOTIFY_POLL_MS: v.optional(positiveInt, "1000"),
+  NOTIFY_SWEEP_INTERVAL_MS: v.optional(positiveInt, "60000"),
+  NOTIFY_CONCURRENCY: v.optional(positiveInt, "16"),
+  WEBHOOK_RETRY_SCHEDULE: v.optional(durations, "5s,5m,30m,2h,5h,10h,10h"),
+  // BullMQ's job lock is 30 s: an attempt must end well inside it or the job is run twice.
+  WEBHOOK_TIMEOUT_MS: v.optional(v.pipe(positiveInt, v.maxValue(20_000, "must be at most 20000 (BullMQ's job lock is 30 s)")), "15000"),
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: v.optional(bool, "false"),
+  WEBHOOK_DENY_ADDRESSES: v.optional(addressRanges, ""),
+  WEBHOOK_DISABLE_AFTER_HOURS: v.optional(nonNegativeNumber, "120"),
+  WEBHOOK_DISABLE_MIN_FAILURES: v.optional(positiveInt, "10"),
+  WEBHOOK_SECRET_GRACE_HOURS: v.optional(nonNegativeNumber, "24"),
+  DUNNING_REMINDER_DAYS: v.optional(dayList, "3,10,20"),
+  DUNNING_BLOCK_AFTER_DAYS: v.optional(nonNegativeInt, "30"),
+  DUNNING_CHECK_INTERVAL_MS: v.optional(positiveInt, "3600000"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -220,6 +258,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     return { name: entry.slice(0, at), endpoint: entry.slice(at + 1) };
   });
   const ingress = ingressSettings(e, production, computeHosts);
+  const lastReminder = e.DUNNING_REMINDER_DAYS.at(-1);
+  if (e.DUNNING_BLOCK_AFTER_DAYS > 0 && lastReminder !== undefined && lastReminder > e.DUNNING_BLOCK_AFTER_DAYS) {
+    throw new ConfigError("DUNNING_REMINDER_DAYS must all come before DUNNING_BLOCK_AFTER_DAYS: a customer is warned before new instances are refused");
+  }
 
   return {
     env: e.NODE_ENV,
@@ -309,6 +351,31 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       },
       verifyTokenTtlMs: e.VERIFY_TOKEN_HOURS * 3_600_000,
       resetTokenTtlMs: e.RESET_TOKEN_MINUTES * 60_000,
+    },
+    notify: {
+      /** How often the relay looks for events to fan out when the last look found none. */
+      pollMs: e.NOTIFY_POLL_MS,
+      /** Period of the sweep that re-enqueues deliveries whose job was lost (and a delivery counts as lost after being due this long). */
+      sweepIntervalMs: e.NOTIFY_SWEEP_INTERVAL_MS,
+      concurrency: e.NOTIFY_CONCURRENCY,
+    },
+    webhooks: {
+      /** Wait before each retry: the first retry waits retrySchedule[0]; an attempt after the last one is not made. */
+      retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      requireHttps: production,
+      allowPrivateTargets: e.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+      denyAddresses: e.WEBHOOK_DENY_ADDRESSES,
+      disableAfterMs: Math.round(e.WEBHOOK_DISABLE_AFTER_HOURS * 3_600_000),
+      disableMinFailures: e.WEBHOOK_DISABLE_MIN_FAILURES,
+      secretGraceMs: Math.round(e.WEBHOOK_SECRET_GRACE_HOURS * 3_600_000),
+    },
+    dunning: {
+      /** Days after an invoice is issued at which an unpaid one gets a reminder. */
+      reminderDays: e.DUNNING_REMINDER_DAYS,
+      /** Days after issue at which an unpaid invoice stops its owner creating instances; 0: never. */
+      blockAfterDays: e.DUNNING_BLOCK_AFTER_DAYS,
+      checkIntervalMs: e.DUNNING_CHECK_INTERVAL_MS,
     },
   };
 }

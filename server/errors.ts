@@ -51,6 +51,15 @@ const APP_ERRORS = {
   INVOICE_NOT_PAYABLE: "CONFLICT",
   PAYMENT_PROVIDER_ERROR: "BAD_GATEWAY",
   WEBHOOK_SIGNATURE_INVALID: "BAD_REQUEST",
+  /** An invoice has been unpaid for DUNNING_BLOCK_AFTER_DAYS: no new instances until it is paid. */
+  PAYMENT_OVERDUE: "PAYMENT_REQUIRED",
+
+  // Notifications and outgoing webhooks
+  /** The channel cannot be switched off for this event type (security notices). */
+  NOTIFICATION_MANDATORY: "BAD_REQUEST",
+  /** The URL is not an allowed webhook target (scheme, credentials, or an address SSRF rules refuse). */
+  WEBHOOK_URL_REFUSED: "BAD_REQUEST",
+  WEBHOOK_ENDPOINT_DISABLED: "CONFLICT",
 
   // Platform
   DEPENDENCY_UNAVAILABLE: "SERVICE_UNAVAILABLE",

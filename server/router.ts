@@ -3,7 +3,9 @@ import { authRouter } from "./auth/router";
 import { billingRouter } from "./billing/router";
 import { computeRouter } from "./compute/router";
 import { energyRouter } from "./energy/router";
+import { notificationsRouter } from "./notifications/router";
 import { router } from "./trpc";
+import { webhooksRouter } from "./webhooks/router";
 
 export const appRouter = router({
   auth: authRouter,
@@ -11,6 +13,8 @@ export const appRouter = router({
   energy: energyRouter,
   billing: billingRouter,
   admin: adminRouter,
+  notifications: notificationsRouter,
+  webhooks: webhooksRouter,
 });
 
 /** The type typed clients import: `createTRPCClient<AppRouter>(...)`. */

@@ -6,7 +6,8 @@ import type { Logger } from "../server/log";
 import type { Services } from "../server/services";
 import { jobSchema, type JobName, type JobPayload, type QueueName } from "./queues";
 
-export type JobContext = Services & { job: Job; log: Logger };
+/** `token`: the job's lock token, for handlers that reschedule their own job (`job.moveToDelayed`). */
+export type JobContext = Services & { job: Job; token: string | undefined; log: Logger };
 
 type Handlers<Q extends QueueName> = { [J in JobName<Q>]: (payload: JobPayload<Q, J>, ctx: JobContext) => Promise<unknown> };
 
@@ -26,7 +27,7 @@ export type Processor<Q extends QueueName = QueueName> = {
   schedules?: Schedule<Q>[] | ((config: Config) => Schedule<Q>[]);
   background?: BackgroundTask[];
   /** Defaults to WORKER_CONCURRENCY. */
-  concurrency?: number;
+  concurrency?: number | ((config: Config) => number);
 };
 
 /** Any queue's processor: a union, so a list of them needs no casts. */
@@ -42,7 +43,7 @@ export function defineProcessor<Q extends QueueName>(processor: Processor<Q>): P
  * the retries (BullMQ's UnrecoverableError is the one signal it honours).
  */
 export function processJob(processor: AnyProcessor, services: Services) {
-  return async (job: Job) => {
+  return async (job: Job, token?: string) => {
     const log = services.log.child({ queue: processor.queue, job: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
     const handler = (processor.handlers as Record<string, (payload: unknown, ctx: JobContext) => Promise<unknown>>)[job.name];
     const schema = jobSchema(processor.queue, job.name);
@@ -50,7 +51,7 @@ export function processJob(processor: AnyProcessor, services: Services) {
     const parsed = v.safeParse(schema, job.data);
     if (!parsed.success) throw new UnrecoverableError(`Invalid payload for ${processor.queue}.${job.name}: ${parsed.issues[0]?.message}`);
     try {
-      return await handler(parsed.output, { ...services, job, log });
+      return await handler(parsed.output, { ...services, job, token, log });
     } catch (error) {
       if (error instanceof AppError && httpStatusOf(error.appCode) < 500) {
         throw new UnrecoverableError(`${error.appCode}: ${error.message}`);

@@ -18,7 +18,7 @@ export const mailProcessor = defineProcessor({
       // Delivered already (a duplicate job or a sweep re-enqueue): nothing to do.
       if (message.status !== "queued") return { status: message.status };
       try {
-        await ctx.mailer.send({ id: message.id, to: message.to, subject: message.subject, text: message.text });
+        await ctx.mailer.send({ id: message.id, to: message.to, subject: message.subject, text: message.text, html: message.html, attachments: message.attachments });
       } catch (error) {
         const final = isFinalAttempt(ctx.job);
         await ctx.db

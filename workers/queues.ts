@@ -53,6 +53,18 @@ export const JOBS = {
     /** Invoice a period (`YYYY-MM`); without one, the month that just ended (scheduled at 00:00 UTC on the 1st). */
     invoice: v.object({ period: v.optional(v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/))) }),
   },
+  notify: {
+    /**
+     * Carry out one email or webhook delivery (an `event_deliveries` row).
+     * Job id `delivery.<deliveryId>.<generation>`: a manual redelivery bumps
+     * the generation, so it never collides with the earlier job.
+     */
+    deliver: v.object({ deliveryId: uuid, generation: v.pipe(v.number(), v.integer(), v.minValue(0)) }),
+    /** Fan out events the relay left behind and re-enqueue deliveries whose job was lost (repeatable). */
+    sweep: v.object({}),
+    /** Remind owners of unpaid invoices (repeatable, DUNNING_CHECK_INTERVAL_MS). */
+    dunning: v.object({}),
+  },
   admin: {
     /**
      * Make sure every instance of a suspended account ends up stopped (some may

@@ -27,7 +27,7 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
     const worker = new Worker(processor.queue, processJob(processor, services), {
       connection,
       prefix: services.queues.prefix,
-      concurrency: processor.concurrency ?? config.workers.concurrency,
+      concurrency: (typeof processor.concurrency === "function" ? processor.concurrency(config) : processor.concurrency) ?? config.workers.concurrency,
     });
     worker.on("failed", (job, error) => {
       log.warn("job failed", { queue: processor.queue, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, error: serializeError(error) });

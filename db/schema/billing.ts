@@ -201,3 +201,20 @@ export const stripeEvents = pgTable("stripe_events", {
   outcome: text("outcome").notNull(),
   paymentId: uuid("payment_id").references(() => payments.id),
 });
+
+/**
+ * Dunning reminders sent for unpaid invoices, one per invoice and stage (the
+ * n-th of DUNNING_REMINDER_DAYS): the primary key keeps a rerun of the check
+ * from reminding twice.
+ */
+export const dunningReminders = pgTable(
+  "dunning_reminders",
+  {
+    invoiceId: uuid("invoice_id")
+      .notNull()
+      .references(() => invoices.id, { onDelete: "cascade" }),
+    stage: integer("stage").notNull(),
+    sentAt: timestamptz("sent_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.invoiceId, t.stage] })],
+);

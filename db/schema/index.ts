@@ -5,3 +5,4 @@ export * from "./mail";
 export * from "./energy";
 export * from "./billing";
 export * from "./ingress";
+export * from "./notifications";

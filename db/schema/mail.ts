@@ -1,5 +1,8 @@
-import { boolean, index, integer, pgEnum, pgTable, text } from "drizzle-orm/pg-core";
+import { boolean, index, integer, jsonb, pgEnum, pgTable, text } from "drizzle-orm/pg-core";
 import { createdAt, id, timestamptz } from "./columns";
+
+/** A file sent with a message. Small documents only (an invoice PDF is a few KiB), so they live in the row. */
+export type MailAttachment = { filename: string; contentType: string; contentBase64: string };
 
 export const mailStatus = pgEnum("mail_status", ["queued", "sent", "failed"]);
 
@@ -14,6 +17,9 @@ export const mailMessages = pgTable(
     to: text("to").notNull(),
     subject: text("subject").notNull(),
     text: text("text").notNull(),
+    /** The HTML alternative of `text`, self-contained (inline styles, no external assets). */
+    html: text("html"),
+    attachments: jsonb("attachments").$type<MailAttachment[]>(),
     kind: text("kind").notNull(),
     // Carries a live credential (verification or reset link): the body is
     // blanked once delivered, so the outbox does not undo hashing the token.

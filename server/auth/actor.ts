@@ -14,7 +14,18 @@ export type Actor =
 export type AuthenticatedActor = Extract<Actor, { kind: "user" | "apiKey" }>;
 
 /** What an API key may be allowed to do. Procedures name the scope they need. */
-export const SCOPES = ["account:read", "compute:read", "compute:write", "billing:read", "billing:write", "energy:read"] as const;
+export const SCOPES = [
+  "account:read",
+  "compute:read",
+  "compute:write",
+  "billing:read",
+  "billing:write",
+  "energy:read",
+  "notifications:read",
+  "notifications:write",
+  "webhooks:read",
+  "webhooks:write",
+] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export const anonymous: Actor = { kind: "anonymous" };

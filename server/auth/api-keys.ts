@@ -3,6 +3,7 @@ import type { Database } from "../../db/client";
 import { apiKeys, users } from "../../db/schema";
 import { recordAudit } from "../audit";
 import { AppError } from "../errors";
+import { recordEvent } from "../events/outbox";
 import { SCOPES, type Scope } from "./actor";
 import type { AccountCaller, SessionCaller } from "./accounts";
 import type { SessionUser } from "./session";
@@ -54,6 +55,7 @@ export async function createApiKey(db: Database, secret: string, caller: Session
       .values({ userId, name: input.name, start: key.slice(0, SHOWN_CHARACTERS), keyHash: credentialMac(secret, "api_key", key), scopes })
       .returning();
     await recordAudit(tx, caller, { action: "auth.api_key.created", targetType: "api_key", targetId: row!.id, metadata: { name: input.name, scopes } });
+    await recordEvent(tx, { type: "account.security", userId, data: { kind: "api_key_created", apiKeyId: row!.id, apiKeyName: input.name, ...requestOf(caller) } });
     return row!;
   });
   return { ...listed(created), key };
@@ -79,9 +81,12 @@ export async function revokeApiKey(db: Database, caller: SessionCaller, id: stri
       .returning();
     if (!row) throw new AppError("NOT_FOUND", "No such API key");
     await recordAudit(tx, caller, { action: "auth.api_key.revoked", targetType: "api_key", targetId: row.id, metadata: { name: row.name } });
+    await recordEvent(tx, { type: "account.security", userId: row.userId, data: { kind: "api_key_revoked", apiKeyId: row.id, apiKeyName: row.name, ...requestOf(caller) } });
     return { id: row.id, revokedAt: row.revokedAt!.toISOString() };
   });
 }
+
+const requestOf = (caller: SessionCaller) => ({ ip: caller.request?.ip ?? null, userAgent: caller.request?.userAgent ?? null });
 
 export function looksLikeApiKey(credential: string): boolean {
   return credential.startsWith(API_KEY_PREFIX);

@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import { users } from "../../db/schema";
 import { recordAudit } from "../audit";
 import { AppError } from "../errors";
+import { recordEvent } from "../events/outbox";
 import { queueMail } from "../mail/outbox";
 import { dispatchCommitted, type AuthDeps, type Caller, type SessionCaller } from "./accounts";
 import { findEmailToken, issueEmailToken, retireEmailTokens } from "./email-tokens";
@@ -51,6 +52,7 @@ export async function changePassword(deps: AuthDeps, caller: SessionCaller, inpu
     const ended = await deps.sessions.invalidateAll(me.id, { keep: caller.actor.sessionId, tx });
     await retireEmailTokens(tx, me.id, "reset_password");
     await recordAudit(tx, caller, { action: "auth.password.changed", targetType: "user", targetId: me.id, metadata: { sessionsEnded: ended } });
+    await recordEvent(tx, { type: "account.security", userId: me.id, data: { kind: "password_changed", ip: caller.request?.ip ?? null, userAgent: caller.request?.userAgent ?? null } });
     return { sessionsEnded: ended, messageId: await queueMail(tx, passwordChangedMail(config, me.email, "changed")) };
   });
   await dispatchCommitted(deps, messageId);
@@ -110,6 +112,7 @@ export async function resetPassword(deps: AuthDeps, caller: Caller, input: { tok
     await retireEmailTokens(tx, token.userId, "reset_password");
     const ended = await deps.sessions.invalidateAll(token.userId, { tx });
     await recordAudit(tx, caller, { action: "auth.password_reset.completed", targetType: "user", targetId: token.userId, metadata: { sessionsEnded: ended } });
+    await recordEvent(tx, { type: "account.security", userId: token.userId, data: { kind: "password_reset", ip: caller.request?.ip ?? null, userAgent: caller.request?.userAgent ?? null } });
     return { sessionsEnded: ended, messageId: await queueMail(tx, passwordChangedMail(config, owner.email, "reset")) };
   });
   await liftLock(deps, accountKey(deps, owner.email));

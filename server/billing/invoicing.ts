@@ -4,6 +4,7 @@ import { billingCounters, instances, invoiceLines, invoices, usageRecords } from
 import { systemActor, type Actor } from "../auth/actor";
 import { recordAudit } from "../audit";
 import { AppError } from "../errors";
+import { recordEvents } from "../events/outbox";
 import type { RequestInfo } from "../trpc";
 import { pgArray } from "./arrays";
 import { METERING_SETTLE_MS, meterUsage, type MeteringDeps } from "./metering";
@@ -179,6 +180,15 @@ async function writeBatch(db: Database, period: Period, batch: Draft[], rules: P
       from unnest(${pgArray(ids)}::uuid[], ${pgArray(numbers)}::text[], ${pgArray(statuses)}::invoice_status[]) as f(id, number, status)
       where ${invoices.id} = f.id and ${invoices.status} = 'draft'
     `);
+    const issuedAt = new Date().toISOString();
+    await recordEvents(
+      tx,
+      kept.map((d, k) => ({
+        type: "invoice.issued" as const,
+        userId: d.userId,
+        data: { invoiceId: ids[k]!, invoiceNumber: numbers[k]!, currency: rules.currency, period: period.name, status: statuses[k]!, totalMinor: d.totals.totalMinor, amountDueMinor: d.totals.totalMinor, issuedAt },
+      })),
+    );
     const settled = statuses.filter((s) => s === "paid").length;
     return { created: kept.length, settledAtZero: settled };
   });

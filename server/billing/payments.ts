@@ -6,6 +6,7 @@ import { recordAudit } from "../audit";
 import type { Actor } from "../auth/actor";
 import type { Config } from "../config";
 import { AppError } from "../errors";
+import { recordEvents, type NewEvent } from "../events/outbox";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
 import { after, cursorTime, decodeCursor, page } from "../pagination";
@@ -250,6 +251,7 @@ async function movePayment(tx: Database, payment: Payment, change: PaymentChange
   }
   if (refundGrew) set.amountRefundedMinor = invoice!.amountRefundedMinor + (refunded - payment.amountRefundedMinor);
   if (Object.keys(set).length) await tx.update(invoices).set(set).where(eq(invoices.id, invoice!.id));
+  await recordEvents(tx, paymentEventsOf(payment, invoice!, statusMoves ? to : null, refundGrew ? refunded : null, change.failureMessage));
 
   await recordAudit(
     tx,
@@ -262,4 +264,16 @@ async function movePayment(tx: Database, payment: Payment, change: PaymentChange
     },
   );
   return "applied";
+}
+
+/** The customer events of a payment change: the receipt, a failure, a refund (each written with the change). */
+function paymentEventsOf(payment: Payment, invoice: Invoice, movedTo: PaymentStatus | null, refundedMinor: number | null, failureMessage: string | undefined): NewEvent[] {
+  const base = { paymentId: payment.id, invoiceId: invoice.id, invoiceNumber: invoice.number ?? "", currency: payment.currency, amountMinor: payment.amountMinor };
+  const events: NewEvent[] = [];
+  if (movedTo === "succeeded") events.push({ type: "payment.succeeded", userId: payment.userId, data: base });
+  if (movedTo === "failed") events.push({ type: "payment.failed", userId: payment.userId, data: { ...base, failureMessage: failureMessage ?? null } });
+  if (refundedMinor !== null) {
+    events.push({ type: "payment.refunded", userId: payment.userId, data: { ...base, amountRefundedMinor: refundedMinor, fullyRefunded: refundedMinor >= payment.amountMinor } });
+  }
+  return events;
 }

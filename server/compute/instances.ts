@@ -9,12 +9,15 @@ import type { Config, IngressConfig } from "../config";
 import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
 import { instanceUrl } from "../ingress/addresses";
+import { recordEvents } from "../events/outbox";
 import { after, cursorTime, decodeCursor, page } from "../pagination";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
 import { findImage, findPlan } from "./catalogue";
+import { stateChangeEvents, type FailureCause } from "./customer-events";
 import { placeInstance } from "./hosts";
 import { assertWithinQuota, lockUserForCreate } from "./quotas";
+import { assertNoOverdueInvoices } from "./standing";
 import { ACTION_RULES, assertTransition, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "./states";
 
 export type Instance = typeof instances.$inferSelect;
@@ -73,6 +76,7 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
     const image = await findImage(tx, input.imageId);
     const httpPort = resolveHttpPort(image, input.httpPort);
     await assertPowerAdmits(tx, priority);
+    await assertNoOverdueInvoices(tx, config, userId);
     await assertWithinQuota(tx, config, userId, plan);
     const [sameName] = await tx
       .select({ id: instances.id })
@@ -240,13 +244,15 @@ export async function lockInstance(tx: Database, instanceId: string, ownerId: st
 
 /**
  * Moves an instance along an edge of the state machine and records it in the
- * state history. Call with the instance row locked (`lockInstance`).
+ * state history and the customer event stream (customer-events.ts). Call with
+ * the instance row locked (`lockInstance`). `cause` names a failure that has
+ * an event of its own (an OOM kill).
  */
 export async function changeState(
   tx: Database,
   instance: Instance,
   to: InstanceState,
-  opts: { reason: string; by: Attribution; actionId?: string | null; set?: Partial<typeof instances.$inferInsert> },
+  opts: { reason: string; by: Attribution; actionId?: string | null; set?: Partial<typeof instances.$inferInsert>; cause?: FailureCause },
 ): Promise<Instance> {
   assertTransition(instance.state, to, `move to ${to}`);
   const [updated] = await tx
@@ -264,6 +270,7 @@ export async function changeState(
     actorId: opts.by.actorId,
     actionId: opts.actionId ?? null,
   });
+  await recordEvents(tx, stateChangeEvents(instance, to, opts.reason, opts.cause));
   return updated;
 }
 

@@ -9,6 +9,7 @@ import type { Logger } from "../log";
 import { containerName, inspectContainer, LABELS, publishAddressOf, removeContainer, removeTenantNetwork, upstreamOf } from "./containers";
 import type { Engines } from "./engines";
 import { getHost, syncHosts, type Host } from "./hosts";
+import type { FailureCause } from "./customer-events";
 import { actionJobId, changeState, enqueueAction, lockInstance, type Instance } from "./instances";
 import { failAction, tenantNetworkLock } from "./lifecycle";
 import { LIVE_STATES, type InstanceState } from "./states";
@@ -18,12 +19,12 @@ export type ReconcileDeps = { db: Database; config: Config; engines: Engines; lo
 const RECONCILER = { actorType: "system", actorId: null };
 
 /** What the container says the instance's state should be, and why; null when it agrees. */
-function drift(instance: Instance, info: Docker.ContainerInspectInfo | null): { to: InstanceState; reason: string } | null {
+function drift(instance: Instance, info: Docker.ContainerInspectInfo | null): { to: InstanceState; reason: string; cause?: FailureCause } | null {
   if (!info) return { to: "error", reason: "container vanished" };
   const state = info.State;
   if (state.Running && state.Paused) return instance.state === "paused" ? null : { to: "paused", reason: "container was paused outside the platform" };
   if (state.Running) return instance.state === "running" ? null : { to: "running", reason: "container was unpaused outside the platform" };
-  if (state.OOMKilled) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode})` };
+  if (state.OOMKilled) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode})`, cause: "oom" };
   if (state.ExitCode === 0) return { to: "stopped", reason: "container exited (exit code 0)" };
   return { to: "error", reason: `container died (exit code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ""})` };
 }
@@ -57,7 +58,7 @@ export async function reconcileInstance(deps: ReconcileDeps, instanceId: string)
       observed.to === "running" || observed.to === "paused"
         ? { upstream: info ? upstreamOf(info, locked.httpPort, publishAddressOf(config, host)) : null }
         : { ipAddress: null, upstream: null, ...(info ? {} : { containerId: null }) };
-    await changeState(tx, locked, observed.to, { reason: observed.reason, by: RECONCILER, set });
+    await changeState(tx, locked, observed.to, { reason: observed.reason, by: RECONCILER, set, ...(observed.cause ? { cause: observed.cause } : {}) });
     deps.log.warn("instance reconciled", { instanceId, from: locked.state, to: observed.to, reason: observed.reason });
     return observed.to;
   });

@@ -75,3 +75,6 @@ export const PRIORITY_SHED_ORDER: readonly InstancePriority[] = ["interruptible"
  * what carries it.
  */
 export const POWER_EMERGENCY_REASON = "power_emergency";
+
+/** The reason recovery records when it resumes or starts what the power emergency paused or stopped. */
+export const POWER_RESTORED_REASON = "power_restored";

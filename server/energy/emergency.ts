@@ -4,11 +4,12 @@ import { energyEvents, instanceActions, instances } from "../../db/schema";
 import { systemActor } from "../auth/actor";
 import { recordAudit } from "../audit";
 import { pauseInstance, resumeInstance, startInstance, stopInstance, type ComputeDeps } from "../compute/instances";
-import { POWER_EMERGENCY_REASON, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "../compute/states";
+import { POWER_EMERGENCY_REASON, POWER_RESTORED_REASON, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "../compute/states";
 import { isAppError } from "../errors";
 import { backupSignalFor, invokeBackupHook } from "./backup-hook";
 import { recordEnergyEvent } from "./events";
 import type { PowerLevel } from "./levels";
+import { noticePowerEpisode, powerEpisodeOf } from "./notices";
 import { latestLevelChange, type LevelChange, type PowerEmergencyPayload } from "./power";
 import { admits, shedAction } from "./restrictions";
 
@@ -28,8 +29,8 @@ import { admits, shedAction } from "./restrictions";
 export type EmergencyDeps = ComputeDeps;
 
 export const EMERGENCY_ACTOR = systemActor("power-emergency");
-/** Recorded on the actions and state changes recovery makes. */
-export const POWER_RESTORED_REASON = "power_restored";
+/** Recorded on the actions and state changes recovery makes (defined beside POWER_EMERGENCY_REASON, where compute's events read it). */
+export { POWER_RESTORED_REASON };
 
 export type EmergencyAction = "pause" | "stop" | "resume" | "start";
 export type EmergencyStep = { instanceId: string; priority: InstancePriority; action: EmergencyAction };
@@ -152,6 +153,7 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
     }
   };
 
+  if (plan.shed.length && latest) await noticeOwners(deps, latest, plan.shed);
   for (const step of plan.shed) await apply(step, POWER_EMERGENCY_REASON);
 
   for (const [i, step] of plan.restore.entries()) {
@@ -177,6 +179,20 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
     });
   }
   return result;
+}
+
+/**
+ * Owners hear before their instances are shed (power.notice, once per
+ * episode and instance). Until a forecast can say when, the notice comes at
+ * the level change itself. A failure to notify never holds up the shedding.
+ */
+async function noticeOwners(deps: EmergencyDeps, latest: LevelChange, shed: readonly EmergencyStep[]): Promise<void> {
+  try {
+    const episodeId = await powerEpisodeOf(deps.db, latest);
+    await noticePowerEpisode(deps.db, { level: latest.toLevel, expectedAt: new Date(), instanceIds: shed.map((s) => s.instanceId), episodeId });
+  } catch (error) {
+    deps.log.warn("power notices could not be recorded; shedding anyway", { changeId: latest.id, error: (error as Error).message });
+  }
 }
 
 /** Waits `ms`, checking that no newer level change has been recorded meanwhile. */

@@ -1,10 +1,13 @@
 import { and, eq, lt } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { mailMessages } from "../../db/schema";
+import { mailMessages, type MailAttachment } from "../../db/schema";
 import { jobId, type Queues } from "../../workers/queues";
 
-/** `sensitive`: the body carries a live credential and is blanked once delivered. */
-export type NewMail = { to: string; subject: string; text: string; kind: string; sensitive?: boolean };
+/**
+ * `sensitive`: the body carries a live credential and is blanked once delivered.
+ * `html`: an alternative to `text` for clients that show HTML (self-contained).
+ */
+export type NewMail = { to: string; subject: string; text: string; html?: string; attachments?: MailAttachment[]; kind: string; sensitive?: boolean };
 
 /**
  * Writes a message to the outbox. Call inside the transaction whose outcome

@@ -1,4 +1,7 @@
 import type Docker from "dockerode";
+import { and, inArray, ne } from "drizzle-orm";
+import { instanceActions, instances } from "../../db/schema";
+import type { Services } from "../../server/services";
 import type { TestServer } from "./server";
 import { eventually } from "./server";
 import { testRun } from "./env";
@@ -46,4 +49,21 @@ export async function execIn(docker: Docker, container: string, cmd: string[], t
     offset += 8 + length;
   }
   return { exitCode: ExitCode, output };
+}
+
+/**
+ * Power emergencies act on every instance of the platform, so a file that
+ * drives them starts from none: instances earlier files left behind are
+ * marked deleted (their open actions failed) and their containers removed.
+ */
+export async function retireOtherInstances({ db, docker }: Pick<Services, "db" | "docker">): Promise<void> {
+  const left = await db.select({ id: instances.id }).from(instances).where(ne(instances.state, "deleted"));
+  if (!left.length) return;
+  const ids = left.map((i) => i.id);
+  await db
+    .update(instanceActions)
+    .set({ status: "failed", error: "test cleanup", finishedAt: new Date() })
+    .where(and(inArray(instanceActions.instanceId, ids), inArray(instanceActions.status, ["pending", "running"])));
+  await db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, ids));
+  await Promise.all(ids.map((id) => docker.getContainer(`${testRun.dockerNamespace}-${id}`).remove({ force: true }).catch(() => {})));
 }

@@ -204,8 +204,8 @@ describe("hosts", () => {
 describe("queue health", () => {
   test("reports every queue's counts and workers; a queue whose ready work sits with nothing active is stalled", async () => {
     const health = await api.admin.queues.health.query();
-    expect(health.queues.map((q) => q.name).sort()).toEqual(["admin", "billing", "emergency", "lifecycle", "mail"]);
-    for (const name of ["admin", "billing", "lifecycle", "mail"]) {
+    expect(health.queues.map((q) => q.name).sort()).toEqual(["admin", "billing", "emergency", "lifecycle", "mail", "notify"]);
+    for (const name of ["admin", "billing", "lifecycle", "mail", "notify"]) {
       expect(health.queues.find((q) => q.name === name)).toMatchObject({ paused: false, stalled: false, workers: 1 });
     }
 

@@ -24,5 +24,12 @@ if ! command -v socat >/dev/null 2>&1; then
     { as_root apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends socat >/dev/null; }
 fi
 
+# The webhook tests make a self-signed certificate for a local TLS receiver.
+if ! command -v openssl >/dev/null 2>&1; then
+  log "installing openssl"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends openssl >/dev/null 2>&1 ||
+    { as_root apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends openssl >/dev/null; }
+fi
+
 sh tests/scripts/provision-runtime.sh
-log "ready: postgres, socat"
+log "ready: postgres, socat, openssl"
