@@ -72,6 +72,8 @@ const EnvSchema = v.object({
   CORS_ORIGINS: v.optional(list, ""),
   BODY_LIMIT_BYTES: v.optional(positiveInt, String(1024 * 1024)),
   TRUST_PROXY: v.optional(bool, "false"),
+  TRUST_PROXY_HOPS: v.optional(v.pipe(positiveInt, v.maxValue(10, "must be at most 10")), "1"),
+  REQUEST_TIMEOUT_MS: v.optional(v.pipe(positiveInt, v.minValue(1000, "must be at least 1000"), v.maxValue(240_000, "must be at most 240000 (Bun closes idle connections after 255 s at most)")), "30000"),
   APP_SECRET: v.optional(v.string()),
   PUBLIC_URL: v.optional(url),
   SMTP_URL: v.optional(url),
@@ -193,7 +195,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     database: { url: e.DATABASE_URL, dataDir: e.DATA_DIR, poolMax: e.DATABASE_POOL_MAX },
     redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
     docker: { socketPath: e.DOCKER_SOCKET, namespace: e.DOCKER_NAMESPACE },
-    http: { corsOrigins: e.CORS_ORIGINS, bodyLimitBytes: e.BODY_LIMIT_BYTES, trustProxy: e.TRUST_PROXY },
+    http: {
+      corsOrigins: e.CORS_ORIGINS,
+      bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      /** Proxies in front of the API that append to X-Forwarded-For (0: use the peer address). */
+      trustedProxyHops: e.TRUST_PROXY ? e.TRUST_PROXY_HOPS : 0,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    },
     secret: e.APP_SECRET ?? DEV_SECRET,
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
     workers: { concurrency: e.WORKER_CONCURRENCY, shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS },

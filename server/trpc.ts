@@ -1,7 +1,9 @@
 import { initTRPC } from "@trpc/server";
-import type { AuthenticatedActor, Actor, Scope } from "./auth/actor";
+import { anonymous, type AuthenticatedActor, type Actor, type Scope } from "./auth/actor";
+import { cookieMutationProblem } from "./auth/csrf";
 import { resolveActor } from "./auth/resolve";
 import { AppError, appCodeForTrpcError, validationIssues } from "./errors";
+import { MAX_REPORTED_ISSUES, rawInputProblem } from "./input";
 import type { Services } from "./services";
 
 export type RequestInfo = { requestId: string; ip: string | null; userAgent: string | null };
@@ -12,6 +14,14 @@ export type Context = Services & {
   request: RequestInfo;
   /** Headers to add to the HTTP response (cookies). Procedures append, never set. */
   resHeaders: Headers;
+  /** The HTTP request's headers; absent for in-process callers. */
+  headers?: Headers;
+  /**
+   * Why the caller could not be identified (the credential lookup failed).
+   * Every procedure then fails with it: raised here rather than from
+   * createContext, the answer carries the request id like any other.
+   */
+  contextError?: unknown;
 };
 
 /** Per-procedure declarations read by the builders. */
@@ -21,9 +31,14 @@ export type Meta = {
 };
 
 export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo }): Promise<Context> {
-  const { actor, setCookie } = await resolveActor(services, input.headers);
-  if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
-  return { ...services, actor, request: input.request, resHeaders: input.resHeaders };
+  const base = { ...services, request: input.request, resHeaders: input.resHeaders, headers: input.headers };
+  try {
+    const { actor, setCookie } = await resolveActor(services, input.headers);
+    if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
+    return { ...base, actor };
+  } catch (error) {
+    return { ...base, actor: anonymous, contextError: error };
+  }
 }
 
 const t = initTRPC
@@ -34,6 +49,7 @@ const t = initTRPC
     isDev: false,
     errorFormatter({ shape, error, ctx }) {
       const appCode = appCodeForTrpcError(error);
+      const validation = validationIssues(error.cause, MAX_REPORTED_ISSUES);
       return {
         message: appCode === "INTERNAL" ? "Internal server error" : error.message,
         code: shape.code,
@@ -43,7 +59,8 @@ const t = initTRPC
           path: shape.data.path,
           appCode,
           requestId: ctx?.request.requestId ?? null,
-          issues: validationIssues(error.cause),
+          issues: validation?.issues,
+          issuesOmitted: validation?.omitted || undefined,
           details: error instanceof AppError ? error.details : undefined,
         },
       };
@@ -65,12 +82,36 @@ const dependencyErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(dependencyErrors);
+/** The credential lookup failed in createContext: fail every call with it (mapped by dependencyErrors). */
+const identifiedCaller = t.middleware(({ ctx, next }) => {
+  if (ctx.contextError !== undefined) throw ctx.contextError;
+  return next();
+});
+
+/**
+ * Rules on the raw input, for every procedure whatever its schema: no NUL
+ * byte in any string or key (PostgreSQL refuses it in text), bounded nesting.
+ */
+const rawInputRules = t.middleware(async ({ getRawInput, next }) => {
+  const problem = rawInputProblem(await getRawInput());
+  if (problem) {
+    throw new AppError("VALIDATION_FAILED", `Invalid input: ${problem.path || "the input"} ${problem.message}`, {
+      cause: { issues: [{ path: problem.path ? problem.path.split(".") : [], message: problem.message }] },
+    });
+  }
+  return next();
+});
+
+export const publicProcedure = t.procedure.use(dependencyErrors).use(identifiedCaller).use(rawInputRules);
 
 /** A signed-in user or API key whose account is not suspended (and whose key holds the scope). */
-export const authedProcedure = publicProcedure.use(({ ctx, meta, next }) => {
+export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) => {
   const actor = ctx.actor;
   if (actor.kind !== "user" && actor.kind !== "apiKey") throw new AppError("UNAUTHENTICATED", "Authentication required");
+  if (actor.kind === "user" && actor.via === "cookie" && type === "mutation" && ctx.headers) {
+    const problem = cookieMutationProblem(ctx.headers, ctx.config);
+    if (problem) throw new AppError("CROSS_SITE_REQUEST", problem);
+  }
   if (actor.user.status === "suspended") throw new AppError("ACCOUNT_SUSPENDED", "This account is suspended");
   if (actor.kind === "apiKey" && (!meta?.scope || !actor.scopes.includes(meta.scope))) {
     throw new AppError("INSUFFICIENT_SCOPE", meta?.scope ? `This API key lacks the ${meta.scope} scope` : "This procedure cannot be called with an API key", {

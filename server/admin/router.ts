@@ -34,7 +34,7 @@ const reason = v.pipe(
 );
 
 const usersListInput = v.optional(
-  v.object({
+  v.strictObject({
     query: v.optional(v.pipe(v.string(), v.maxLength(200))),
     role: v.optional(v.picklist(userRole.enumValues as readonly UserRole[])),
     status: v.optional(v.picklist(userStatus.enumValues as readonly UserStatus[])),
@@ -46,7 +46,7 @@ const usersListInput = v.optional(
 
 const auditListInput = v.optional(
   v.pipe(
-    v.object({
+    v.strictObject({
       actorId: v.optional(uuid),
       action: v.optional(v.pipe(v.string(), v.maxLength(100), v.regex(/^[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?$/, "an action such as admin.user.suspended, or a prefix such as admin.*"))),
       targetType: v.optional(v.pipe(v.string(), v.maxLength(50))),
@@ -62,7 +62,7 @@ const auditListInput = v.optional(
 );
 
 const instancesListInput = v.optional(
-  v.object({
+  v.strictObject({
     state: v.optional(v.picklist(INSTANCE_STATES)),
     userId: v.optional(uuid),
     hostId: v.optional(uuid),
@@ -78,14 +78,14 @@ const caller = (ctx: { actor: AuthenticatedActor; request: RequestInfo }) => ({ 
 export const adminRouter = router({
   users: router({
     list: read.input(usersListInput).query(({ ctx, input }) => listUsers(ctx.db, input)),
-    get: read.input(v.object({ id: uuid })).query(({ ctx, input }) => getUser(ctx.db, input.id)),
+    get: read.input(v.strictObject({ id: uuid })).query(({ ctx, input }) => getUser(ctx.db, input.id)),
     /** Suspend (sessions end, instances stop) or reactivate (nothing restarts). */
     setStatus: write
-      .input(v.object({ id: uuid, status: v.picklist(["active", "suspended"] as const), reason }))
+      .input(v.strictObject({ id: uuid, status: v.picklist(["active", "suspended"] as const), reason }))
       .mutation(({ ctx, input }) => setUserStatus(ctx, caller(ctx), input)),
     /** Applies from the user's next request. */
     setRole: write
-      .input(v.object({ id: uuid, role: v.picklist(userRole.enumValues as readonly UserRole[]), reason: v.optional(reason) }))
+      .input(v.strictObject({ id: uuid, role: v.picklist(userRole.enumValues as readonly UserRole[]), reason: v.optional(reason) }))
       .mutation(({ ctx, input }) => setUserRole(ctx, caller(ctx), input)),
   }),
   audit: router({
@@ -96,7 +96,7 @@ export const adminRouter = router({
   }),
   instances: router({
     list: read.input(instancesListInput).query(({ ctx, input }) => listAllInstances(ctx.db, input)),
-    forceStop: write.input(v.object({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
+    forceStop: write.input(v.strictObject({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
   }),
   hosts: router({
     list: read.query(({ ctx }) => listHosts(ctx.db)),
@@ -107,7 +107,7 @@ export const adminRouter = router({
   billing: router({
     /** Invoices a month that has ended; a rerun creates nothing. */
     runInvoicing: write
-      .input(v.object({ period: v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, "a month written YYYY-MM")) }))
+      .input(v.strictObject({ period: v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, "a month written YYYY-MM")) }))
       .mutation(({ ctx, input }) => runInvoicing(ctx, { period: input.period, actor: ctx.actor, request: ctx.request })),
   }),
 });

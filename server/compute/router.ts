@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import { strictRecord } from "../input";
 import { router, verifiedProcedure } from "../trpc";
 import { listImages, listPlans } from "./catalogue";
 import { createInstance, getAction, getInstance, listInstances, requestAction } from "./instances";
@@ -12,18 +13,19 @@ const write = verifiedProcedure.meta({ scope: "compute:write" });
 const uuid = v.pipe(v.string(), v.uuid("must be a UUID"));
 /** A catalogue entry by UUID or by slug (`nano`, `busybox`). */
 const catalogueRef = v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.regex(/^[a-z0-9-]+$/i, "must be an id or a slug"));
-const byId = v.object({ id: uuid });
+const byId = v.strictObject({ id: uuid });
 
-const createInput = v.object({
+const createInput = v.strictObject({
   name: v.pipe(v.string(), v.regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "lower-case letters, digits and inner hyphens, at most 63")),
   planId: catalogueRef,
   imageId: catalogueRef,
   priority: v.optional(v.picklist(PRIORITIES)),
   env: v.optional(
     v.pipe(
-      v.record(
+      strictRecord(
         v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "environment variable names are letters, digits and _")),
-        v.pipe(v.string(), v.maxLength(4096), v.check((s) => !s.includes("\0"), "must not contain NUL")),
+        v.pipe(v.string(), v.maxLength(4096)),
+        "must be an object of NAME: value pairs",
       ),
       v.check((env) => Object.keys(env).length <= 64, "at most 64 variables"),
     ),
@@ -32,7 +34,7 @@ const createInput = v.object({
 });
 
 const listInput = v.optional(
-  v.object({
+  v.strictObject({
     state: v.optional(v.picklist(INSTANCE_STATES)),
     cursor: v.optional(v.pipe(v.string(), v.maxLength(200))),
     limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
@@ -40,7 +42,7 @@ const listInput = v.optional(
   {},
 );
 
-const logsInput = v.object({ id: uuid, tail: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 100) });
+const logsInput = v.strictObject({ id: uuid, tail: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 100) });
 
 const instanceAction = (kind: Exclude<ActionKind, "create" | "pause" | "resume">) =>
   write.input(byId).mutation(({ ctx, input }) => requestAction(ctx, ctx, { instanceId: input.id, kind, ownerId: ctx.user.id }));
