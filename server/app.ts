@@ -11,13 +11,13 @@ import { queueBoardRoutes } from "./admin/queue-board";
 import { billingRoutes } from "./billing/http";
 import { clientAddress } from "./client-ip";
 import type { Config } from "./config";
-import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
+import { AppError, appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { serializeError } from "./log";
 import { createMetrics } from "./metrics";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
-import { createContext, type RequestInfo } from "./trpc";
+import { costOf, createContext, type Meta, type RequestInfo } from "./trpc";
 import { stripeWebhook } from "./webhooks/stripe";
 
 export type AppEnv = { Variables: { requestId: string } };
@@ -109,7 +109,18 @@ export function createApp(services: Services) {
       endpoint: "/trpc",
       router: appRouter,
       allowMethodOverride: false,
-      createContext: (opts, c) => createContext(services, { headers: opts.req.headers, resHeaders: opts.resHeaders, request: requestInfo(c as HonoContext<AppEnv>, config.http.trustedProxyHops) }),
+      createContext: (opts, c) =>
+        createContext(services, {
+          headers: opts.req.headers,
+          resHeaders: opts.resHeaders,
+          request: requestInfo(c as HonoContext<AppEnv>, config.http.trustedProxyHops),
+          cost: opts.info.calls.reduce((sum, call) => sum + costOf(call.procedure?._def.meta as Meta | undefined), 0),
+        }),
+      // A refusal that says when to come back says it in the standard header too.
+      responseMeta: ({ errors }) => {
+        const waits = errors.flatMap((error) => (error instanceof AppError && typeof error.details?.retryAfterSeconds === "number" ? [error.details.retryAfterSeconds] : []));
+        return waits.length ? { headers: new Headers({ "Retry-After": String(Math.max(...waits)) }) } : {};
+      },
       onError: ({ error, path, ctx }) => {
         if (appCodeForTrpcError(error) === "INTERNAL") {
           log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });

@@ -66,6 +66,7 @@ const EnvSchema = v.object({
   DATA_DIR: v.optional(v.string(), "./data"),
   DATABASE_POOL_MAX: v.optional(positiveInt, "10"),
   REDIS_URL: v.optional(url, "redis://127.0.0.1:6379"),
+  REDIS_COMMAND_TIMEOUT_MS: v.optional(positiveInt, "5000"),
   REDIS_PREFIX: v.optional(v.pipe(v.string(), v.regex(/^[a-zA-Z0-9:_-]+$/, "may hold letters, digits, ':', '_' and '-'")), "sahary"),
   DOCKER_SOCKET: v.optional(v.string(), "/var/run/docker.sock"),
   DOCKER_NAMESPACE: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]*$/, "must be a lowercase Docker name")), "sahary"),
@@ -137,6 +138,8 @@ const EnvSchema = v.object({
   RATE_LIMIT_REGISTER_PER_IP: v.optional(positiveInt, "20"),
   RATE_LIMIT_RESET_PER_IP: v.optional(positiveInt, "20"),
   RATE_LIMIT_MAIL_PER_ACCOUNT: v.optional(positiveInt, "5"),
+  RATE_LIMIT_ACCOUNT_PER_MINUTE: v.optional(nonNegativeInt, "1200"),
+  RATE_LIMIT_API_KEY_PER_MINUTE: v.optional(nonNegativeInt, "600"),
   VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
   RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
   EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
@@ -193,7 +196,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: e.PUBLIC_URL ?? `http://${e.HOST === "0.0.0.0" ? "localhost" : e.HOST}:${e.PORT}`,
     logLevel: e.LOG_LEVEL,
     database: { url: e.DATABASE_URL, dataDir: e.DATA_DIR, poolMax: e.DATABASE_POOL_MAX },
-    redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
+    redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX, commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS },
     docker: { socketPath: e.DOCKER_SOCKET, namespace: e.DOCKER_NAMESPACE },
     http: {
       corsOrigins: e.CORS_ORIGINS,
@@ -267,6 +270,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       webhookSecret: e.STRIPE_WEBHOOK_SECRET?.trim(),
       apiBase: e.STRIPE_API_BASE,
       webhookToleranceS: e.STRIPE_WEBHOOK_TOLERANCE_S,
+    },
+    api: {
+      /** Points per minute for authenticated calls (server/limits/budgets.ts); 0 turns a budget off. */
+      budgets: { accountPerMinute: e.RATE_LIMIT_ACCOUNT_PER_MINUTE, apiKeyPerMinute: e.RATE_LIMIT_API_KEY_PER_MINUTE },
     },
     auth: {
       passwordHash: { memoryKib: e.PASSWORD_HASH_MEMORY_KIB, timeCost: e.PASSWORD_HASH_TIME_COST },

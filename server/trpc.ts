@@ -4,6 +4,7 @@ import { cookieMutationProblem } from "./auth/csrf";
 import { resolveActor } from "./auth/resolve";
 import { AppError, appCodeForTrpcError, validationIssues } from "./errors";
 import { MAX_REPORTED_ISSUES, rawInputProblem } from "./input";
+import { budgetExceeded, chargeCaller, DEFAULT_COST, type Charge } from "./limits/budgets";
 import type { Services } from "./services";
 
 export type RequestInfo = { requestId: string; ip: string | null; userAgent: string | null };
@@ -22,20 +23,34 @@ export type Context = Services & {
    * createContext, the answer carries the request id like any other.
    */
   contextError?: unknown;
+  /** This HTTP request's charge against the caller's budgets (absent for in-process callers). */
+  budget?: Charge;
 };
 
 /** Per-procedure declarations read by the builders. */
 export type Meta = {
   /** The API-key scope this procedure needs. Without one, API keys are refused. */
   scope?: Scope;
+  /** Points a call spends from the caller's budgets (default 1); Docker- and provider-backed work costs more. */
+  cost?: number;
 };
 
-export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo }): Promise<Context> {
+/** What a call costs, from its procedure's meta (an unknown procedure costs the default). */
+export function costOf(meta: Meta | undefined): number {
+  return meta?.cost ?? DEFAULT_COST;
+}
+
+/**
+ * The context of one HTTP request: who is calling, and the request's charge
+ * against their budgets (`cost`, the sum over the calls of a batch: one Redis
+ * round trip per request, server/limits/budgets.ts).
+ */
+export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo; cost: number }): Promise<Context> {
   const base = { ...services, request: input.request, resHeaders: input.resHeaders, headers: input.headers };
   try {
     const { actor, setCookie } = await resolveActor(services, input.headers);
     if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
-    return { ...base, actor };
+    return { ...base, actor, budget: await chargeCaller(services.limits, actor, input.cost) };
   } catch (error) {
     return { ...base, actor: anonymous, contextError: error };
   }
@@ -108,6 +123,7 @@ export const publicProcedure = t.procedure.use(dependencyErrors).use(identifiedC
 export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) => {
   const actor = ctx.actor;
   if (actor.kind !== "user" && actor.kind !== "apiKey") throw new AppError("UNAUTHENTICATED", "Authentication required");
+  if (ctx.budget && !ctx.budget.ok) throw budgetExceeded(ctx.budget);
   if (actor.kind === "user" && actor.via === "cookie" && type === "mutation" && ctx.headers) {
     const problem = cookieMutationProblem(ctx.headers, ctx.config);
     if (problem) throw new AppError("CROSS_SITE_REQUEST", problem);

@@ -92,7 +92,7 @@ export const adminRouter = router({
     list: read.input(auditListInput).query(({ ctx, input }) => listAudit(ctx.db, input)),
   }),
   stats: router({
-    overview: read.query(({ ctx }) => statsOverview(ctx)),
+    overview: read.meta({ cost: 10 }).query(({ ctx }) => statsOverview(ctx)),
   }),
   instances: router({
     list: read.input(instancesListInput).query(({ ctx, input }) => listAllInstances(ctx.db, input)),
@@ -107,6 +107,7 @@ export const adminRouter = router({
   billing: router({
     /** Invoices a month that has ended; a rerun creates nothing. */
     runInvoicing: write
+      .meta({ cost: 50 })
       .input(v.strictObject({ period: v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, "a month written YYYY-MM")) }))
       .mutation(({ ctx, input }) => runInvoicing(ctx, { period: input.period, actor: ctx.actor, request: ctx.request })),
   }),

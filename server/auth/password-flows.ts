@@ -31,7 +31,6 @@ export async function changePassword(deps: AuthDeps, caller: SessionCaller, inpu
   const account = accountKey(deps, me.email);
   const attempt = await beginPasswordAttempt(deps, account);
   if ("locked" in attempt) {
-    if (attempt.lockedNow) await recordAudit(db, caller, { action: "auth.account.locked", targetType: "user", targetId: me.id });
     throw lockedError(attempt.retryAfterSeconds);
   }
   const [row] = await db.select({ passwordHash: users.passwordHash }).from(users).where(eq(users.id, me.id));
@@ -64,8 +63,8 @@ export async function changePassword(deps: AuthDeps, caller: SessionCaller, inpu
 export async function requestPasswordReset(deps: AuthDeps, caller: Caller, input: { email: string }) {
   const started = performance.now();
   const { config, db } = deps;
-  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null), config.auth.limits.resetPerIp);
-  await hitLimit(deps, "mail", accountKey(deps, input.email), config.auth.limits.mailPerAccount);
+  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null));
+  await hitLimit(deps, "mail", accountKey(deps, input.email));
 
   const [user] = await db.select({ id: users.id, email: users.email }).from(users).where(eq(users.email, input.email));
   if (user) {
@@ -91,7 +90,7 @@ export async function requestPasswordReset(deps: AuthDeps, caller: Caller, input
  */
 export async function resetPassword(deps: AuthDeps, caller: Caller, input: { token: string; password: string }) {
   const { config, db } = deps;
-  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null), config.auth.limits.resetPerIp);
+  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null));
 
   // Check the token and the password before the slow hash; consume it only after.
   const peeked = await findEmailToken(db, config.secret, "reset_password", input.token, { consume: false });

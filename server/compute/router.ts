@@ -55,15 +55,16 @@ export const computeRouter = router({
     list: read.query(({ ctx }) => listImages(ctx.db)),
   }),
   instances: router({
-    create: write.input(createInput).mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
+    // Costs: a create is placement, quota and a container; stats and logs are ~1 s Docker calls each.
+    create: write.meta({ cost: 5 }).input(createInput).mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
     list: read.input(listInput).query(({ ctx, input }) => listInstances(ctx.db, ctx.user.id, input)),
     get: read.input(byId).query(({ ctx, input }) => getInstance(ctx.db, ctx.user.id, input.id)),
     start: instanceAction("start"),
     stop: instanceAction("stop"),
     restart: instanceAction("restart"),
     delete: instanceAction("delete"),
-    stats: read.input(byId).query(({ ctx, input }) => instanceStats(ctx, ctx.user.id, input.id)),
-    logs: read.input(logsInput).query(({ ctx, input }) => instanceLogs(ctx, ctx.user.id, input.id, { tail: input.tail })),
+    stats: read.meta({ cost: 10 }).input(byId).query(({ ctx, input }) => instanceStats(ctx, ctx.user.id, input.id)),
+    logs: read.meta({ cost: 10 }).input(logsInput).query(({ ctx, input }) => instanceLogs(ctx, ctx.user.id, input.id, { tail: input.tail })),
   }),
   actions: router({
     get: read.input(byId).query(({ ctx, input }) => getAction(ctx.db, ctx.user.id, input.id)),

@@ -45,6 +45,9 @@ export function defineSandbox(kind: "test" | "bench") {
       DOCKER_SOCKET: dockerSocket,
       DOCKER_NAMESPACE: dockerNamespace,
       DATA_DIR: dataDir,
+      // Tests and benchmarks poll and load one account hard; the budgets themselves are tested with small values.
+      RATE_LIMIT_ACCOUNT_PER_MINUTE: "1000000",
+      RATE_LIMIT_API_KEY_PER_MINUTE: "1000000",
     } satisfies Record<string, string>,
 
     /** Creates and migrates the database and the data folder. */
