@@ -4,6 +4,7 @@ import { recordAudit } from "../audit";
 import { AppError } from "../errors";
 import { queueMail } from "../mail/outbox";
 import { dispatchCommitted, type AuthDeps, type Caller, type SessionCaller } from "./accounts";
+import { countLiveApiKeys, revokeAllApiKeys } from "./api-keys";
 import { findEmailToken, issueEmailToken, retireEmailTokens } from "./email-tokens";
 import { passwordChangedMail, passwordResetMail } from "./mail";
 import { assertStrongPassword, hashPassword, verifyPassword } from "./password";
@@ -12,7 +13,10 @@ import { accountKey, beginPasswordAttempt, clearPasswordFailures, hitLimit, ipKe
 /**
  * Changing a password (knowing the current one) and resetting it (proving
  * the mailbox). Both end other sessions, retire outstanding reset links and
- * tell the owner by mail.
+ * tell the owner by mail. Both revoke the account's API keys — whoever knew
+ * the old password may have minted some — except that a change may keep them
+ * on request (`keepApiKeys`: a routine rotation need not break automation);
+ * a reset always revokes them (README, "API keys and passwords").
  */
 
 /**
@@ -22,7 +26,7 @@ import { accountKey, beginPasswordAttempt, clearPasswordFailures, hitLimit, ipKe
  */
 export const RESET_REQUEST_MIN_MS = 250;
 
-export async function changePassword(deps: AuthDeps, caller: SessionCaller, input: { currentPassword: string; newPassword: string }) {
+export async function changePassword(deps: AuthDeps, caller: SessionCaller, input: { currentPassword: string; newPassword: string; keepApiKeys?: boolean | undefined }) {
   const { config, db } = deps;
   const me = caller.actor.user;
   assertStrongPassword(input.newPassword, me, input.newPassword === input.currentPassword ? ["same_as_current"] : []);
@@ -45,15 +49,17 @@ export async function changePassword(deps: AuthDeps, caller: SessionCaller, inpu
   await clearPasswordFailures(deps, account);
 
   const passwordHash = await hashPassword(input.newPassword, config.auth.passwordHash);
-  const { sessionsEnded, messageId } = await db.transaction(async (tx) => {
+  const { sessionsEnded, apiKeysRevoked, messageId } = await db.transaction(async (tx) => {
     await tx.update(users).set({ passwordHash }).where(eq(users.id, me.id));
     const ended = await deps.sessions.invalidateAll(me.id, { keep: caller.actor.sessionId, tx });
     await retireEmailTokens(tx, me.id, "reset_password");
-    await recordAudit(tx, caller, { action: "auth.password.changed", targetType: "user", targetId: me.id, metadata: { sessionsEnded: ended } });
-    return { sessionsEnded: ended, messageId: await queueMail(tx, passwordChangedMail(config, me.email, "changed")) };
+    const revoked = input.keepApiKeys ? 0 : await revokeAllApiKeys(tx, me.id);
+    const keys = input.keepApiKeys ? { kept: await countLiveApiKeys(tx, me.id) } : { revoked };
+    await recordAudit(tx, caller, { action: "auth.password.changed", targetType: "user", targetId: me.id, metadata: { sessionsEnded: ended, apiKeysRevoked: revoked } });
+    return { sessionsEnded: ended, apiKeysRevoked: revoked, messageId: await queueMail(tx, passwordChangedMail(config, me.email, "changed", keys)) };
   });
   await dispatchCommitted(deps, messageId);
-  return { sessionsEnded };
+  return { sessionsEnded, apiKeysRevoked };
 }
 
 /**
@@ -99,7 +105,7 @@ export async function resetPassword(deps: AuthDeps, caller: Caller, input: { tok
   assertStrongPassword(input.password, owner);
   const passwordHash = await hashPassword(input.password, config.auth.passwordHash);
 
-  const { sessionsEnded, messageId } = await db.transaction(async (tx) => {
+  const { sessionsEnded, apiKeysRevoked, messageId } = await db.transaction(async (tx) => {
     const token = await findEmailToken(tx, config.secret, "reset_password", input.token, { consume: true });
     const verified = owner.status === "unverified" ? { status: "active" as const, emailVerifiedAt: owner.emailVerifiedAt ?? new Date() } : {};
     await tx
@@ -108,10 +114,11 @@ export async function resetPassword(deps: AuthDeps, caller: Caller, input: { tok
       .where(eq(users.id, token.userId));
     await retireEmailTokens(tx, token.userId, "reset_password");
     const ended = await deps.sessions.invalidateAll(token.userId, { tx });
-    await recordAudit(tx, caller, { action: "auth.password_reset.completed", targetType: "user", targetId: token.userId, metadata: { sessionsEnded: ended } });
-    return { sessionsEnded: ended, messageId: await queueMail(tx, passwordChangedMail(config, owner.email, "reset")) };
+    const revoked = await revokeAllApiKeys(tx, token.userId);
+    await recordAudit(tx, caller, { action: "auth.password_reset.completed", targetType: "user", targetId: token.userId, metadata: { sessionsEnded: ended, apiKeysRevoked: revoked } });
+    return { sessionsEnded: ended, apiKeysRevoked: revoked, messageId: await queueMail(tx, passwordChangedMail(config, owner.email, "reset", { revoked })) };
   });
   await liftLock(deps, accountKey(deps, owner.email));
   await dispatchCommitted(deps, messageId);
-  return { sessionsEnded };
+  return { sessionsEnded, apiKeysRevoked };
 }

@@ -101,7 +101,14 @@ export const authRouter = router({
     .mutation(({ ctx, input }) => resetPassword(ctx, caller(ctx), input)),
 
   changePassword: sessionProcedure
-    .input(v.strictObject({ currentPassword: password, newPassword: password }))
+    .input(
+      v.strictObject({
+        currentPassword: password,
+        newPassword: password,
+        /** Keep the account's API keys working (by default a change revokes them, as a reset always does). */
+        keepApiKeys: v.optional(v.boolean()),
+      }),
+    )
     .mutation(({ ctx, input }) => changePassword(ctx, caller(ctx), input)),
 
   updateProfile: sessionProcedure.input(v.strictObject({ name: displayName })).mutation(({ ctx, input }) => updateProfile(ctx, caller(ctx), input)),
