@@ -124,12 +124,14 @@ const EnvSchema = v.object({
   BILLING_TAX_RATE_PERCENT: v.optional(percent, "0"),
   BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: v.optional(v.pipe(percent, v.integer("must be a whole percentage")), "40"),
   BILLING_EGRESS_PRICE_PER_GB_MINOR: v.optional(nonNegativeInt, "1"),
+  BILLING_MINIMUM_CHARGE_MINOR: v.optional(positiveInt),
   METERING_INTERVAL_MS: v.optional(positiveInt, "60000"),
   METERING_SAMPLE_CONCURRENCY: v.optional(positiveInt, "32"),
   STRIPE_SECRET_KEY: v.optional(v.string()),
   STRIPE_WEBHOOK_SECRET: v.optional(v.string()),
   STRIPE_API_BASE: v.optional(v.pipe(url, v.regex(/^https?:\/\/[^/]+\/?$/, "must be a scheme, host and optional port, e.g. http://127.0.0.1:12111"))),
   STRIPE_WEBHOOK_TOLERANCE_S: v.optional(positiveInt, "300"),
+  STRIPE_ACCOUNT_ID: v.optional(v.pipe(v.string(), v.regex(/^acct_[A-Za-z0-9]+$/, "must be a Stripe account id (acct_…)"))),
   PASSWORD_HASH_MEMORY_KIB: v.optional(positiveInt, String(OWASP_ARGON2.memoryKib)),
   PASSWORD_HASH_TIME_COST: v.optional(positiveInt, String(OWASP_ARGON2.timeCost)),
   LOGIN_MAX_FAILURES: v.optional(positiveInt, "10"),
@@ -147,6 +149,23 @@ const EnvSchema = v.object({
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
+
+/**
+ * Stripe's minimum charge per currency, in minor units (Stripe documentation,
+ * "Minimum and maximum charge amounts"); other currencies need
+ * BILLING_MINIMUM_CHARGE_MINOR.
+ */
+const STRIPE_MINIMUM_CHARGE_MINOR: Record<string, number> = {
+  USD: 50, EUR: 50, GBP: 30, CAD: 50, AUD: 50, NZD: 50, CHF: 50, SGD: 50, BRL: 50, INR: 50, JPY: 50,
+  DKK: 250, NOK: 300, SEK: 300, PLN: 200, CZK: 1500, HKD: 400, MXN: 1000, AED: 200, RON: 200, BGN: 100, MYR: 200, THB: 1000,
+};
+
+function stripeKeyMode(key: string | undefined): boolean | null {
+  const trimmed = key?.trim() ?? "";
+  if (/^(sk|rk)_live_/.test(trimmed)) return true;
+  if (/^(sk|rk)_test_/.test(trimmed)) return false;
+  return null;
+}
 
 // A development secret is fine on a laptop; production refuses it by name.
 const DEV_SECRET = "dev-only-secret-change-me-dev-only-secret";
@@ -187,6 +206,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (new Set(hostNames).size !== hostNames.length) throw new ConfigError("Invalid configuration: DOCKER_HOSTS names an engine twice");
   if (e.SERIAL_PORT && e.ENERGY_SIMULATOR) throw new ConfigError("SERIAL_PORT and ENERGY_SIMULATOR exclude each other: read the real controller or simulate one");
   if (e.SERIAL_RESTART_MAX_MS < e.SERIAL_RESTART_MIN_MS) throw new ConfigError("SERIAL_RESTART_MAX_MS must not be below SERIAL_RESTART_MIN_MS");
+  const minimumChargeMinor = e.BILLING_MINIMUM_CHARGE_MINOR ?? STRIPE_MINIMUM_CHARGE_MINOR[e.BILLING_CURRENCY];
+  if (minimumChargeMinor === undefined) {
+    throw new ConfigError(`BILLING_MINIMUM_CHARGE_MINOR is required for BILLING_CURRENCY=${e.BILLING_CURRENCY}: the payment provider's smallest charge in minor units`);
+  }
 
   return {
     env: e.NODE_ENV,
@@ -263,6 +286,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       egressPricePerGbMinor: e.BILLING_EGRESS_PRICE_PER_GB_MINOR,
       meteringIntervalMs: e.METERING_INTERVAL_MS,
       sampleConcurrency: e.METERING_SAMPLE_CONCURRENCY,
+      /** Invoices whose total is above 0 and below this are carried forward, never charged (README, "Minimum charge"). */
+      minimumChargeMinor,
     },
     stripe: {
       secretKey: e.STRIPE_SECRET_KEY?.trim(),
@@ -270,6 +295,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       webhookSecret: e.STRIPE_WEBHOOK_SECRET?.trim(),
       apiBase: e.STRIPE_API_BASE,
       webhookToleranceS: e.STRIPE_WEBHOOK_TOLERANCE_S,
+      /** Live or test, from the key's prefix (null for a key that says neither); events of the other mode are ignored. */
+      livemode: stripeKeyMode(e.STRIPE_SECRET_KEY),
+      /** Our own account; events that name another (Connect) account are ignored. */
+      accountId: e.STRIPE_ACCOUNT_ID ?? null,
     },
     api: {
       /** Points per minute for authenticated calls (server/limits/budgets.ts); 0 turns a budget off. */

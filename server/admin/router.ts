@@ -1,5 +1,6 @@
 import * as v from "valibot";
 import { runInvoicing } from "../billing/invoicing";
+import { paymentsForReview } from "../billing/payments";
 import { INSTANCE_STATES, PRIORITIES } from "../compute/states";
 import { adminProcedure, operatorProcedure, router, type RequestInfo } from "../trpc";
 import type { AuthenticatedActor } from "../auth/actor";
@@ -106,6 +107,10 @@ export const adminRouter = router({
   }),
   billing: router({
     /** Invoices a month that has ended; a rerun creates nothing. */
+    /** Payments the provider reported other money for (amount, currency): not applied, waiting for a person. */
+    paymentsForReview: read
+      .input(v.optional(v.strictObject({ limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(200)), 50) }), {}))
+      .query(({ ctx, input }) => paymentsForReview(ctx.db, { limit: input.limit })),
     runInvoicing: write
       .meta({ cost: 50 })
       .input(v.strictObject({ period: v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, "a month written YYYY-MM")) }))
