@@ -81,6 +81,7 @@ const EnvSchema = v.object({
   MAIL_FROM: v.optional(v.string(), "Sahary Cloud <no-reply@sahary.local>"),
   WORKER_CONCURRENCY: v.optional(positiveInt, "8"),
   SHUTDOWN_TIMEOUT_MS: v.optional(positiveInt, "25000"),
+  WORKER_LOCK_MS: v.optional(v.pipe(positiveInt, v.minValue(1000, "must be at least 1000")), "30000"),
   DOCKER_HOSTS: v.optional(dockerHosts),
   DOCKER_TIMEOUT_MS: v.optional(positiveInt, "30000"),
   HOST_CPU_OVERCOMMIT: v.optional(positiveNumber, "4"),
@@ -230,7 +231,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     secret: e.APP_SECRET ?? DEV_SECRET,
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
-    workers: { concurrency: e.WORKER_CONCURRENCY, shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS },
+    workers: {
+      concurrency: e.WORKER_CONCURRENCY,
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+      /** A job whose worker stops renewing its lock (killed) is taken up again within about twice this. */
+      lockMs: e.WORKER_LOCK_MS,
+    },
     compute: {
       hosts: (e.DOCKER_HOSTS ?? [`local=unix://${e.DOCKER_SOCKET}`]).map((entry) => {
         const at = entry.indexOf("=");

@@ -33,6 +33,13 @@ export type Meta = {
   scope?: Scope;
   /** Points a call spends from the caller's budgets (default 1); Docker- and provider-backed work costs more. */
   cost?: number;
+  /**
+   * The call records work for a worker and enqueues its job: refused with 503
+   * at once while the queue's Redis connection is down, before anything is
+   * written (stack-pitfalls B-9). An enqueue lost after the check is recovered
+   * by the sweep that re-enqueues recorded work.
+   */
+  enqueues?: boolean;
 };
 
 /** What a call costs, from its procedure's meta (an unknown procedure costs the default). */
@@ -134,6 +141,8 @@ export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) =
       details: { requiredScope: meta?.scope ?? null },
     });
   }
+  // The connection's own state: no round trip, and no waiting for a reconnect.
+  if (meta?.enqueues && ctx.redis.status !== "ready") throw new AppError("DEPENDENCY_UNAVAILABLE", "The job queue is unavailable; nothing was changed, retry shortly");
   return next({ ctx: { actor: actor as AuthenticatedActor, user: actor.user } });
 });
 

@@ -28,6 +28,10 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
       connection,
       prefix: services.queues.prefix,
       concurrency: processor.concurrency ?? config.workers.concurrency,
+      // A worker that dies (kill -9, a lost machine) stops renewing its jobs' locks; another worker's stalled
+      // check moves them back to waiting once the lock has expired (every job is idempotent, so a rerun is safe).
+      lockDuration: config.workers.lockMs,
+      stalledInterval: config.workers.lockMs,
     });
     worker.on("failed", (job, error) => {
       log.warn("job failed", { queue: processor.queue, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, error: serializeError(error) });

@@ -97,7 +97,7 @@ export const adminRouter = router({
   }),
   instances: router({
     list: read.input(instancesListInput).query(({ ctx, input }) => listAllInstances(ctx.db, input)),
-    forceStop: write.input(v.strictObject({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
+    forceStop: write.meta({ enqueues: true }).input(v.strictObject({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
   }),
   hosts: router({
     list: read.query(({ ctx }) => listHosts(ctx.db)),

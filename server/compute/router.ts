@@ -8,7 +8,7 @@ import { instanceStats } from "./stats";
 import { INSTANCE_STATES, PRIORITIES, type ActionKind } from "./states";
 
 const read = verifiedProcedure.meta({ scope: "compute:read" });
-const write = verifiedProcedure.meta({ scope: "compute:write" });
+const write = verifiedProcedure.meta({ scope: "compute:write", enqueues: true });
 
 const uuid = v.pipe(v.string(), v.uuid("must be a UUID"));
 /** A catalogue entry by UUID or by slug (`nano`, `busybox`). */
