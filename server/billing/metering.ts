@@ -6,7 +6,7 @@ import { LIVE_STATES } from "../compute/states";
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import { pgArray } from "./arrays";
-import { mapBounded, sampleCounters, type CounterSample } from "./counters";
+import { ContainerNotRunningError, mapBounded, sampleCounters, type CounterSample } from "./counters";
 import { accountWindow, apportion, counterDelta, liveMs, type HistoryRow } from "./window";
 
 export type MeteringDeps = { db: Database; config: Config; engines: Engines; log: Logger };
@@ -126,6 +126,16 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
   }
 
   const samples = new Map<string, CounterSample>();
+  /**
+   * Live instances whose container could not be seen running this tick (the
+   * engine did not answer, or the container has died and the reconciler has
+   * not recorded it yet). Their cursors stay where they are: time that could
+   * not be confirmed is not billed now. When the reconciler records the death
+   * it dates it at the container's finish, after the held cursor; when the
+   * container is seen running again (an engine that kept it alive), the held
+   * time is accounted then.
+   */
+  const unconfirmed = new Set<string>();
   if (sample) {
     // Only instances with a window to account: a sample of one whose cursor is already at `until` would be thrown away.
     const live = page.filter((c) => LIVE_STATES.includes(c.state) && (cursors.get(c.id)?.meteredUntil ?? until) < until);
@@ -138,9 +148,10 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
           if (counters.via === "cgroup") result.sampledViaCgroup += 1;
         }
       } catch (error) {
-        // Time is still accounted; the counters catch up at the next sample that works.
+        unconfirmed.add(c.id);
         result.sampleFailures += 1;
-        log.warn("metering sample failed", { instanceId: c.id, error: (error as Error).message });
+        if (error instanceof ContainerNotRunningError) log.debug("metering: container not running; cursor held", { instanceId: c.id });
+        else log.warn("metering sample failed; cursor held", { instanceId: c.id, error: (error as Error).message });
       }
     });
   }
@@ -149,7 +160,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
   const usageRows: Array<Record<string, string | number | Date | null>> = [];
   for (const c of page) {
     const cursor = cursors.get(c.id);
-    if (!cursor || cursor.meteredUntil >= until) continue;
+    if (!cursor || cursor.meteredUntil >= until || unconfirmed.has(c.id)) continue;
     const window = accountWindow(cursor.meteredUntil.getTime(), until.getTime(), { state: cursor.state, reason: cursor.reason, startSeq: cursor.startSeq }, history.get(c.id) ?? []);
     const counters = samples.get(c.id);
     const weights = window.hours.map(liveMs);

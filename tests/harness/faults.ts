@@ -5,6 +5,7 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { Redis } from "ioredis";
 import postgres from "postgres";
+import { testRun } from "./env";
 import { freePort, processEnv, projectRoot } from "./process";
 import { eventually } from "./server";
 
@@ -133,6 +134,32 @@ export async function startPlatform(entry: PlatformEntry, env: Record<string, st
     throw error;
   }
   return child;
+}
+
+/**
+ * A database of its own on the machine's PostgreSQL (this run's name with a
+ * suffix), for a test whose processes must not share rows with the rest of
+ * the run (their own hosts, say). The platform migrates it when it starts.
+ */
+export async function scratchDatabase(suffix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `${testRun.databaseName}_${suffix}`;
+  const admin = postgres(testRun.adminDatabaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database "${name}"`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  return {
+    url: Object.assign(new URL(testRun.adminDatabaseUrl), { pathname: `/${name}` }).toString(),
+    async drop() {
+      const again = postgres(testRun.adminDatabaseUrl, { max: 1, onnotice: () => {} });
+      try {
+        await again.unsafe(`drop database if exists "${name}" with (force)`);
+      } finally {
+        await again.end({ timeout: 5 });
+      }
+    },
+  };
 }
 
 /** A folder under the system temp dir, short enough for unix socket paths. */
