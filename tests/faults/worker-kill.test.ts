@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq, sql } from "drizzle-orm";
-import { auditLog, instanceActions, instances, invoiceLines, invoices, users } from "../../db/schema";
+import { auditLog, instanceActions, instances, invoiceLines, invoices } from "../../db/schema";
 import { syncHosts } from "../../server/compute/hosts";
 import { stateHistory } from "../../server/compute/instances";
+import { seedCustomers } from "../harness/billing";
 import { actionDone, containersOf } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { recordRecovery } from "../harness/fault-report";
@@ -97,7 +98,7 @@ describe("a worker killed with SIGKILL", () => {
     for (const w of workers) if (w.alive()) w.kill("SIGKILL");
     const period = "2004-02";
     const customers = 3000;
-    const { firstUser } = await seedCustomers(app, period, customers);
+    const { firstUser } = await seedCustomers(app.services, period, customers);
     const victim = await worker();
     await app.services.queues.enqueue("billing", "invoice", { period }, { jobId: `fault-invoice-${period}` });
     const count = async () => (await app.services.db.select({ n: sql<number>`count(*)::int` }).from(invoices).where(eq(invoices.period, period)))[0]!.n;
@@ -134,29 +135,3 @@ describe("a worker killed with SIGKILL", () => {
     expect(runs).toHaveLength(1);
   }, 180_000);
 });
-
-/** `n` customers with one instance each and an hour of usage at 123 in `period`, written in bulk. */
-async function seedCustomers(app: TestServer, period: string, n: number) {
-  const tag = crypto.randomUUID().slice(0, 8);
-  const [year, month] = period.split("-").map(Number) as [number, number];
-  const hour = new Date(Date.UTC(year, month - 1, 5, 10)).toISOString();
-  await app.services.db.execute(sql`
-    with host as (
-      insert into hosts (name, endpoint, status) values ('fault-billing', 'unix:///nonexistent/fault-billing.sock', 'offline')
-      on conflict (name) do update set status = 'offline' returning id
-    ), plan as (select * from plans where slug = 'nano'), image as (select * from images where slug = 'busybox'),
-    u as (
-      insert into users (email, name, password_hash, role, status, email_verified_at)
-      select 'inv-' || ${tag} || '-' || g || '@example.test', 'Customer ' || g, 'x', 'customer', 'active', now() from generate_series(1, ${n}) g
-      returning id
-    ), i as (
-      insert into instances (user_id, host_id, name, plan_id, image_id, image_reference, cpu_millis, memory_mb, disk_gb, price_hourly_minor, price_monthly_minor, currency, priority, state)
-      select u.id, host.id, 'inv-' || left(u.id::text, 8), plan.id, image.id, image.reference, plan.cpu_millis, plan.memory_mb, plan.disk_gb, 123, 100000, plan.currency, 'standard', 'stopped'
-      from u, host, plan, image
-      returning id, user_id
-    )
-    insert into usage_records (instance_id, user_id, hour, running_ms, paused_ms, emergency_paused_ms, tx_bytes)
-    select i.id, i.user_id, ${hour}::timestamptz, 3600000, 0, 0, 0 from i`);
-  const [first] = await app.services.db.select({ id: users.id }).from(users).where(eq(users.email, `inv-${tag}-1@example.test`));
-  return { firstUser: first!.id };
-}
