@@ -82,7 +82,9 @@ describe("a real container, metered and invoiced", () => {
     // The estimate prices the same usage so far; a stopped instance projects no more.
     const estimate = await api.billing.estimate.query();
     const computeSoFar = estimate.soFar.lines.find((l) => l.instanceId === id && l.kind === "compute")!;
-    expect(computeSoFar.amountMinor).toBe(Math.round((metered.runningSeconds + metered.emergencyPausedSeconds) * PER_SECOND));
+    // In integer milliseconds, rounded half up as pricing does: float seconds (8.123 + 0.532 = 8.654999…) once rounded 865.5 down.
+    const billedMs = Math.round(metered.runningSeconds * 1000) + Math.round(metered.emergencyPausedSeconds * 1000);
+    expect(computeSoFar.amountMinor).toBe(Math.floor((billedMs * PER_SECOND + 500) / 1000));
     expect(estimate.projected.totalMinor).toBe(estimate.soFar.totalMinor);
 
     // Move the metered hours into a month that has ended, as if the month had turned, and invoice it.
