@@ -357,18 +357,27 @@ export type OwnDockerd = {
 
 /**
  * A private Docker engine: its own data root, exec root, pid file, socket and
- * config file (the machine's /etc/docker/daemon.json is not read), no default
- * bridge and no iptables changes, and tenant networks from an address pool no
- * other engine on this machine uses.
+ * config file (the machine's /etc/docker/daemon.json is not read), running in
+ * a network namespace of its own. The namespace matters: dockerd manages
+ * interfaces by name, and a second one on the host deletes the machine
+ * engine's `docker0` (at start-up with `--bridge none`, and when restarted on
+ * its data root) — seen here, it broke every default-network container on the
+ * machine. Inside its namespace its bridges, routes and iptables rules touch
+ * nothing else; its socket and cgroups are on the host as usual.
  */
 export async function startDockerd(opts: { hostName?: string } = {}): Promise<OwnDockerd> {
   const dir = scratchDir("dockerd");
   const socketPath = join(dir, "d.sock");
-  const pool = await freeAddressPool();
-  writeFileSync(join(dir, "daemon.json"), JSON.stringify({ "default-address-pools": [{ base: pool, size: 24 }] }));
+  const netns = `sf-${Math.random().toString(36).slice(2, 10)}`;
+  run(["ip", "netns", "add", netns]);
+  run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"]);
+  writeFileSync(join(dir, "daemon.json"), JSON.stringify({ "default-address-pools": [{ base: "10.99.0.0/16", size: 24 }] }));
   mkdirSync(join(dir, "data"));
   mkdirSync(join(dir, "exec"));
+  // nsenter switches the network namespace only: `ip netns exec` also remounts /sys, hiding the cgroup mounts dockerd needs.
   const args = [
+    "nsenter",
+    `--net=/run/netns/${netns}`,
     "dockerd",
     "--config-file",
     join(dir, "daemon.json"),
@@ -380,8 +389,6 @@ export async function startDockerd(opts: { hostName?: string } = {}): Promise<Ow
     join(dir, "docker.pid"),
     "-H",
     `unix://${socketPath}`,
-    "--bridge",
-    "none",
     "--iptables=false",
     "--ip-masq=false",
     "--shutdown-timeout",
@@ -406,7 +413,12 @@ export async function startDockerd(opts: { hostName?: string } = {}): Promise<Ow
     await waitExit(proc, 30_000);
     proc = null;
   };
-  await start();
+  try {
+    await start();
+  } catch (error) {
+    run(["ip", "netns", "del", netns], { allowFailure: true });
+    throw error;
+  }
   return {
     socketPath,
     env: { DOCKER_SOCKET: socketPath, DOCKER_HOSTS: `${opts.hostName ?? "own"}=unix://${socketPath}` },
@@ -423,6 +435,8 @@ export async function startDockerd(opts: { hostName?: string } = {}): Promise<Ow
       const containers = await docker.listContainers({ all: true }).catch(() => []);
       await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
       await stop();
+      // Its interfaces go with the namespace.
+      run(["ip", "netns", "del", netns], { allowFailure: true });
       // Overlay mounts under the data root are gone once dockerd has stopped; anything left is removed with the folder.
       Bun.spawnSync(["sh", "-c", `grep ' ${dir}' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l`]);
       rmSync(dir, { recursive: true, force: true });
@@ -430,14 +444,9 @@ export async function startDockerd(opts: { hostName?: string } = {}): Promise<Ow
   };
 }
 
-/** A 10.x.0.0/16 no route on this machine uses yet (other engines' bridges included). */
-async function freeAddressPool(): Promise<string> {
-  const routes = Bun.spawnSync(["ip", "-4", "route"]).stdout.toString();
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const second = 220 + Math.floor(Math.random() * 30);
-    if (!routes.includes(`10.${second}.`)) return `10.${second}.0.0/16`;
-  }
-  throw new Error("no free 10.x.0.0/16 for a private Docker engine's networks");
+function run(cmd: string[], opts: { allowFailure?: boolean } = {}): void {
+  const result = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  if (result.exitCode !== 0 && !opts.allowFailure) throw new Error(`${cmd.join(" ")} failed: ${result.stderr.toString()}`);
 }
 
 /** A monotonic stopwatch for recovery times reported by the fault suite. */

@@ -140,7 +140,8 @@ describe("a real container, metered and invoiced", () => {
     expect(new Date(scheduler!.next!).toISOString()).toMatch(/^\d{4}-\d{2}-01T00:00:00\.000Z$/);
 
     const { user } = await createUserWithSession(app.services);
-    const instance = await seedInstance(app.services, user.id, { priceHourlyMinor: 40 });
+    // Above the minimum charge (50¢ in USD), so the invoice is open rather than carried forward.
+    const instance = await seedInstance(app.services, user.id, { priceHourlyMinor: 400 });
     await seedUsage(app.services, instance, [{ hour: new Date("2020-02-29T23:00:00Z"), runningMs: 1_800_000 }]);
     await app.services.queues.enqueue("billing", "invoice", { period: "2020-02" });
     const [invoice] = await eventually(
@@ -148,6 +149,6 @@ describe("a real container, metered and invoiced", () => {
       (rows) => rows.length === 1,
       { timeoutMs: 15_000, what: "the invoice job" },
     );
-    expect(invoice).toMatchObject({ status: "open", subtotalMinor: 20, taxMinor: 2, totalMinor: 22 });
+    expect(invoice).toMatchObject({ status: "open", subtotalMinor: 200, taxMinor: 20, totalMinor: 220 });
   });
 });
