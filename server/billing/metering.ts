@@ -125,7 +125,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
     list.push(row);
   }
 
-  const samples = new Map<string, CounterSample>();
+  const samples = new Map<string, CounterSample & { at: Date }>();
   /**
    * Live instances whose container could not be seen running this tick (the
    * engine did not answer, or the container has died and the reconciler has
@@ -143,7 +143,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       try {
         const counters = await sampleCounters(engines.get(c.endpoint), config, { instanceId: c.id, containerId: c.containerId, endpoint: c.endpoint });
         if (counters) {
-          samples.set(c.id, counters);
+          samples.set(c.id, { ...counters, at: new Date() });
           result.sampled += 1;
           if (counters.via === "cgroup") result.sampledViaCgroup += 1;
         }
@@ -174,8 +174,16 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       sampledAt: cursor.sampledAt,
     };
     let deltas = { cpuNs: 0, rxBytes: 0, txBytes: 0 };
-    // The baseline stays valid only while the container has not been restarted since it was read.
-    const sameRun = cursor.sampleStartSeq !== null && cursor.sampleStartSeq === window.end.startSeq && cursor.containerId !== null;
+    // The baseline stays valid only while the container has not been restarted since it was read. The start
+    // that began the current run can still be ahead of the window (history settles for METERING_SETTLE_MS) while
+    // the container is sampled: a baseline read after that start is of the same run, whether or not the window
+    // had reached the start when it was read. (Treating it as a new run counted a new container's CPU time once
+    // per tick during its first seconds.)
+    const runStart = window.end.startSeq === null ? undefined : history.get(c.id)?.find((row) => row.seq === window.end.startSeq);
+    const sameRun =
+      cursor.containerId !== null &&
+      cursor.sampledAt !== null &&
+      (cursor.sampleStartSeq === window.end.startSeq || (runStart !== undefined && cursor.sampledAt.getTime() >= runStart.at.getTime()));
     let memoryBytes = sameRun ? (cursor.memoryBytes ?? 0) : 0;
     if (counters) {
       const reset = !sameRun || counters.containerId !== cursor.containerId;
@@ -185,7 +193,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
         txBytes: counterDelta(counters.txBytes, cursor.txBytes, reset),
       };
       memoryBytes = reset || cursor.memoryBytes === null ? counters.memoryBytes : (counters.memoryBytes + cursor.memoryBytes) / 2;
-      next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: until };
+      next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: counters.at };
     }
     cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, ...next });
 
