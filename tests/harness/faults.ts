@@ -270,7 +270,11 @@ export async function startRedis(opts: { maxmemoryPolicy?: string; maxmemory?: s
 
 // ─── PostgreSQL ───────────────────────────────────────────────────────────
 
-const PG_BIN = "/usr/lib/postgresql/15/bin";
+/** The newest PostgreSQL server binaries installed (Debian layout: /usr/lib/postgresql/<major>/bin). */
+const PG_BIN = (() => {
+  const majors = Bun.spawnSync(["ls", "/usr/lib/postgresql"]).stdout.toString().split(/\s+/).filter((v) => /^\d+$/.test(v)).map(Number).sort((a, b) => b - a);
+  return `/usr/lib/postgresql/${majors[0] ?? 15}/bin`;
+})();
 
 export type OwnPostgres = {
   port: number;
@@ -284,7 +288,7 @@ export type OwnPostgres = {
 };
 
 /**
- * A private PostgreSQL 15 cluster in a temporary folder owned by the
+ * A private PostgreSQL cluster (the newest server installed) in a temporary folder owned by the
  * `postgres` user (initdb refuses to run as root), listening on 127.0.0.1 on a
  * free port with trust authentication.
  */

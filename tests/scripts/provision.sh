@@ -24,6 +24,11 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 command -v socat >/dev/null 2>&1 || apt_install socat
+# The fault suite (tests/faults) runs its own PostgreSQL cluster, Redis and dockerd (in a network namespace).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+command -v ip >/dev/null 2>&1 || apt_install iproute2
+command -v nsenter >/dev/null 2>&1 || apt_install util-linux
 
 if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
