@@ -57,7 +57,8 @@ export async function createContext(services: Services, input: { headers: Header
   try {
     const { actor, setCookie } = await resolveActor(services, input.headers);
     if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
-    return { ...base, actor, budget: await chargeCaller(services.limits, actor, input.cost) };
+    const spender = actor.kind === "user" || actor.kind === "apiKey" ? { userId: actor.user.id, apiKeyId: actor.kind === "apiKey" ? actor.apiKeyId : null } : null;
+    return { ...base, actor, budget: await chargeCaller(services.limits, spender, input.cost) };
   } catch (error) {
     return { ...base, actor: anonymous, contextError: error };
   }

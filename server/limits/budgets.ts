@@ -1,4 +1,3 @@
-import type { Actor } from "../auth/actor";
 import { AppError } from "../errors";
 import { isRefusal, retryAfterSeconds, type Limiters } from "./limiters";
 
@@ -14,16 +13,19 @@ export const DEFAULT_COST = 1;
 
 export type Charge = { ok: true } | { ok: false; retryAfterSeconds: number; limit: "account" | "apiKey" };
 
-export async function chargeCaller(limiters: Pick<Limiters, "account" | "apiKey">, actor: Actor, cost: number): Promise<Charge> {
-  if (cost <= 0 || (actor.kind !== "user" && actor.kind !== "apiKey")) return { ok: true };
+/** Who spends: the account, and the API key when the call came with one. Null for an anonymous caller. */
+export type Spender = { userId: string; apiKeyId: string | null } | null;
+
+export async function chargeCaller(limiters: Pick<Limiters, "account" | "apiKey">, spender: Spender, cost: number): Promise<Charge> {
+  if (cost <= 0 || !spender) return { ok: true };
   const spends: Array<Promise<unknown>> = [];
   const names: Array<"account" | "apiKey"> = [];
   if (limiters.account) {
-    spends.push(limiters.account.consume(actor.user.id, cost));
+    spends.push(limiters.account.consume(spender.userId, cost));
     names.push("account");
   }
-  if (actor.kind === "apiKey" && limiters.apiKey) {
-    spends.push(limiters.apiKey.consume(actor.apiKeyId, cost));
+  if (spender.apiKeyId && limiters.apiKey) {
+    spends.push(limiters.apiKey.consume(spender.apiKeyId, cost));
     names.push("apiKey");
   }
   const results = await Promise.allSettled(spends);
