@@ -3,7 +3,9 @@
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+COPY patches ./patches
+# patch-package (a dev dependency) applies patches/ at postinstall; the dev tools are pruned after.
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund
 
 # The ingress proxy (compose's `proxy` service): Debian's Caddy 2.6, started with a
 # bootstrap configuration that sets only its admin socket; the workers load the

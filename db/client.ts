@@ -37,6 +37,9 @@ function openPostgres(url: string, poolMax: number): DatabaseHandle {
     idle_timeout: 30,
     max_lifetime: 60 * 30,
     connect_timeout: 10,
+    // While the server is unreachable, each waiting query gets its own connection attempt at once and
+    // fails (503) instead of queueing behind a growing reconnect delay (up to 20 s by default).
+    backoff: () => 0,
     connection: { statement_timeout: 30_000, idle_in_transaction_session_timeout: 60_000, application_name: "sahary" },
     onnotice: () => {},
   });

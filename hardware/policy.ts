@@ -12,8 +12,8 @@ import { isWorse, type PowerLevel } from "../server/energy/levels";
 const percent = v.pipe(v.number(), v.minValue(0), v.maxValue(100));
 
 export const PowerPolicySchema = v.pipe(
-  v.object({
-    thresholds: v.object({
+  v.strictObject({
+    thresholds: v.strictObject({
       /** Below this SOC (%): conserve. */
       conserve: percent,
       /** Below this SOC (%): critical. */

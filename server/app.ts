@@ -9,14 +9,16 @@ import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import { queueBoardRoutes } from "./admin/queue-board";
 import { billingRoutes } from "./billing/http";
-import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
+import { clientAddress } from "./client-ip";
+import type { Config } from "./config";
+import { AppError, appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { edgeRoutes } from "./ingress/edge";
 import { serializeError } from "./log";
 import { createMetrics } from "./metrics";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
-import { createContext, type RequestInfo } from "./trpc";
+import { costOf, createContext, type Meta, type RequestInfo } from "./trpc";
 import { stripeWebhook } from "./webhooks/stripe";
 
 export type AppEnv = { Variables: { requestId: string } };
@@ -53,6 +55,18 @@ export function createApp(services: Services) {
       status: c.res.status,
       durationMs: Math.round(seconds * 100_000) / 100,
     });
+  });
+
+  // Every request gets an answer within REQUEST_TIMEOUT_MS: the error envelope with 504 rather than a
+  // dropped connection. The work itself is bounded below (statement_timeout, Docker and Stripe timeouts).
+  app.use(async (c, next) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<true>((resolve) => (timer = setTimeout(() => resolve(true), config.http.requestTimeoutMs)));
+    const timedOut = await Promise.race([next().then(() => false), expired]);
+    clearTimeout(timer);
+    if (!timedOut) return;
+    log.warn("request deadline exceeded", { requestId: c.get("requestId"), method: c.req.method, path: c.req.path, timeoutMs: config.http.requestTimeoutMs });
+    return fail(c, "DEADLINE_EXCEEDED", `No answer within ${config.http.requestTimeoutMs} ms; the work may still complete, check before retrying`);
   });
 
   app.use(secureHeaders({ crossOriginResourcePolicy: "same-site", strictTransportSecurity: config.production ? "max-age=31536000; includeSubDomains" : false }));
@@ -92,7 +106,7 @@ export function createApp(services: Services) {
   // the queue dashboard is a web UI of its own.
   app.route("/", stripeWebhook(services));
   app.route("/", billingRoutes(services));
-  app.route("/", queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustProxy)));
+  app.route("/", queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustedProxyHops)));
 
   app.use(
     "/trpc/*",
@@ -100,7 +114,18 @@ export function createApp(services: Services) {
       endpoint: "/trpc",
       router: appRouter,
       allowMethodOverride: false,
-      createContext: (opts, c) => createContext(services, { headers: opts.req.headers, resHeaders: opts.resHeaders, request: requestInfo(c as HonoContext<AppEnv>, config.http.trustProxy) }),
+      createContext: (opts, c) =>
+        createContext(services, {
+          headers: opts.req.headers,
+          resHeaders: opts.resHeaders,
+          request: requestInfo(c as HonoContext<AppEnv>, config.http.trustedProxyHops),
+          cost: opts.info.calls.reduce((sum, call) => sum + costOf(call.procedure?._def.meta as Meta | undefined), 0),
+        }),
+      // A refusal that says when to come back says it in the standard header too.
+      responseMeta: ({ errors }) => {
+        const waits = errors.flatMap((error) => (error instanceof AppError && typeof error.details?.retryAfterSeconds === "number" ? [error.details.retryAfterSeconds] : []));
+        return waits.length ? { headers: new Headers({ "Retry-After": String(Math.max(...waits)) }) } : {};
+      },
       onError: ({ error, path, ctx }) => {
         if (appCodeForTrpcError(error) === "INTERNAL") {
           log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
@@ -129,19 +154,30 @@ function fail(c: HonoContext<AppEnv>, code: AppErrorCode, message: string) {
   return c.json(errorBody(code, message, c.get("requestId") ?? null), httpStatusOf(code) as 400);
 }
 
-function requestInfo(c: HonoContext<AppEnv>, trustProxy: boolean): RequestInfo {
-  return { requestId: c.get("requestId"), ip: clientIp(c, trustProxy), userAgent: c.req.header("user-agent")?.slice(0, 512) ?? null };
+function requestInfo(c: HonoContext<AppEnv>, trustedProxyHops: number): RequestInfo {
+  return { requestId: c.get("requestId"), ip: clientIp(c, trustedProxyHops), userAgent: c.req.header("user-agent")?.slice(0, 512) ?? null };
 }
 
-/** The peer address, or the first X-Forwarded-For hop when behind a trusted proxy. */
-export function clientIp(c: HonoContext, trustProxy: boolean): string | null {
-  if (trustProxy) {
-    const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();
-    if (forwarded) return forwarded;
-  }
+/** The client address (server/client-ip.ts): the peer, or what the trusted proxies appended to X-Forwarded-For. */
+export function clientIp(c: HonoContext, trustedProxyHops: number): string | null {
+  let peer: string | null = null;
   try {
-    return getConnInfo(c).remote.address ?? null;
+    peer = getConnInfo(c).remote.address ?? null;
   } catch {
-    return null;
+    // No socket behind this request (an in-process fetch).
   }
+  return clientAddress(peer, c.req.header("x-forwarded-for"), trustedProxyHops);
+}
+
+/**
+ * Bun.serve settings that follow the configuration: a connection may stay
+ * silent for longer than a request may take (Bun's default, 10 s, dropped slow
+ * requests without an answer), and Bun's own body cap is the backstop behind
+ * Hono's bodyLimit, which answers first with a 413 body.
+ */
+export function serveOptions(config: Config) {
+  return {
+    idleTimeout: Math.min(255, Math.ceil(config.http.requestTimeoutMs / 1000) + 10),
+    maxRequestBodySize: config.http.bodyLimitBytes * 2,
+  };
 }

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from "./config";
-import { createApp } from "./app";
+import { createApp, serveOptions } from "./app";
 import { createLogger, serializeError } from "./log";
 import { createServices } from "./services";
 import { startWorkers, type WorkerRunner } from "../workers/runner";
@@ -61,8 +61,7 @@ export async function boot(parts: Parts): Promise<void> {
       hostname: config.host,
       port: config.port,
       fetch: createApp(services).fetch,
-      // Bun's own cap is the backstop; Hono's bodyLimit answers first with a 413 body.
-      maxRequestBodySize: config.http.bodyLimitBytes * 2,
+      ...serveOptions(config),
     });
     log.info("listening", { url: `http://${server.hostname}:${server.port}`, database: services.database.driver });
   }

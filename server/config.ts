@@ -104,18 +104,22 @@ const EnvSchema = v.object({
   DATA_DIR: v.optional(v.string(), "./data"),
   DATABASE_POOL_MAX: v.optional(positiveInt, "10"),
   REDIS_URL: v.optional(url, "redis://127.0.0.1:6379"),
+  REDIS_COMMAND_TIMEOUT_MS: v.optional(positiveInt, "5000"),
   REDIS_PREFIX: v.optional(v.pipe(v.string(), v.regex(/^[a-zA-Z0-9:_-]+$/, "may hold letters, digits, ':', '_' and '-'")), "sahary"),
   DOCKER_SOCKET: v.optional(v.string(), "/var/run/docker.sock"),
   DOCKER_NAMESPACE: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]*$/, "must be a lowercase Docker name")), "sahary"),
   CORS_ORIGINS: v.optional(list, ""),
   BODY_LIMIT_BYTES: v.optional(positiveInt, String(1024 * 1024)),
   TRUST_PROXY: v.optional(bool, "false"),
+  TRUST_PROXY_HOPS: v.optional(v.pipe(positiveInt, v.maxValue(10, "must be at most 10")), "1"),
+  REQUEST_TIMEOUT_MS: v.optional(v.pipe(positiveInt, v.minValue(1000, "must be at least 1000"), v.maxValue(240_000, "must be at most 240000 (Bun closes idle connections after 255 s at most)")), "30000"),
   APP_SECRET: v.optional(v.string()),
   PUBLIC_URL: v.optional(url),
   SMTP_URL: v.optional(url),
   MAIL_FROM: v.optional(v.string(), "Sahary Cloud <no-reply@sahary.local>"),
   WORKER_CONCURRENCY: v.optional(positiveInt, "8"),
   SHUTDOWN_TIMEOUT_MS: v.optional(positiveInt, "25000"),
+  WORKER_LOCK_MS: v.optional(v.pipe(positiveInt, v.minValue(1000, "must be at least 1000")), "30000"),
   DOCKER_HOSTS: v.optional(dockerHosts),
   DOCKER_TIMEOUT_MS: v.optional(positiveInt, "30000"),
   HOST_CPU_OVERCOMMIT: v.optional(positiveNumber, "4"),
@@ -159,12 +163,14 @@ const EnvSchema = v.object({
   BILLING_TAX_RATE_PERCENT: v.optional(percent, "0"),
   BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: v.optional(v.pipe(percent, v.integer("must be a whole percentage")), "40"),
   BILLING_EGRESS_PRICE_PER_GB_MINOR: v.optional(nonNegativeInt, "1"),
+  BILLING_MINIMUM_CHARGE_MINOR: v.optional(positiveInt),
   METERING_INTERVAL_MS: v.optional(positiveInt, "60000"),
   METERING_SAMPLE_CONCURRENCY: v.optional(positiveInt, "32"),
   STRIPE_SECRET_KEY: v.optional(v.string()),
   STRIPE_WEBHOOK_SECRET: v.optional(v.string()),
   STRIPE_API_BASE: v.optional(v.pipe(url, v.regex(/^https?:\/\/[^/]+\/?$/, "must be a scheme, host and optional port, e.g. http://127.0.0.1:12111"))),
   STRIPE_WEBHOOK_TOLERANCE_S: v.optional(positiveInt, "300"),
+  STRIPE_ACCOUNT_ID: v.optional(v.pipe(v.string(), v.regex(/^acct_[A-Za-z0-9]+$/, "must be a Stripe account id (acct_…)"))),
   PASSWORD_HASH_MEMORY_KIB: v.optional(positiveInt, String(OWASP_ARGON2.memoryKib)),
   PASSWORD_HASH_TIME_COST: v.optional(positiveInt, String(OWASP_ARGON2.timeCost)),
   LOGIN_MAX_FAILURES: v.optional(positiveInt, "10"),
@@ -173,6 +179,8 @@ const EnvSchema = v.object({
   RATE_LIMIT_REGISTER_PER_IP: v.optional(positiveInt, "20"),
   RATE_LIMIT_RESET_PER_IP: v.optional(positiveInt, "20"),
   RATE_LIMIT_MAIL_PER_ACCOUNT: v.optional(positiveInt, "5"),
+  RATE_LIMIT_ACCOUNT_PER_MINUTE: v.optional(nonNegativeInt, "1200"),
+  RATE_LIMIT_API_KEY_PER_MINUTE: v.optional(nonNegativeInt, "600"),
   VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
   RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
   EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
@@ -213,6 +221,23 @@ const EnvSchema = v.object({
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
+
+/**
+ * Stripe's minimum charge per currency, in minor units (Stripe documentation,
+ * "Minimum and maximum charge amounts"); other currencies need
+ * BILLING_MINIMUM_CHARGE_MINOR.
+ */
+const STRIPE_MINIMUM_CHARGE_MINOR: Record<string, number> = {
+  USD: 50, EUR: 50, GBP: 30, CAD: 50, AUD: 50, NZD: 50, CHF: 50, SGD: 50, BRL: 50, INR: 50, JPY: 50,
+  DKK: 250, NOK: 300, SEK: 300, PLN: 200, CZK: 1500, HKD: 400, MXN: 1000, AED: 200, RON: 200, BGN: 100, MYR: 200, THB: 1000,
+};
+
+function stripeKeyMode(key: string | undefined): boolean | null {
+  const trimmed = key?.trim() ?? "";
+  if (/^(sk|rk)_live_/.test(trimmed)) return true;
+  if (/^(sk|rk)_test_/.test(trimmed)) return false;
+  return null;
+}
 
 // A development secret is fine on a laptop; production refuses it by name.
 const DEV_SECRET = "dev-only-secret-change-me-dev-only-secret";
@@ -262,6 +287,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.DUNNING_BLOCK_AFTER_DAYS > 0 && lastReminder !== undefined && lastReminder > e.DUNNING_BLOCK_AFTER_DAYS) {
     throw new ConfigError("DUNNING_REMINDER_DAYS must all come before DUNNING_BLOCK_AFTER_DAYS: a customer is warned before new instances are refused");
   }
+  const minimumChargeMinor = e.BILLING_MINIMUM_CHARGE_MINOR ?? STRIPE_MINIMUM_CHARGE_MINOR[e.BILLING_CURRENCY];
+  if (minimumChargeMinor === undefined) {
+    throw new ConfigError(`BILLING_MINIMUM_CHARGE_MINOR is required for BILLING_CURRENCY=${e.BILLING_CURRENCY}: the payment provider's smallest charge in minor units`);
+  }
 
   return {
     env: e.NODE_ENV,
@@ -271,12 +300,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: e.PUBLIC_URL ?? `http://${e.HOST === "0.0.0.0" ? "localhost" : e.HOST}:${e.PORT}`,
     logLevel: e.LOG_LEVEL,
     database: { url: e.DATABASE_URL, dataDir: e.DATA_DIR, poolMax: e.DATABASE_POOL_MAX },
-    redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
+    redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX, commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS },
     docker: { socketPath: e.DOCKER_SOCKET, namespace: e.DOCKER_NAMESPACE },
-    http: { corsOrigins: e.CORS_ORIGINS, bodyLimitBytes: e.BODY_LIMIT_BYTES, trustProxy: e.TRUST_PROXY },
+    http: {
+      corsOrigins: e.CORS_ORIGINS,
+      bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      /** Proxies in front of the API that append to X-Forwarded-For (0: use the peer address). */
+      trustedProxyHops: e.TRUST_PROXY ? e.TRUST_PROXY_HOPS : 0,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    },
     secret: e.APP_SECRET ?? DEV_SECRET,
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
-    workers: { concurrency: e.WORKER_CONCURRENCY, shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS },
+    workers: {
+      concurrency: e.WORKER_CONCURRENCY,
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+      /** A job whose worker stops renewing its lock (killed) is taken up again within about twice this. */
+      lockMs: e.WORKER_LOCK_MS,
+    },
     compute: {
       hosts: computeHosts,
       dockerTimeoutMs: e.DOCKER_TIMEOUT_MS,
@@ -329,6 +369,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       egressPricePerGbMinor: e.BILLING_EGRESS_PRICE_PER_GB_MINOR,
       meteringIntervalMs: e.METERING_INTERVAL_MS,
       sampleConcurrency: e.METERING_SAMPLE_CONCURRENCY,
+      /** Invoices whose total is above 0 and below this are carried forward, never charged (README, "Minimum charge"). */
+      minimumChargeMinor,
     },
     stripe: {
       secretKey: e.STRIPE_SECRET_KEY?.trim(),
@@ -336,6 +378,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       webhookSecret: e.STRIPE_WEBHOOK_SECRET?.trim(),
       apiBase: e.STRIPE_API_BASE,
       webhookToleranceS: e.STRIPE_WEBHOOK_TOLERANCE_S,
+      /** Live or test, from the key's prefix (null for a key that says neither); events of the other mode are ignored. */
+      livemode: stripeKeyMode(e.STRIPE_SECRET_KEY),
+      /** Our own account; events that name another (Connect) account are ignored. */
+      accountId: e.STRIPE_ACCOUNT_ID ?? null,
+    },
+    api: {
+      /** Points per minute for authenticated calls (server/limits/budgets.ts); 0 turns a budget off. */
+      budgets: { accountPerMinute: e.RATE_LIMIT_ACCOUNT_PER_MINUTE, apiKeyPerMinute: e.RATE_LIMIT_API_KEY_PER_MINUTE },
     },
     ingress,
     auth: {

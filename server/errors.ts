@@ -22,6 +22,8 @@ const APP_ERRORS = {
   // Identity and permission
   UNAUTHENTICATED: "UNAUTHORIZED",
   FORBIDDEN: "FORBIDDEN",
+  /** A cookie-authenticated mutation without a same-origin `Origin` and a JSON body (CSRF defence). */
+  CROSS_SITE_REQUEST: "FORBIDDEN",
   INSUFFICIENT_SCOPE: "FORBIDDEN",
   ACCOUNT_SUSPENDED: "FORBIDDEN",
   EMAIL_NOT_VERIFIED: "FORBIDDEN",
@@ -63,6 +65,7 @@ const APP_ERRORS = {
 
   // Platform
   DEPENDENCY_UNAVAILABLE: "SERVICE_UNAVAILABLE",
+  DEADLINE_EXCEEDED: "GATEWAY_TIMEOUT",
   INTERNAL: "INTERNAL_SERVER_ERROR",
 } as const satisfies Record<string, TRPC_ERROR_CODE_KEY>;
 
@@ -129,12 +132,18 @@ export interface ValidationIssue {
   message: string;
 }
 
-export function validationIssues(cause: unknown): ValidationIssue[] | undefined {
+/**
+ * The issues of a validation failure for the answer: at most `max` of them
+ * (a hostile body can produce tens of thousands), with how many were left out.
+ */
+export function validationIssues(cause: unknown, max: number): { issues: ValidationIssue[]; omitted: number } | undefined {
   if (!hasIssues(cause)) return undefined;
-  return cause.issues.map((issue) => ({
+  const shown = cause.issues.slice(0, max).map((issue) => ({
     path: (issue.path ?? []).map((seg) => (typeof seg === "object" && seg !== null && "key" in seg ? String(seg.key) : String(seg))).join("."),
-    message: issue.message,
+    // A strict object's refusal of a stray key reads "Invalid key: Expected never but received …"; the path names the key.
+    message: (issue as { type?: unknown; expected?: unknown }).type === "strict_object" && (issue as { expected?: unknown }).expected === "never" ? "is not a known field" : issue.message,
   }));
+  return { issues: shown, omitted: cause.issues.length - shown.length };
 }
 
 function hasIssues(cause: unknown): cause is { issues: Array<{ message: string; path?: ReadonlyArray<unknown> }> } {

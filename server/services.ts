@@ -11,7 +11,8 @@ import type { Config } from "./config";
 import { createIngress, type Ingress } from "./ingress/service";
 import { createLogger, type Logger } from "./log";
 import { createMailTransport, type MailTransport } from "./mail/transport";
-import { connectRedis, type Redis } from "./redis";
+import { createLimiters, type Limiters } from "./limits/limiters";
+import { checkEvictionPolicy, connectRedis, type Redis } from "./redis";
 
 /**
  * Everything a process talks to, opened once and passed down explicitly
@@ -23,6 +24,8 @@ export type Services = {
   database: DatabaseHandle;
   db: Database;
   redis: Redis;
+  /** Rate limits and request budgets (server/limits). */
+  limits: Limiters;
   queues: Queues;
   docker: Docker;
   /** Docker clients for the compute hosts, by endpoint. */
@@ -48,8 +51,16 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
   }
   let redis: Redis;
   try {
-    redis = await connectRedis(config.redis.url, "command");
+    redis = await connectRedis(config.redis.url, "command", { commandTimeoutMs: config.redis.commandTimeoutMs });
   } catch (error) {
+    await database.close();
+    throw error;
+  }
+  try {
+    const { policy } = await checkEvictionPolicy(redis, config.redis.url);
+    if (!policy) log.warn("could not read Redis's maxmemory-policy (CONFIG disabled?): make sure it is noeviction, or queued jobs may be evicted");
+  } catch (error) {
+    redis.disconnect();
     await database.close();
     throw error;
   }
@@ -65,6 +76,7 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
     database,
     db: database.db,
     redis,
+    limits: createLimiters(redis, config),
     queues,
     docker,
     engines: createEngines(config),

@@ -1,7 +1,10 @@
 import { initTRPC } from "@trpc/server";
-import type { AuthenticatedActor, Actor, Scope } from "./auth/actor";
+import { anonymous, type AuthenticatedActor, type Actor, type Scope } from "./auth/actor";
+import { cookieMutationProblem } from "./auth/csrf";
 import { resolveActor } from "./auth/resolve";
 import { AppError, appCodeForTrpcError, validationIssues } from "./errors";
+import { MAX_REPORTED_ISSUES, rawInputProblem } from "./input";
+import { budgetExceeded, chargeCaller, DEFAULT_COST, type Charge } from "./limits/budgets";
 import type { Services } from "./services";
 
 export type RequestInfo = { requestId: string; ip: string | null; userAgent: string | null };
@@ -12,18 +15,53 @@ export type Context = Services & {
   request: RequestInfo;
   /** Headers to add to the HTTP response (cookies). Procedures append, never set. */
   resHeaders: Headers;
+  /** The HTTP request's headers; absent for in-process callers. */
+  headers?: Headers;
+  /**
+   * Why the caller could not be identified (the credential lookup failed).
+   * Every procedure then fails with it: raised here rather than from
+   * createContext, the answer carries the request id like any other.
+   */
+  contextError?: unknown;
+  /** This HTTP request's charge against the caller's budgets (absent for in-process callers). */
+  budget?: Charge;
 };
 
 /** Per-procedure declarations read by the builders. */
 export type Meta = {
   /** The API-key scope this procedure needs. Without one, API keys are refused. */
   scope?: Scope;
+  /** Points a call spends from the caller's budgets (default 1); Docker- and provider-backed work costs more. */
+  cost?: number;
+  /**
+   * The call records work for a worker and enqueues its job: refused with 503
+   * at once while the queue's Redis connection is down, before anything is
+   * written (stack-pitfalls B-9). An enqueue lost after the check is recovered
+   * by the sweep that re-enqueues recorded work.
+   */
+  enqueues?: boolean;
 };
 
-export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo }): Promise<Context> {
-  const { actor, setCookie } = await resolveActor(services, input.headers);
-  if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
-  return { ...services, actor, request: input.request, resHeaders: input.resHeaders };
+/** What a call costs, from its procedure's meta (an unknown procedure costs the default). */
+export function costOf(meta: Meta | undefined): number {
+  return meta?.cost ?? DEFAULT_COST;
+}
+
+/**
+ * The context of one HTTP request: who is calling, and the request's charge
+ * against their budgets (`cost`, the sum over the calls of a batch: one Redis
+ * round trip per request, server/limits/budgets.ts).
+ */
+export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo; cost: number }): Promise<Context> {
+  const base = { ...services, request: input.request, resHeaders: input.resHeaders, headers: input.headers };
+  try {
+    const { actor, setCookie } = await resolveActor(services, input.headers);
+    if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
+    const spender = actor.kind === "user" || actor.kind === "apiKey" ? { userId: actor.user.id, apiKeyId: actor.kind === "apiKey" ? actor.apiKeyId : null } : null;
+    return { ...base, actor, budget: await chargeCaller(services.limits, spender, input.cost) };
+  } catch (error) {
+    return { ...base, actor: anonymous, contextError: error };
+  }
 }
 
 const t = initTRPC
@@ -34,6 +72,7 @@ const t = initTRPC
     isDev: false,
     errorFormatter({ shape, error, ctx }) {
       const appCode = appCodeForTrpcError(error);
+      const validation = validationIssues(error.cause, MAX_REPORTED_ISSUES);
       return {
         message: appCode === "INTERNAL" ? "Internal server error" : error.message,
         code: shape.code,
@@ -43,7 +82,8 @@ const t = initTRPC
           path: shape.data.path,
           appCode,
           requestId: ctx?.request.requestId ?? null,
-          issues: validationIssues(error.cause),
+          issues: validation?.issues,
+          issuesOmitted: validation?.omitted || undefined,
           details: error instanceof AppError ? error.details : undefined,
         },
       };
@@ -65,18 +105,45 @@ const dependencyErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(dependencyErrors);
+/** The credential lookup failed in createContext: fail every call with it (mapped by dependencyErrors). */
+const identifiedCaller = t.middleware(({ ctx, next }) => {
+  if (ctx.contextError !== undefined) throw ctx.contextError;
+  return next();
+});
+
+/**
+ * Rules on the raw input, for every procedure whatever its schema: no NUL
+ * byte in any string or key (PostgreSQL refuses it in text), bounded nesting.
+ */
+const rawInputRules = t.middleware(async ({ getRawInput, next }) => {
+  const problem = rawInputProblem(await getRawInput());
+  if (problem) {
+    throw new AppError("VALIDATION_FAILED", `Invalid input: ${problem.path || "the input"} ${problem.message}`, {
+      cause: { issues: [{ path: problem.path ? problem.path.split(".") : [], message: problem.message }] },
+    });
+  }
+  return next();
+});
+
+export const publicProcedure = t.procedure.use(dependencyErrors).use(identifiedCaller).use(rawInputRules);
 
 /** A signed-in user or API key whose account is not suspended (and whose key holds the scope). */
-export const authedProcedure = publicProcedure.use(({ ctx, meta, next }) => {
+export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) => {
   const actor = ctx.actor;
   if (actor.kind !== "user" && actor.kind !== "apiKey") throw new AppError("UNAUTHENTICATED", "Authentication required");
+  if (ctx.budget && !ctx.budget.ok) throw budgetExceeded(ctx.budget);
+  if (actor.kind === "user" && actor.via === "cookie" && type === "mutation" && ctx.headers) {
+    const problem = cookieMutationProblem(ctx.headers, ctx.config);
+    if (problem) throw new AppError("CROSS_SITE_REQUEST", problem);
+  }
   if (actor.user.status === "suspended") throw new AppError("ACCOUNT_SUSPENDED", "This account is suspended");
   if (actor.kind === "apiKey" && (!meta?.scope || !actor.scopes.includes(meta.scope))) {
     throw new AppError("INSUFFICIENT_SCOPE", meta?.scope ? `This API key lacks the ${meta.scope} scope` : "This procedure cannot be called with an API key", {
       details: { requiredScope: meta?.scope ?? null },
     });
   }
+  // The connection's own state: no round trip, and no waiting for a reconnect.
+  if (meta?.enqueues && ctx.redis.status !== "ready") throw new AppError("DEPENDENCY_UNAVAILABLE", "The job queue is unavailable; nothing was changed, retry shortly");
   return next({ ctx: { actor: actor as AuthenticatedActor, user: actor.user } });
 });
 

@@ -116,6 +116,8 @@ export function createQueues(connection: Redis, redisPrefix: string) {
     let q = queues.get(name);
     if (!q) {
       q = new Queue(name, { connection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+      // Connection errors reach callers as failed commands (503) and readiness; unheard, BullMQ prints each one.
+      q.on("error", () => {});
       queues.set(name, q);
     }
     return q;

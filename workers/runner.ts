@@ -10,7 +10,8 @@ export type WorkerRunner = { workers: Worker[]; close(): Promise<void> };
  * Starts one BullMQ worker per processor on a dedicated blocking connection and
  * keeps their schedules. `close` stops taking jobs, lets the running ones
  * finish (bounded by SHUTDOWN_TIMEOUT_MS: BullMQ's close has no timeout of its
- * own, stack-pitfalls B-2), then closes the connection.
+ * own, stack-pitfalls B-2), then closes the connection; jobs still running
+ * then are left to another worker (every job is idempotent).
  */
 export async function startWorkers(services: Services, processors: AnyProcessor[]): Promise<WorkerRunner> {
   const { config, log } = services;
@@ -28,6 +29,10 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
       connection,
       prefix: services.queues.prefix,
       concurrency: (typeof processor.concurrency === "function" ? processor.concurrency(config) : processor.concurrency) ?? config.workers.concurrency,
+      // A worker that dies (kill -9, a lost machine) stops renewing its jobs' locks; another worker's stalled
+      // check moves them back to waiting once the lock has expired (every job is idempotent, so a rerun is safe).
+      lockDuration: config.workers.lockMs,
+      stalledInterval: config.workers.lockMs,
     });
     worker.on("failed", (job, error) => {
       log.warn("job failed", { queue: processor.queue, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, error: serializeError(error) });
@@ -56,8 +61,9 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
         new Promise<boolean>((resolve) => setTimeout(() => resolve(true), config.workers.shutdownTimeoutMs).unref()),
       ]);
       if (timedOut) {
-        log.warn("workers did not finish in time; forcing close", { timeoutMs: config.workers.shutdownTimeoutMs });
-        await Promise.all(workers.map((worker) => worker.close(true)));
+        // BullMQ's close(true) after close() returns the same promise, which waits for the jobs: do not wait on it.
+        // The jobs in hand are abandoned with their locks; another worker runs them again after WORKER_LOCK_MS.
+        log.warn("workers did not finish in time; abandoning the jobs in hand to another worker", { timeoutMs: config.workers.shutdownTimeoutMs });
       }
       connection.disconnect();
       log.info("workers stopped");

@@ -62,7 +62,12 @@ export const usageRecords = pgTable(
   (t) => [primaryKey({ columns: [t.instanceId, t.hour] }), index("usage_records_user_hour_idx").on(t.userId, t.hour), index("usage_records_hour_idx").on(t.hour)],
 );
 
-export const invoiceStatus = pgEnum("invoice_status", ["draft", "open", "paid", "void", "uncollectible"]);
+/**
+ * `carried_forward`: finalized and numbered, but its total is below the
+ * payment provider's minimum charge, so it is not payable; the next invoice
+ * of the customer brings the amount in (README, "Minimum charge").
+ */
+export const invoiceStatus = pgEnum("invoice_status", ["draft", "open", "paid", "void", "uncollectible", "carried_forward"]);
 
 /**
  * One invoice per customer per period (a calendar month, UTC): the unique
@@ -91,6 +96,10 @@ export const invoices = pgTable(
     totalMinor: bigint("total_minor", { mode: "number" }).notNull(),
     amountPaidMinor: bigint("amount_paid_minor", { mode: "number" }).notNull().default(0),
     amountRefundedMinor: bigint("amount_refunded_minor", { mode: "number" }).notNull().default(0),
+    /** Totals of earlier carried-forward invoices brought into this one (after tax: they were taxed already). */
+    carriedInMinor: bigint("carried_in_minor", { mode: "number" }).notNull().default(0),
+    /** For a carried-forward invoice: the invoice that brought its total in (null while it waits for one). */
+    carriedIntoInvoiceId: uuid("carried_into_invoice_id"),
     createdAt: createdAt(),
     finalizedAt: timestamptz("finalized_at"),
     paidAt: timestamptz("paid_at"),
@@ -102,12 +111,15 @@ export const invoices = pgTable(
     uniqueIndex("invoices_number_key").on(t.number),
     index("invoices_user_created_idx").on(t.userId, t.createdAt, t.id),
     index("invoices_period_status_idx").on(t.period, t.status),
-    check("invoices_amounts", sql`${t.totalMinor} >= 0 and ${t.taxMinor} >= 0 and ${t.amountPaidMinor} >= 0 and ${t.amountRefundedMinor} >= 0`),
+    check(
+      "invoices_amounts",
+      sql`${t.totalMinor} >= 0 and ${t.taxMinor} >= 0 and ${t.amountPaidMinor} >= 0 and ${t.amountRefundedMinor} >= 0 and ${t.carriedInMinor} >= 0`,
+    ),
     check("invoices_numbered", sql`(${t.status} = 'draft') = (${t.number} is null)`),
   ],
 );
 
-export const invoiceLineKind = pgEnum("invoice_line_kind", ["compute", "egress", "discount", "credit"]);
+export const invoiceLineKind = pgEnum("invoice_line_kind", ["compute", "egress", "discount", "credit", "carried_forward"]);
 
 /** Line items: charges are positive, discounts and credits negative. */
 export const invoiceLines = pgTable(
@@ -161,6 +173,13 @@ export const payments = pgTable(
     amountRefundedMinor: bigint("amount_refunded_minor", { mode: "number" }).notNull().default(0),
     currency: text("currency").notNull(),
     failureMessage: text("failure_message"),
+    /**
+     * Set when the provider reported something that does not match this
+     * payment (another amount or currency): the invoice is not marked paid
+     * and an admin looks at it (admin.billing.paymentsForReview).
+     */
+    reviewReason: text("review_reason"),
+    reviewFlaggedAt: timestamptz("review_flagged_at"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -170,6 +189,7 @@ export const payments = pgTable(
     index("payments_invoice_idx").on(t.invoiceId),
     // At most one attempt in flight per invoice.
     uniqueIndex("payments_one_pending_key").on(t.invoiceId).where(sql`${t.status} = 'pending'`),
+    index("payments_review_idx").on(t.reviewFlaggedAt).where(sql`${t.reviewFlaggedAt} is not null`),
   ],
 );
 
@@ -197,7 +217,12 @@ export const stripeEvents = pgTable("stripe_events", {
   /** When Stripe created the event. */
   createdAt: timestamptz("created_at").notNull(),
   receivedAt: timestamptz("received_at").notNull().defaultNow(),
-  /** What applying it did: `applied`, `ignored` (already further along), `unmatched`, `unhandled`. */
+  /**
+   * What applying it did: `applied`, `ignored` (already further along),
+   * `unmatched`, `unhandled`, `wrong_mode` (live event for a test key or the
+   * reverse), `foreign_account` (a connected account's event), `flagged` (the
+   * amount or currency differs from the payment's: held for review).
+   */
   outcome: text("outcome").notNull(),
   paymentId: uuid("payment_id").references(() => payments.id),
 });

@@ -96,6 +96,10 @@ export function queueBoardRoutes(services: Services, requestInfo: (c: Context<Ap
       const path = c.req.path.slice(QUEUE_BOARD_PATH.length);
       let change: Change | null = null;
       if (method !== "GET" && method !== "HEAD") {
+        // As for tRPC mutations (server/auth/csrf.ts): a change made with the cookie must say where it comes from.
+        if (resolved.actor.kind === "user" && resolved.actor.via === "cookie" && !c.req.header("origin")) {
+          throw new AppError("CROSS_SITE_REQUEST", "A change authenticated by the session cookie needs an Origin header");
+        }
         if (role !== "admin") throw new AppError("FORBIDDEN", "The queue dashboard is read-only for operators");
         change = allowedChange(method, path);
         if (!change) throw new AppError("FORBIDDEN", "This dashboard action is disabled: it would bypass the queue contract", { details: { method, path } });

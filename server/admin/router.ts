@@ -1,5 +1,6 @@
 import * as v from "valibot";
 import { runInvoicing } from "../billing/invoicing";
+import { paymentsForReview } from "../billing/payments";
 import { INSTANCE_STATES, PRIORITIES } from "../compute/states";
 import { adminProcedure, operatorProcedure, router, type RequestInfo } from "../trpc";
 import type { AuthenticatedActor } from "../auth/actor";
@@ -34,7 +35,7 @@ const reason = v.pipe(
 );
 
 const usersListInput = v.optional(
-  v.object({
+  v.strictObject({
     query: v.optional(v.pipe(v.string(), v.maxLength(200))),
     role: v.optional(v.picklist(userRole.enumValues as readonly UserRole[])),
     status: v.optional(v.picklist(userStatus.enumValues as readonly UserStatus[])),
@@ -46,7 +47,7 @@ const usersListInput = v.optional(
 
 const auditListInput = v.optional(
   v.pipe(
-    v.object({
+    v.strictObject({
       actorId: v.optional(uuid),
       action: v.optional(v.pipe(v.string(), v.maxLength(100), v.regex(/^[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?$/, "an action such as admin.user.suspended, or a prefix such as admin.*"))),
       targetType: v.optional(v.pipe(v.string(), v.maxLength(50))),
@@ -62,7 +63,7 @@ const auditListInput = v.optional(
 );
 
 const instancesListInput = v.optional(
-  v.object({
+  v.strictObject({
     state: v.optional(v.picklist(INSTANCE_STATES)),
     userId: v.optional(uuid),
     hostId: v.optional(uuid),
@@ -78,25 +79,25 @@ const caller = (ctx: { actor: AuthenticatedActor; request: RequestInfo }) => ({ 
 export const adminRouter = router({
   users: router({
     list: read.input(usersListInput).query(({ ctx, input }) => listUsers(ctx.db, input)),
-    get: read.input(v.object({ id: uuid })).query(({ ctx, input }) => getUser(ctx.db, input.id)),
+    get: read.input(v.strictObject({ id: uuid })).query(({ ctx, input }) => getUser(ctx.db, input.id)),
     /** Suspend (sessions end, instances stop) or reactivate (nothing restarts). */
     setStatus: write
-      .input(v.object({ id: uuid, status: v.picklist(["active", "suspended"] as const), reason }))
+      .input(v.strictObject({ id: uuid, status: v.picklist(["active", "suspended"] as const), reason }))
       .mutation(({ ctx, input }) => setUserStatus(ctx, caller(ctx), input)),
     /** Applies from the user's next request. */
     setRole: write
-      .input(v.object({ id: uuid, role: v.picklist(userRole.enumValues as readonly UserRole[]), reason: v.optional(reason) }))
+      .input(v.strictObject({ id: uuid, role: v.picklist(userRole.enumValues as readonly UserRole[]), reason: v.optional(reason) }))
       .mutation(({ ctx, input }) => setUserRole(ctx, caller(ctx), input)),
   }),
   audit: router({
     list: read.input(auditListInput).query(({ ctx, input }) => listAudit(ctx.db, input)),
   }),
   stats: router({
-    overview: read.query(({ ctx }) => statsOverview(ctx)),
+    overview: read.meta({ cost: 10 }).query(({ ctx }) => statsOverview(ctx)),
   }),
   instances: router({
     list: read.input(instancesListInput).query(({ ctx, input }) => listAllInstances(ctx, input)),
-    forceStop: write.input(v.object({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
+    forceStop: write.meta({ enqueues: true }).input(v.strictObject({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
   }),
   hosts: router({
     list: read.query(({ ctx }) => listHosts(ctx.db)),
@@ -106,8 +107,13 @@ export const adminRouter = router({
   }),
   billing: router({
     /** Invoices a month that has ended; a rerun creates nothing. */
+    /** Payments the provider reported other money for (amount, currency): not applied, waiting for a person. */
+    paymentsForReview: read
+      .input(v.optional(v.strictObject({ limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(200)), 50) }), {}))
+      .query(({ ctx, input }) => paymentsForReview(ctx.db, { limit: input.limit })),
     runInvoicing: write
-      .input(v.object({ period: v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, "a month written YYYY-MM")) }))
+      .meta({ cost: 50 })
+      .input(v.strictObject({ period: v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, "a month written YYYY-MM")) }))
       .mutation(({ ctx, input }) => runInvoicing(ctx, { period: input.period, actor: ctx.actor, request: ctx.request })),
   }),
 });

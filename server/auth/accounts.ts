@@ -18,7 +18,7 @@ import type { SessionUser } from "./session";
  * attribution and limits) second, so routers, workers and scripts share them.
  */
 
-export type AuthDeps = Pick<Services, "db" | "redis" | "config" | "queues" | "sessions" | "log">;
+export type AuthDeps = Pick<Services, "db" | "redis" | "limits" | "config" | "queues" | "sessions" | "log">;
 export type Caller = { actor: Actor; request: RequestInfo | null };
 export type SessionCaller = { actor: Extract<Actor, { kind: "user" }>; request: RequestInfo | null };
 export type AccountCaller = { actor: Extract<Actor, { kind: "user" | "apiKey" }>; request: RequestInfo | null };
@@ -49,9 +49,9 @@ export async function dispatchCommitted(deps: Pick<Services, "queues" | "log">, 
  */
 export async function register(deps: AuthDeps, caller: Caller, input: { email: string; password: string; name: string }) {
   const { config } = deps;
-  await hitLimit(deps, "register", ipKey(caller.request?.ip ?? null), config.auth.limits.registerPerIp);
+  await hitLimit(deps, "register", ipKey(caller.request?.ip ?? null));
   assertStrongPassword(input.password, input);
-  await hitLimit(deps, "mail", accountKey(deps, input.email), config.auth.limits.mailPerAccount);
+  await hitLimit(deps, "mail", accountKey(deps, input.email));
   // Hash before looking anything up: both outcomes spend the same time.
   const passwordHash = await hashPassword(input.password, config.auth.passwordHash);
 
@@ -97,7 +97,7 @@ export async function resendVerification(deps: AuthDeps, caller: SessionCaller) 
   const { config } = deps;
   const user = caller.actor.user;
   if (user.status !== "unverified") return { sent: false, reason: "already_verified" as const };
-  await hitLimit(deps, "mail", accountKey(deps, user.email), config.auth.limits.mailPerAccount);
+  await hitLimit(deps, "mail", accountKey(deps, user.email));
   const messageId = await deps.db.transaction(async (tx) => {
     const { token, expiresAt } = await issueEmailToken(tx, config.secret, user.id, "verify_email", config.auth.verifyTokenTtlMs);
     await recordAudit(tx, caller, { action: "auth.email.verification_sent", targetType: "user", targetId: user.id });

@@ -87,6 +87,28 @@ export async function revokeApiKey(db: Database, caller: SessionCaller, id: stri
 }
 
 const requestOf = (caller: SessionCaller) => ({ ip: caller.request?.ip ?? null, userAgent: caller.request?.userAgent ?? null });
+/**
+ * Revokes every live key of the user (a password reset or change: whoever
+ * knew the old password may have minted keys). Part of the caller's
+ * transaction; returns how many were revoked.
+ */
+export async function revokeAllApiKeys(tx: Database, userId: string): Promise<number> {
+  const revoked = await tx
+    .update(apiKeys)
+    .set({ revokedAt: new Date() })
+    .where(and(eq(apiKeys.userId, userId), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  return revoked.length;
+}
+
+/** How many live keys the user has (the password-change notice says they still work). */
+export async function countLiveApiKeys(tx: Database, userId: string): Promise<number> {
+  const [row] = await tx
+    .select({ n: count() })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.userId, userId), isNull(apiKeys.revokedAt)));
+  return row?.n ?? 0;
+}
 
 export function looksLikeApiKey(credential: string): boolean {
   return credential.startsWith(API_KEY_PREFIX);

@@ -15,7 +15,7 @@ import { accountKey, beginPasswordAttempt, clearPasswordFailures, hitLimit, ipKe
 export async function login(deps: AuthDeps, caller: Caller, input: { email: string; password: string }) {
   const { config, db } = deps;
   const request = caller.request;
-  await hitLimit(deps, "login", ipKey(request?.ip ?? null), config.auth.limits.loginPerIp);
+  await hitLimit(deps, "login", ipKey(request?.ip ?? null));
 
   const account = accountKey(deps, input.email);
   const attempt = await beginPasswordAttempt(deps, account);
@@ -23,10 +23,7 @@ export async function login(deps: AuthDeps, caller: Caller, input: { email: stri
   const target = user ? { targetType: "user", targetId: user.id } : {};
 
   if ("locked" in attempt) {
-    await db.transaction(async (tx) => {
-      if (attempt.lockedNow) await recordAudit(tx, caller, { action: "auth.account.locked", ...target, metadata: { email: input.email } });
-      await recordAudit(tx, caller, { action: "auth.login.refused", reason: "locked", ...target, metadata: { email: input.email } });
-    });
+    await recordAudit(db, caller, { action: "auth.login.refused", reason: "locked", ...target, metadata: { email: input.email } });
     throw lockedError(attempt.retryAfterSeconds);
   }
 

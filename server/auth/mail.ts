@@ -56,7 +56,16 @@ export function passwordResetMail(config: Config, to: string, token: string, exp
   };
 }
 
-export function passwordChangedMail(config: Config, to: string, how: "changed" | "reset"): NewMail {
+/** `apiKeys`: how many keys the change revoked, or how many still work when the owner kept them. */
+export function passwordChangedMail(config: Config, to: string, how: "changed" | "reset", apiKeys: { revoked: number } | { kept: number }): NewMail {
+  const keys =
+    "revoked" in apiKeys
+      ? apiKeys.revoked > 0
+        ? `${apiKeys.revoked} API ${apiKeys.revoked === 1 ? "key was" : "keys were"} revoked with it: create new ones for your scripts and integrations.\n\n`
+        : ""
+      : apiKeys.kept > 0
+        ? `Your ${apiKeys.kept} API ${apiKeys.kept === 1 ? "key still works" : "keys still work"}, as you asked: revoke ${apiKeys.kept === 1 ? "it" : "any"} in the console if ${apiKeys.kept === 1 ? "it" : "one"} may have leaked.\n\n`
+        : "";
   return {
     to,
     kind: "auth.password_changed",
@@ -64,6 +73,7 @@ export function passwordChangedMail(config: Config, to: string, how: "changed" |
     text:
       `The password of your Sahary Cloud account was ${how === "reset" ? "reset with an emailed link" : "changed"}, ` +
       `and ${how === "reset" ? "every session was" : "your other sessions were"} signed out.\n\n` +
+      keys +
       `If this was not you, reset your password at once at ${config.publicUrl.replace(/\/+$/, "")}/forgot-password and contact support.\n${SIGNATURE}`,
   };
 }

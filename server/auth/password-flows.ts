@@ -5,6 +5,7 @@ import { AppError } from "../errors";
 import { recordEvent } from "../events/outbox";
 import { queueMail } from "../mail/outbox";
 import { dispatchCommitted, type AuthDeps, type Caller, type SessionCaller } from "./accounts";
+import { countLiveApiKeys, revokeAllApiKeys } from "./api-keys";
 import { findEmailToken, issueEmailToken, retireEmailTokens } from "./email-tokens";
 import { passwordChangedMail, passwordResetMail } from "./mail";
 import { assertStrongPassword, hashPassword, verifyPassword } from "./password";
@@ -13,7 +14,10 @@ import { accountKey, beginPasswordAttempt, clearPasswordFailures, hitLimit, ipKe
 /**
  * Changing a password (knowing the current one) and resetting it (proving
  * the mailbox). Both end other sessions, retire outstanding reset links and
- * tell the owner by mail.
+ * tell the owner by mail. Both revoke the account's API keys — whoever knew
+ * the old password may have minted some — except that a change may keep them
+ * on request (`keepApiKeys`: a routine rotation need not break automation);
+ * a reset always revokes them (README, "API keys and passwords").
  */
 
 /**
@@ -23,7 +27,7 @@ import { accountKey, beginPasswordAttempt, clearPasswordFailures, hitLimit, ipKe
  */
 export const RESET_REQUEST_MIN_MS = 250;
 
-export async function changePassword(deps: AuthDeps, caller: SessionCaller, input: { currentPassword: string; newPassword: string }) {
+export async function changePassword(deps: AuthDeps, caller: SessionCaller, input: { currentPassword: string; newPassword: string; keepApiKeys?: boolean | undefined }) {
   const { config, db } = deps;
   const me = caller.actor.user;
   assertStrongPassword(input.newPassword, me, input.newPassword === input.currentPassword ? ["same_as_current"] : []);
@@ -32,7 +36,6 @@ export async function changePassword(deps: AuthDeps, caller: SessionCaller, inpu
   const account = accountKey(deps, me.email);
   const attempt = await beginPasswordAttempt(deps, account);
   if ("locked" in attempt) {
-    if (attempt.lockedNow) await recordAudit(db, caller, { action: "auth.account.locked", targetType: "user", targetId: me.id });
     throw lockedError(attempt.retryAfterSeconds);
   }
   const [row] = await db.select({ passwordHash: users.passwordHash }).from(users).where(eq(users.id, me.id));
@@ -47,16 +50,18 @@ export async function changePassword(deps: AuthDeps, caller: SessionCaller, inpu
   await clearPasswordFailures(deps, account);
 
   const passwordHash = await hashPassword(input.newPassword, config.auth.passwordHash);
-  const { sessionsEnded, messageId } = await db.transaction(async (tx) => {
+  const { sessionsEnded, apiKeysRevoked, messageId } = await db.transaction(async (tx) => {
     await tx.update(users).set({ passwordHash }).where(eq(users.id, me.id));
     const ended = await deps.sessions.invalidateAll(me.id, { keep: caller.actor.sessionId, tx });
     await retireEmailTokens(tx, me.id, "reset_password");
-    await recordAudit(tx, caller, { action: "auth.password.changed", targetType: "user", targetId: me.id, metadata: { sessionsEnded: ended } });
+    const revoked = input.keepApiKeys ? 0 : await revokeAllApiKeys(tx, me.id);
+    const keys = input.keepApiKeys ? { kept: await countLiveApiKeys(tx, me.id) } : { revoked };
+    await recordAudit(tx, caller, { action: "auth.password.changed", targetType: "user", targetId: me.id, metadata: { sessionsEnded: ended, apiKeysRevoked: revoked } });
     await recordEvent(tx, { type: "account.security", userId: me.id, data: { kind: "password_changed", ip: caller.request?.ip ?? null, userAgent: caller.request?.userAgent ?? null } });
-    return { sessionsEnded: ended, messageId: await queueMail(tx, passwordChangedMail(config, me.email, "changed")) };
+    return { sessionsEnded: ended, apiKeysRevoked: revoked, messageId: await queueMail(tx, passwordChangedMail(config, me.email, "changed", keys)) };
   });
   await dispatchCommitted(deps, messageId);
-  return { sessionsEnded };
+  return { sessionsEnded, apiKeysRevoked };
 }
 
 /**
@@ -66,8 +71,8 @@ export async function changePassword(deps: AuthDeps, caller: SessionCaller, inpu
 export async function requestPasswordReset(deps: AuthDeps, caller: Caller, input: { email: string }) {
   const started = performance.now();
   const { config, db } = deps;
-  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null), config.auth.limits.resetPerIp);
-  await hitLimit(deps, "mail", accountKey(deps, input.email), config.auth.limits.mailPerAccount);
+  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null));
+  await hitLimit(deps, "mail", accountKey(deps, input.email));
 
   const [user] = await db.select({ id: users.id, email: users.email }).from(users).where(eq(users.email, input.email));
   if (user) {
@@ -93,7 +98,7 @@ export async function requestPasswordReset(deps: AuthDeps, caller: Caller, input
  */
 export async function resetPassword(deps: AuthDeps, caller: Caller, input: { token: string; password: string }) {
   const { config, db } = deps;
-  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null), config.auth.limits.resetPerIp);
+  await hitLimit(deps, "reset", ipKey(caller.request?.ip ?? null));
 
   // Check the token and the password before the slow hash; consume it only after.
   const peeked = await findEmailToken(db, config.secret, "reset_password", input.token, { consume: false });
@@ -102,7 +107,7 @@ export async function resetPassword(deps: AuthDeps, caller: Caller, input: { tok
   assertStrongPassword(input.password, owner);
   const passwordHash = await hashPassword(input.password, config.auth.passwordHash);
 
-  const { sessionsEnded, messageId } = await db.transaction(async (tx) => {
+  const { sessionsEnded, apiKeysRevoked, messageId } = await db.transaction(async (tx) => {
     const token = await findEmailToken(tx, config.secret, "reset_password", input.token, { consume: true });
     const verified = owner.status === "unverified" ? { status: "active" as const, emailVerifiedAt: owner.emailVerifiedAt ?? new Date() } : {};
     await tx
@@ -111,11 +116,12 @@ export async function resetPassword(deps: AuthDeps, caller: Caller, input: { tok
       .where(eq(users.id, token.userId));
     await retireEmailTokens(tx, token.userId, "reset_password");
     const ended = await deps.sessions.invalidateAll(token.userId, { tx });
-    await recordAudit(tx, caller, { action: "auth.password_reset.completed", targetType: "user", targetId: token.userId, metadata: { sessionsEnded: ended } });
+    const revoked = await revokeAllApiKeys(tx, token.userId);
+    await recordAudit(tx, caller, { action: "auth.password_reset.completed", targetType: "user", targetId: token.userId, metadata: { sessionsEnded: ended, apiKeysRevoked: revoked } });
     await recordEvent(tx, { type: "account.security", userId: token.userId, data: { kind: "password_reset", ip: caller.request?.ip ?? null, userAgent: caller.request?.userAgent ?? null } });
-    return { sessionsEnded: ended, messageId: await queueMail(tx, passwordChangedMail(config, owner.email, "reset")) };
+    return { sessionsEnded: ended, apiKeysRevoked: revoked, messageId: await queueMail(tx, passwordChangedMail(config, owner.email, "reset", { revoked })) };
   });
   await liftLock(deps, accountKey(deps, owner.email));
   await dispatchCommitted(deps, messageId);
-  return { sessionsEnded };
+  return { sessionsEnded, apiKeysRevoked };
 }

@@ -1,104 +1,79 @@
 import type { Services } from "../services";
 import { AppError } from "../errors";
+import { isRefusal, retryAfterSeconds, type AuthLimit } from "../limits/limiters";
 import { credentialMac } from "./tokens";
 
 /**
- * Redis-backed abuse protection for the auth flows, shared by every API
- * process. Keys live under `${REDIS_PREFIX}:auth:`; account keys carry an HMAC
+ * Abuse protection for the sign-in flows, on the shared limiters
+ * (server/limits/limiters.ts; they fail closed: without Redis these
+ * procedures answer 503 rather than run unchecked). Account keys are an HMAC
  * of the normalised email, never the address itself.
  *
- * Two mechanisms:
- * - fixed-window request limits (per IP, per account) -> RATE_LIMITED;
- * - a password-attempt counter per account: attempts are counted *before* the
- *   password is checked, so parallel guesses cannot exceed the allowance; the
- *   failure that exhausts it locks the account for LOGIN_LOCKOUT_MINUTES
- *   (ACCOUNT_LOCKED), a success clears it. Locking is keyed by email whether
- *   or not the account exists, so it reveals nothing.
+ * - fixed-window request limits per IP and per mailbox -> RATE_LIMITED;
+ * - password attempts per account: counted *before* the password is checked,
+ *   so parallel guesses cannot exceed the allowance; the failure that
+ *   exhausts it locks the account for LOGIN_LOCKOUT_MINUTES (ACCOUNT_LOCKED),
+ *   a success clears the count. Locking is keyed by email whether or not the
+ *   account exists, so it reveals nothing.
  */
 
-export type LimitDeps = Pick<Services, "redis" | "config">;
-
-/** The limited actions and their fixed windows. */
-export const WINDOWS_MS = {
-  login: 15 * 60_000,
-  register: 60 * 60_000,
-  reset: 60 * 60_000,
-  mail: 60 * 60_000,
-} as const;
-export type LimitBucket = keyof typeof WINDOWS_MS;
-
-const FIXED_WINDOW = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('PTTL', KEYS[1])}`;
-
-// KEYS: attempts, lock. ARGV: window ms, max attempts, lockout ms.
-// Returns {attempt, 0}, or {-1, ttl} when locked, or {-2, ttl} when this call locked it.
-const BEGIN_ATTEMPT = `
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl > 0 then return {-1, ttl} end
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-if n > tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  if redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX') then return {-2, tonumber(ARGV[3])} end
-  return {-1, redis.call('PTTL', KEYS[2])}
-end
-return {n, 0}`;
-
-// KEYS: attempts, lock. ARGV: attempt, max attempts, lockout ms. Returns 1 when this failure locked the account.
-const RECORD_FAILURE = `
-if tonumber(ARGV[1]) >= tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  if redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX') then return 1 end
-end
-return 0`;
-
-function key(deps: LimitDeps, ...parts: string[]): string {
-  return [deps.config.redis.prefix, "auth", ...parts].join(":");
-}
+export type LimitDeps = Pick<Services, "limits" | "config">;
 
 /** Account identities become opaque, fixed-length key parts. */
-export function accountKey(deps: LimitDeps, email: string): string {
+export function accountKey(deps: Pick<Services, "config">, email: string): string {
   return credentialMac(deps.config.secret, "rate_limit", email).slice(0, 32);
 }
 
-/** Counts one request against `bucket` for `who`; throws RATE_LIMITED beyond `limit` per window. */
-export async function hitLimit(deps: LimitDeps, bucket: LimitBucket, who: string, limit: number): Promise<void> {
-  const [count, ttl] = (await deps.redis.eval(FIXED_WINDOW, 1, key(deps, "rl", bucket, who), WINDOWS_MS[bucket])) as [number, number];
-  if (count > limit) {
-    const retryAfterSeconds = Math.max(1, Math.ceil(ttl / 1000));
-    throw new AppError("RATE_LIMITED", `Too many requests; retry in ${retryAfterSeconds} s`, { details: { retryAfterSeconds } });
+/** Counts one request against `limit` for `who`; throws RATE_LIMITED beyond its allowance. */
+export async function hitLimit(deps: LimitDeps, limit: AuthLimit, who: string): Promise<void> {
+  try {
+    await deps.limits.auth[limit].consume(who);
+  } catch (reason) {
+    if (!isRefusal(reason)) throw unavailable(reason);
+    const wait = retryAfterSeconds(reason);
+    throw new AppError("RATE_LIMITED", `Too many requests; retry in ${wait} s`, { details: { retryAfterSeconds: wait } });
   }
 }
 
 export const ipKey = (ip: string | null) => ip ?? "unknown";
 
-export type Attempt = { attempt: number } | { locked: true; lockedNow: boolean; retryAfterSeconds: number };
+export type Attempt = { attempt: number } | { locked: true; retryAfterSeconds: number };
 
 /** Counts a password attempt for the account before the password is checked. */
 export async function beginPasswordAttempt(deps: LimitDeps, account: string): Promise<Attempt> {
-  const { loginMaxFailures, lockoutMs } = deps.config.auth;
-  const [n, ttl] = (await deps.redis.eval(BEGIN_ATTEMPT, 2, key(deps, "attempts", account), key(deps, "lock", account), lockoutMs, loginMaxFailures, lockoutMs)) as [number, number];
-  if (n > 0) return { attempt: n };
-  return { locked: true, lockedNow: n === -2, retryAfterSeconds: Math.max(1, Math.ceil(ttl / 1000)) };
+  try {
+    const counted = await deps.limits.passwordAttempts.consume(account);
+    return { attempt: counted.consumedPoints };
+  } catch (reason) {
+    if (!isRefusal(reason)) throw unavailable(reason);
+    return { locked: true, retryAfterSeconds: retryAfterSeconds(reason) };
+  }
 }
 
-/** Records that attempt `attempt` failed; true when it exhausted the allowance and locked the account. */
+/**
+ * Records that attempt `attempt` failed; true when it was the last allowed
+ * one, which locks the account for the full lockout from now. Attempt numbers
+ * are unique (one atomic increment each), so exactly one failure locks.
+ */
 export async function recordPasswordFailure(deps: LimitDeps, account: string, attempt: number): Promise<boolean> {
-  const { loginMaxFailures, lockoutMs } = deps.config.auth;
-  const locked = await deps.redis.eval(RECORD_FAILURE, 2, key(deps, "attempts", account), key(deps, "lock", account), attempt, loginMaxFailures, lockoutMs);
-  return locked === 1;
+  if (attempt < deps.config.auth.loginMaxFailures) return false;
+  await deps.limits.passwordAttempts.block(account, Math.ceil(deps.config.auth.lockoutMs / 1000));
+  return true;
 }
 
-/** A correct password resets the count of failed attempts (not a lock in force). */
+/** A correct password resets the count of failed attempts (a lock in force refuses it before it is checked). */
 export async function clearPasswordFailures(deps: LimitDeps, account: string): Promise<void> {
-  await deps.redis.del(key(deps, "attempts", account));
+  await deps.limits.passwordAttempts.delete(account);
 }
 
 /** Proof of mailbox ownership (a password reset) lifts a lock. */
 export async function liftLock(deps: LimitDeps, account: string): Promise<void> {
-  await deps.redis.del(key(deps, "attempts", account), key(deps, "lock", account));
+  await deps.limits.passwordAttempts.delete(account);
+}
+
+/** These limits fail closed: without Redis the procedure answers 503 rather than run unchecked. */
+function unavailable(cause: unknown): AppError {
+  return new AppError("DEPENDENCY_UNAVAILABLE", "Sign-in protection is unavailable; retry shortly", { cause });
 }
 
 export function lockedError(retryAfterSeconds: number): AppError {

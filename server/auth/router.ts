@@ -47,7 +47,7 @@ const apiKeysRouter = router({
   /** Creates a key and returns it once. Requires a verified account and a session. */
   create: verifiedSessionProcedure
     .input(
-      v.object({
+      v.strictObject({
         name: displayName,
         scopes: v.pipe(
           v.array(v.picklist(SCOPES, `must be one of ${SCOPES.join(", ")}`)),
@@ -62,18 +62,18 @@ const apiKeysRouter = router({
   list: authedProcedure.meta({ scope: "account:read" }).query(({ ctx }) => listApiKeys(ctx.db, caller(ctx))),
 
   revoke: sessionProcedure
-    .input(v.object({ id: v.pipe(v.string(), v.uuid("must be an API key id")) }))
+    .input(v.strictObject({ id: v.pipe(v.string(), v.uuid("must be an API key id")) }))
     .mutation(({ ctx, input }) => revokeApiKey(ctx.db, caller(ctx), input.id)),
 });
 
 export const authRouter = router({
   /** Always answers alike, whether or not the address already has an account (README, "Auth"). */
   register: publicProcedure
-    .input(v.object({ email, password, name: displayName }))
+    .input(v.strictObject({ email, password, name: displayName }))
     .mutation(({ ctx, input }) => register(ctx, caller(ctx), input)),
 
   /** Sets the session cookie and returns the token for `Authorization: Bearer` clients. */
-  login: publicProcedure.input(v.object({ email, password })).mutation(async ({ ctx, input }) => {
+  login: publicProcedure.input(v.strictObject({ email, password })).mutation(async ({ ctx, input }) => {
     const { cookie, ...session } = await login(ctx, caller(ctx), input);
     ctx.resHeaders.append("Set-Cookie", cookie);
     return session;
@@ -90,21 +90,28 @@ export const authRouter = router({
   /** The signed-in user, as the platform sees them. */
   me: authedProcedure.meta({ scope: "account:read" }).query(({ ctx }) => publicUser(ctx.user)),
 
-  verifyEmail: publicProcedure.input(v.object({ token: emailToken })).mutation(({ ctx, input }) => verifyEmail(ctx, caller(ctx), input.token)),
+  verifyEmail: publicProcedure.input(v.strictObject({ token: emailToken })).mutation(({ ctx, input }) => verifyEmail(ctx, caller(ctx), input.token)),
 
   resendVerification: sessionProcedure.mutation(({ ctx }) => resendVerification(ctx, caller(ctx))),
 
-  requestPasswordReset: publicProcedure.input(v.object({ email })).mutation(({ ctx, input }) => requestPasswordReset(ctx, caller(ctx), input)),
+  requestPasswordReset: publicProcedure.input(v.strictObject({ email })).mutation(({ ctx, input }) => requestPasswordReset(ctx, caller(ctx), input)),
 
   resetPassword: publicProcedure
-    .input(v.object({ token: emailToken, password }))
+    .input(v.strictObject({ token: emailToken, password }))
     .mutation(({ ctx, input }) => resetPassword(ctx, caller(ctx), input)),
 
   changePassword: sessionProcedure
-    .input(v.object({ currentPassword: password, newPassword: password }))
+    .input(
+      v.strictObject({
+        currentPassword: password,
+        newPassword: password,
+        /** Keep the account's API keys working (by default a change revokes them, as a reset always does). */
+        keepApiKeys: v.optional(v.boolean()),
+      }),
+    )
     .mutation(({ ctx, input }) => changePassword(ctx, caller(ctx), input)),
 
-  updateProfile: sessionProcedure.input(v.object({ name: displayName })).mutation(({ ctx, input }) => updateProfile(ctx, caller(ctx), input)),
+  updateProfile: sessionProcedure.input(v.strictObject({ name: displayName })).mutation(({ ctx, input }) => updateProfile(ctx, caller(ctx), input)),
 
   apiKeys: apiKeysRouter,
 });

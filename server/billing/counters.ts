@@ -16,11 +16,18 @@ export type SampleTarget = { instanceId: string; containerId: string | null; end
 // A one-shot sample answers in about a second; an engine slower than this is treated as unavailable for this tick.
 const DOCKER_SAMPLE_TIMEOUT_MS = 5000;
 
+/** The container exists but is not running: its counters say nothing about the time since the last sample. */
+export class ContainerNotRunningError extends Error {
+  override name = "ContainerNotRunningError";
+}
+
 /**
  * Reads the counters of one container: from its cgroup v1 files when the
  * engine is on this machine and they are visible (microseconds, no engine
- * round trip), otherwise from the engine's one-shot stats (about a second).
- * Null when the container no longer exists.
+ * round trip; they exist only while it runs), otherwise from the engine's
+ * one-shot stats (about a second). Null when the container no longer exists;
+ * throws ContainerNotRunningError when it exists and is not running, and the
+ * engine's error when the engine cannot tell.
  */
 export async function sampleCounters(docker: Docker, config: Config, target: SampleTarget): Promise<CounterSample | null> {
   if (target.containerId && target.endpoint.startsWith("unix://")) {
@@ -39,6 +46,8 @@ export async function readDockerCounters(docker: Docker, config: Config, target:
     if (statusCode(error) === 404) return null;
     throw error;
   }
+  // The engine answers for a container that is not running with zero counters read at the zero time.
+  if (String((raw as { read?: unknown }).read ?? "").startsWith("0001-01-01")) throw new ContainerNotRunningError(`container of instance ${target.instanceId} is not running`);
   const stats = summarizeStats(raw, 1);
   return {
     containerId: (raw as { id?: string }).id ?? target.containerId ?? "",

@@ -20,6 +20,8 @@ const INVOICE_TRANSITIONS: Record<InvoiceStatus, readonly InvoiceStatus[]> = {
   uncollectible: ["paid", "void"],
   paid: [],
   void: [],
+  // Settled by the invoice that brings its total in.
+  carried_forward: [],
 };
 
 export function canMoveInvoice(from: InvoiceStatus, to: InvoiceStatus): boolean {
@@ -76,6 +78,8 @@ export function invoiceView(invoice: Invoice) {
     creditMinor: invoice.creditMinor,
     taxRateBps: invoice.taxRateBps,
     taxMinor: invoice.taxMinor,
+    /** Earlier carried-forward invoices brought into this total (README, "Minimum charge"). */
+    carriedInMinor: invoice.carriedInMinor,
     totalMinor: invoice.totalMinor,
     amountPaidMinor: invoice.amountPaidMinor,
     amountRefundedMinor: invoice.amountRefundedMinor,
@@ -84,6 +88,8 @@ export function invoiceView(invoice: Invoice) {
     finalizedAt: invoice.finalizedAt?.toISOString() ?? null,
     paidAt: invoice.paidAt?.toISOString() ?? null,
     voidedAt: invoice.voidedAt?.toISOString() ?? null,
+    /** For a carried-forward invoice: the invoice its total went into, once there is one. */
+    carriedIntoInvoiceId: invoice.carriedIntoInvoiceId,
   };
 }
 

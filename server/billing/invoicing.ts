@@ -1,4 +1,5 @@
-import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNull, lt, notExists, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../../db/client";
 import { billingCounters, instances, invoiceLines, invoices, usageRecords } from "../../db/schema";
 import { systemActor, type Actor } from "../auth/actor";
@@ -21,6 +22,8 @@ export type InvoicingResult = {
   created: number;
   /** Of those, invoices whose total was zero and that were closed as paid at once. */
   settledAtZero: number;
+  /** Of those, invoices below the minimum charge, carried forward to the customer's next invoice. */
+  carriedForward: number;
   /** Instances whose plan is priced in another currency than BILLING_CURRENCY (left out, logged). */
   skippedInstances: number;
   durationMs: number;
@@ -41,6 +44,12 @@ const INVOICE_COUNTER = "invoice";
  * history), then aggregates the period's usage per instance in one query,
  * prices it, and writes invoices, their lines and their numbers a batch of
  * customers per transaction.
+ *
+ * Minimum charge: a total above zero but below BILLING_MINIMUM_CHARGE_MINOR
+ * (the payment provider's smallest charge) cannot be paid, so such an invoice
+ * is issued `carried_forward`, and the customer's next invoice brings its
+ * total in as a line (after tax: it was taxed on its own invoice). A customer
+ * with a balance waiting and no usage gets an invoice for the balance alone.
  */
 export async function runInvoicing(deps: InvoicingDeps, input: { period: string; actor?: Actor; request?: RequestInfo | null }): Promise<InvoicingResult> {
   const started = performance.now();
@@ -65,17 +74,30 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
     list.push(row);
   }
 
+  for (const userId of await customersWithBalance(deps.db, period)) if (!byCustomer.has(userId)) byCustomer.set(userId, []);
+
   const customers = [...byCustomer.entries()];
   let created = 0;
   let settledAtZero = 0;
+  let carriedForward = 0;
+  const minimumChargeMinor = deps.config.billing.minimumChargeMinor;
   for (let i = 0; i < customers.length; i += BATCH) {
     const batch = customers.slice(i, i + BATCH).map(([userId, usage]) => draftInvoice(userId, usage, rules));
-    const written = await writeBatch(deps.db, period, batch, rules);
+    const written = await writeBatch(deps.db, period, batch, rules, minimumChargeMinor);
     created += written.created;
     settledAtZero += written.settledAtZero;
+    carriedForward += written.carriedForward;
   }
 
-  const result = { period: period.name, customers: customers.length, created, settledAtZero, skippedInstances, durationMs: Math.round(performance.now() - started) };
+  const result = {
+    period: period.name,
+    customers: customers.length,
+    created,
+    settledAtZero,
+    carriedForward,
+    skippedInstances,
+    durationMs: Math.round(performance.now() - started),
+  };
   await recordAudit(deps.db, { actor: input.actor ?? systemActor("invoicing"), request: input.request ?? null }, { action: "billing.invoicing.run", targetType: "period", targetId: period.name, metadata: result });
   deps.log.info("invoicing run", result);
   return result;
@@ -118,8 +140,30 @@ async function periodUsage(db: Database, period: Period) {
     .orderBy(asc(instances.userId), asc(instances.createdAt), asc(instances.id));
 }
 
+/** Customers with a carried-forward balance from an earlier period and no invoice for this one yet. */
+async function customersWithBalance(db: Database, period: Period): Promise<string[]> {
+  const thisPeriod = alias(invoices, "this_period");
+  const rows = await db
+    .selectDistinct({ userId: invoices.userId })
+    .from(invoices)
+    .where(
+      and(
+        eq(invoices.status, "carried_forward"),
+        isNull(invoices.carriedIntoInvoiceId),
+        lt(invoices.period, period.name),
+        notExists(
+          db
+            .select({ one: sql`1` })
+            .from(thisPeriod)
+            .where(and(eq(thisPeriod.userId, invoices.userId), eq(thisPeriod.period, period.name))),
+        ),
+      ),
+    );
+  return rows.map((row) => row.userId);
+}
+
 type UsageRow = Awaited<ReturnType<typeof periodUsage>>[number];
-type Draft = { userId: string; lines: LineDraft[]; totals: ReturnType<typeof invoiceTotals> };
+type Draft = { userId: string; lines: LineDraft[]; totals: ReturnType<typeof invoiceTotals> & { carriedInMinor?: number } };
 
 function draftInvoice(userId: string, usage: UsageRow[], rules: PricingRules): Draft {
   const lines: LineDraft[] = [];
@@ -132,12 +176,33 @@ function draftInvoice(userId: string, usage: UsageRow[], rules: PricingRules): D
 }
 
 /**
- * One transaction: insert the drafts (a customer invoiced meanwhile is
- * skipped by the unique index), their lines, then number and open them. The
- * counter row lock makes numbers gap-free and ordered across concurrent runs.
+ * One transaction: bring in the customers' carried-forward balances (row
+ * locks, so each is brought into exactly one invoice), insert the drafts (a
+ * customer invoiced meanwhile is skipped by the unique index), their lines,
+ * then number them and set their status. The counter row lock makes numbers
+ * gap-free and ordered across concurrent runs.
  */
-async function writeBatch(db: Database, period: Period, batch: Draft[], rules: PricingRules): Promise<{ created: number; settledAtZero: number }> {
+async function writeBatch(db: Database, period: Period, drafts: Draft[], rules: PricingRules, minimumChargeMinor: number) {
   return db.transaction(async (tx) => {
+    const waiting = await tx
+      .select({ id: invoices.id, userId: invoices.userId, number: invoices.number, period: invoices.period, totalMinor: invoices.totalMinor })
+      .from(invoices)
+      .where(
+        and(
+          inArray(
+            invoices.userId,
+            drafts.map((d) => d.userId),
+          ),
+          eq(invoices.status, "carried_forward"),
+          isNull(invoices.carriedIntoInvoiceId),
+          lt(invoices.period, period.name),
+        ),
+      )
+      .orderBy(asc(invoices.period), asc(invoices.id))
+      .for("update");
+    const batch = drafts.map((d) => withBalance(d, waiting.filter((w) => w.userId === d.userId))).filter((d) => d.lines.length > 0);
+    if (batch.length === 0) return { created: 0, settledAtZero: 0, carriedForward: 0 };
+
     const inserted = await tx
       .insert(invoices)
       .values(
@@ -153,12 +218,15 @@ async function writeBatch(db: Database, period: Period, batch: Draft[], rules: P
       )
       .onConflictDoNothing({ target: [invoices.userId, invoices.period] })
       .returning({ id: invoices.id, userId: invoices.userId });
-    if (inserted.length === 0) return { created: 0, settledAtZero: 0 };
+    if (inserted.length === 0) return { created: 0, settledAtZero: 0, carriedForward: 0 };
 
     const idOf = new Map(inserted.map((row) => [row.userId, row.id]));
     const kept = batch.filter((d) => idOf.has(d.userId));
     const lines = kept.flatMap((d) => d.lines.map((line, position) => ({ ...line, invoiceId: idOf.get(d.userId)!, position })));
     for (let i = 0; i < lines.length; i += LINE_CHUNK) await tx.insert(invoiceLines).values(lines.slice(i, i + LINE_CHUNK));
+    for (const balance of waiting.filter((w) => idOf.has(w.userId))) {
+      await tx.update(invoices).set({ carriedIntoInvoiceId: idOf.get(balance.userId)! }).where(eq(invoices.id, balance.id));
+    }
 
     await tx.insert(billingCounters).values({ name: INVOICE_COUNTER, value: 0 }).onConflictDoNothing();
     const [counter] = await tx
@@ -169,7 +237,7 @@ async function writeBatch(db: Database, period: Period, batch: Draft[], rules: P
     const first = counter!.value - kept.length + 1;
     const ids = kept.map((d) => idOf.get(d.userId)!);
     const numbers = kept.map((_, k) => invoiceNumber(first + k));
-    const statuses = kept.map((d) => (d.totals.totalMinor === 0 ? "paid" : "open"));
+    const statuses = kept.map((d) => (d.totals.totalMinor === 0 ? "paid" : d.totals.totalMinor < minimumChargeMinor ? "carried_forward" : "open"));
     await tx.execute(sql`
       update ${invoices} set
         number = f.number,
@@ -186,12 +254,32 @@ async function writeBatch(db: Database, period: Period, batch: Draft[], rules: P
       kept.map((d, k) => ({
         type: "invoice.issued" as const,
         userId: d.userId,
-        data: { invoiceId: ids[k]!, invoiceNumber: numbers[k]!, currency: rules.currency, period: period.name, status: statuses[k]!, totalMinor: d.totals.totalMinor, amountDueMinor: d.totals.totalMinor, issuedAt },
+        data: { invoiceId: ids[k]!, invoiceNumber: numbers[k]!, currency: rules.currency, period: period.name, status: statuses[k]!, totalMinor: d.totals.totalMinor, amountDueMinor: statuses[k] === "open" ? d.totals.totalMinor : 0, issuedAt },
       })),
     );
-    const settled = statuses.filter((s) => s === "paid").length;
-    return { created: kept.length, settledAtZero: settled };
+    return {
+      created: kept.length,
+      settledAtZero: statuses.filter((s) => s === "paid").length,
+      carriedForward: statuses.filter((s) => s === "carried_forward").length,
+    };
   });
+}
+
+/** The draft with a line per carried-forward invoice it brings in, added to its total after tax. */
+function withBalance(draft: Draft, waiting: Array<{ id: string; number: string | null; period: string; totalMinor: number }>): Draft {
+  if (waiting.length === 0) return draft;
+  const carriedInMinor = waiting.reduce((sum, w) => sum + w.totalMinor, 0);
+  const lines: LineDraft[] = waiting.map((w) => ({
+    instanceId: null,
+    kind: "carried_forward",
+    description: `Balance carried forward from ${w.number} (${w.period}), below the minimum charge`,
+    quantity: 1,
+    unit: "invoice",
+    unitPriceMinor: w.totalMinor,
+    amountMinor: w.totalMinor,
+    details: { invoiceId: w.id, invoiceNumber: w.number, period: w.period },
+  }));
+  return { ...draft, lines: [...draft.lines, ...lines], totals: { ...draft.totals, carriedInMinor, totalMinor: draft.totals.totalMinor + carriedInMinor } };
 }
 
 export function invoiceNumber(n: number): string {

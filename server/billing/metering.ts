@@ -6,7 +6,7 @@ import { LIVE_STATES } from "../compute/states";
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import { pgArray } from "./arrays";
-import { mapBounded, sampleCounters, type CounterSample } from "./counters";
+import { ContainerNotRunningError, mapBounded, sampleCounters, type CounterSample } from "./counters";
 import { accountWindow, apportion, counterDelta, liveMs, type HistoryRow } from "./window";
 
 export type MeteringDeps = { db: Database; config: Config; engines: Engines; log: Logger };
@@ -125,7 +125,17 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
     list.push(row);
   }
 
-  const samples = new Map<string, CounterSample>();
+  const samples = new Map<string, CounterSample & { at: Date }>();
+  /**
+   * Live instances whose container could not be seen running this tick (the
+   * engine did not answer, or the container has died and the reconciler has
+   * not recorded it yet). Their cursors stay where they are: time that could
+   * not be confirmed is not billed now. When the reconciler records the death
+   * it dates it at the container's finish, after the held cursor; when the
+   * container is seen running again (an engine that kept it alive), the held
+   * time is accounted then.
+   */
+  const unconfirmed = new Set<string>();
   if (sample) {
     // Only instances with a window to account: a sample of one whose cursor is already at `until` would be thrown away.
     const live = page.filter((c) => LIVE_STATES.includes(c.state) && (cursors.get(c.id)?.meteredUntil ?? until) < until);
@@ -133,14 +143,15 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       try {
         const counters = await sampleCounters(engines.get(c.endpoint), config, { instanceId: c.id, containerId: c.containerId, endpoint: c.endpoint });
         if (counters) {
-          samples.set(c.id, counters);
+          samples.set(c.id, { ...counters, at: new Date() });
           result.sampled += 1;
           if (counters.via === "cgroup") result.sampledViaCgroup += 1;
         }
       } catch (error) {
-        // Time is still accounted; the counters catch up at the next sample that works.
+        unconfirmed.add(c.id);
         result.sampleFailures += 1;
-        log.warn("metering sample failed", { instanceId: c.id, error: (error as Error).message });
+        if (error instanceof ContainerNotRunningError) log.debug("metering: container not running; cursor held", { instanceId: c.id });
+        else log.warn("metering sample failed; cursor held", { instanceId: c.id, error: (error as Error).message });
       }
     });
   }
@@ -149,7 +160,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
   const usageRows: Array<Record<string, string | number | Date | null>> = [];
   for (const c of page) {
     const cursor = cursors.get(c.id);
-    if (!cursor || cursor.meteredUntil >= until) continue;
+    if (!cursor || cursor.meteredUntil >= until || unconfirmed.has(c.id)) continue;
     const window = accountWindow(cursor.meteredUntil.getTime(), until.getTime(), { state: cursor.state, reason: cursor.reason, startSeq: cursor.startSeq }, history.get(c.id) ?? []);
     const counters = samples.get(c.id);
     const weights = window.hours.map(liveMs);
@@ -163,8 +174,16 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       sampledAt: cursor.sampledAt,
     };
     let deltas = { cpuNs: 0, rxBytes: 0, txBytes: 0 };
-    // The baseline stays valid only while the container has not been restarted since it was read.
-    const sameRun = cursor.sampleStartSeq !== null && cursor.sampleStartSeq === window.end.startSeq && cursor.containerId !== null;
+    // The baseline stays valid only while the container has not been restarted since it was read. The start
+    // that began the current run can still be ahead of the window (history settles for METERING_SETTLE_MS) while
+    // the container is sampled: a baseline read after that start is of the same run, whether or not the window
+    // had reached the start when it was read. (Treating it as a new run counted a new container's CPU time once
+    // per tick during its first seconds.)
+    const runStart = window.end.startSeq === null ? undefined : history.get(c.id)?.find((row) => row.seq === window.end.startSeq);
+    const sameRun =
+      cursor.containerId !== null &&
+      cursor.sampledAt !== null &&
+      (cursor.sampleStartSeq === window.end.startSeq || (runStart !== undefined && cursor.sampledAt.getTime() >= runStart.at.getTime()));
     let memoryBytes = sameRun ? (cursor.memoryBytes ?? 0) : 0;
     if (counters) {
       const reset = !sameRun || counters.containerId !== cursor.containerId;
@@ -174,7 +193,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
         txBytes: counterDelta(counters.txBytes, cursor.txBytes, reset),
       };
       memoryBytes = reset || cursor.memoryBytes === null ? counters.memoryBytes : (counters.memoryBytes + cursor.memoryBytes) / 2;
-      next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: until };
+      next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: counters.at };
     }
     cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, ...next });
 

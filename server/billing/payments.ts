@@ -1,7 +1,7 @@
-import { and, desc, eq, inArray, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, isNotNull, sql } from "drizzle-orm";
 import type Stripe from "stripe";
 import type { Database } from "../../db/client";
-import { invoices, paymentEvents, payments, paymentStatus, stripeEvents } from "../../db/schema";
+import { invoices, paymentEvents, payments, paymentStatus, stripeEvents, users } from "../../db/schema";
 import { recordAudit } from "../audit";
 import type { Actor } from "../auth/actor";
 import type { Config } from "../config";
@@ -48,7 +48,14 @@ export async function payInvoice(deps: PaymentDeps, who: { actor: Actor; request
     if (!invoice || invoice.userId !== who.ownerId || invoice.status === "draft") throw new AppError("NOT_FOUND", "No such invoice", { details: { invoiceId } });
     const due = invoice.totalMinor - invoice.amountPaidMinor;
     if (!PAYABLE.includes(invoice.status) || due <= 0) {
-      throw new AppError("INVOICE_NOT_PAYABLE", `This invoice is ${invoice.status} and has nothing to pay`, { details: { status: invoice.status, amountDueMinor: Math.max(0, due) } });
+      const why = invoice.status === "carried_forward" ? "is below the minimum charge and carried forward to your next invoice" : `is ${invoice.status} and has nothing to pay`;
+      throw new AppError("INVOICE_NOT_PAYABLE", `This invoice ${why}`, { details: { status: invoice.status, amountDueMinor: Math.max(0, due) } });
+    }
+    // The provider refuses to charge less; such an amount is never asked for (README, "Minimum charge").
+    if (due < deps.config.billing.minimumChargeMinor) {
+      throw new AppError("INVOICE_NOT_PAYABLE", `The amount due is below the minimum charge of ${deps.config.billing.minimumChargeMinor} minor units`, {
+        details: { status: invoice.status, amountDueMinor: due, minimumChargeMinor: deps.config.billing.minimumChargeMinor },
+      });
     }
     if (!stripe) throw new AppError("PAYMENT_PROVIDER_ERROR", "Payments are not configured on this platform");
     const [resumable] = await tx
@@ -144,23 +151,37 @@ export async function listPayments(db: Database, ownerId: string, opts: { cursor
   }));
 }
 
-export type EventOutcome = "applied" | "ignored" | "unmatched" | "unhandled";
+export type EventOutcome = "applied" | "ignored" | "unmatched" | "unhandled" | "wrong_mode" | "foreign_account" | "flagged";
 
 const webhookActor: Actor = { kind: "webhook", source: "stripe" };
+
+export type EventDeps = { db: Database; log: Logger; config: Pick<Config, "stripe"> };
 
 /**
  * Applies one verified Stripe event, exactly once: the event id is stored in
  * the same transaction as its effects, so a redelivery finds it and changes
  * nothing, and a failure stores nothing (Stripe delivers it again).
+ *
+ * A signature proves the event came from Stripe, not that it is about our
+ * money: an event of the other mode (a live event while the platform runs
+ * on a test key, or the reverse) or of another account (Connect) is recorded
+ * and ignored, and a success whose amount or currency differs from the
+ * payment's holds the payment for review instead of paying the invoice.
  */
-export async function applyStripeEvent(db: Database, log: Logger, event: Stripe.Event): Promise<{ duplicate: boolean; outcome: EventOutcome | null }> {
+export async function applyStripeEvent(deps: EventDeps, event: Stripe.Event): Promise<{ duplicate: boolean; outcome: EventOutcome | null }> {
+  const { db, log, config } = deps;
+  const refusal = foreignEvent(event, config.stripe);
   return db.transaction(async (tx) => {
     const [fresh] = await tx
       .insert(stripeEvents)
-      .values({ id: event.id, type: event.type, createdAt: new Date(event.created * 1000), outcome: "unhandled" })
+      .values({ id: event.id, type: event.type, createdAt: new Date(event.created * 1000), outcome: refusal ?? "unhandled" })
       .onConflictDoNothing()
       .returning({ id: stripeEvents.id });
     if (!fresh) return { duplicate: true, outcome: null };
+    if (refusal) {
+      log.warn("stripe event ignored: not this platform's", { eventId: event.id, type: event.type, outcome: refusal, livemode: event.livemode, account: event.account ?? null });
+      return { duplicate: false, outcome: refusal };
+    }
 
     const change = paymentChangeOf(event);
     if (!change) return { duplicate: false, outcome: "unhandled" as const };
@@ -170,20 +191,88 @@ export async function applyStripeEvent(db: Database, log: Logger, event: Stripe.
       await tx.update(stripeEvents).set({ outcome: "unmatched" }).where(eq(stripeEvents.id, event.id));
       return { duplicate: false, outcome: "unmatched" as const };
     }
-    const outcome = await movePayment(tx, payment, change, event.id);
+    const mismatch = moneyMismatch(payment, change);
+    const outcome = mismatch ? await flagPayment(tx, payment, mismatch, event.id, log) : await movePayment(tx, payment, change, event.id);
     await tx.update(stripeEvents).set({ outcome, paymentId: payment.id }).where(eq(stripeEvents.id, event.id));
     return { duplicate: false, outcome };
   });
 }
 
-type PaymentChange = { providerPaymentId: string | null; paymentId: string | null; to: PaymentStatus; amountRefundedMinor?: number; failureMessage?: string };
+function foreignEvent(event: Stripe.Event, stripe: Pick<Config, "stripe">["stripe"]): "wrong_mode" | "foreign_account" | null {
+  if (stripe.livemode !== null && event.livemode !== stripe.livemode) return "wrong_mode";
+  if (event.account && event.account !== stripe.accountId) return "foreign_account";
+  return null;
+}
+
+/** Why the provider's figures do not fit this payment, or null when they do. */
+function moneyMismatch(payment: Payment, change: PaymentChange): string | null {
+  const reported = change.money;
+  if (!reported) return null;
+  const currency = reported.currency.toUpperCase();
+  if (currency !== payment.currency.toUpperCase()) return `the provider reported ${reported.amountMinor} ${currency}; the payment is ${payment.amountMinor} ${payment.currency}`;
+  if (change.to === "succeeded" && reported.amountMinor !== payment.amountMinor) {
+    return `the provider reported ${reported.amountMinor} ${currency} received; the payment is ${payment.amountMinor} ${payment.currency}`;
+  }
+  return null;
+}
+
+/** Holds the payment for an admin: nothing moves, the reason is kept and audited. */
+async function flagPayment(tx: Database, payment: Payment, reason: string, eventId: string, log: Logger): Promise<EventOutcome> {
+  log.error("stripe event does not match its payment; held for review", { eventId, paymentId: payment.id, reason });
+  await tx.update(payments).set({ reviewReason: reason.slice(0, 500), reviewFlaggedAt: new Date() }).where(eq(payments.id, payment.id));
+  await tx.insert(paymentEvents).values({ paymentId: payment.id, fromStatus: payment.status, toStatus: payment.status, providerEventId: eventId, note: `held for review: ${reason}`.slice(0, 500) });
+  await recordAudit(tx, { actor: webhookActor }, { action: "billing.payment.flagged", targetType: "payment", targetId: payment.id, reason: reason.slice(0, 500), metadata: { eventId, invoiceId: payment.invoiceId } });
+  return "flagged";
+}
+
+/** Payments an admin should look at (the provider reported other money), newest first. */
+export async function paymentsForReview(db: Database, opts: { limit: number }) {
+  const rows = await db
+    .select({ payment: payments, invoiceNumber: invoices.number, email: users.email })
+    .from(payments)
+    .innerJoin(invoices, eq(invoices.id, payments.invoiceId))
+    .innerJoin(users, eq(users.id, payments.userId))
+    .where(isNotNull(payments.reviewFlaggedAt))
+    .orderBy(desc(payments.reviewFlaggedAt), desc(payments.id))
+    .limit(opts.limit);
+  return {
+    items: rows.map(({ payment, invoiceNumber, email }) => ({
+      id: payment.id,
+      invoiceId: payment.invoiceId,
+      invoiceNumber,
+      userId: payment.userId,
+      email,
+      status: payment.status,
+      amountMinor: payment.amountMinor,
+      currency: payment.currency,
+      providerPaymentId: payment.providerPaymentId,
+      reviewReason: payment.reviewReason,
+      reviewFlaggedAt: payment.reviewFlaggedAt!.toISOString(),
+    })),
+  };
+}
+
+type PaymentChange = {
+  providerPaymentId: string | null;
+  paymentId: string | null;
+  to: PaymentStatus;
+  amountRefundedMinor?: number;
+  failureMessage?: string;
+  /** What the provider says moved (checked against the payment before anything is applied). */
+  money?: { amountMinor: number; currency: string };
+};
 
 /** What an event says about a payment, for the events we act on. */
 function paymentChangeOf(event: Stripe.Event): PaymentChange | null {
   switch (event.type) {
     case "payment_intent.succeeded": {
       const intent = event.data.object;
-      return { providerPaymentId: intent.id, paymentId: intent.metadata?.paymentId ?? null, to: "succeeded" };
+      return {
+        providerPaymentId: intent.id,
+        paymentId: intent.metadata?.paymentId ?? null,
+        to: "succeeded",
+        money: { amountMinor: intent.amount_received ?? intent.amount, currency: intent.currency },
+      };
     }
     case "payment_intent.payment_failed": {
       const intent = event.data.object;
@@ -197,6 +286,7 @@ function paymentChangeOf(event: Stripe.Event): PaymentChange | null {
         paymentId: charge.metadata?.paymentId ?? null,
         to: charge.refunded ? "refunded" : "partially_refunded",
         amountRefundedMinor: charge.amount_refunded,
+        money: { amountMinor: charge.amount, currency: charge.currency },
       };
     }
     default:

@@ -10,12 +10,12 @@ const write = verifiedProcedure.meta({ scope: "billing:write" });
 
 const uuid = v.pipe(v.string(), v.uuid("must be a UUID"));
 const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp with a time zone"));
-const byId = v.object({ id: uuid });
+const byId = v.strictObject({ id: uuid });
 
-const usageInput = v.optional(v.object({ from: v.optional(isoTime), to: v.optional(isoTime), instanceId: v.optional(uuid) }), {});
+const usageInput = v.optional(v.strictObject({ from: v.optional(isoTime), to: v.optional(isoTime), instanceId: v.optional(uuid) }), {});
 
 const pageInput = v.optional(
-  v.object({
+  v.strictObject({
     cursor: v.optional(v.pipe(v.string(), v.maxLength(200))),
     limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
   }),
@@ -29,7 +29,7 @@ export const billingRouter = router({
   invoices: router({
     list: read.input(pageInput).query(({ ctx, input }) => listInvoices(ctx.db, ctx.user.id, input)),
     get: read.input(byId).query(({ ctx, input }) => getInvoice(ctx.db, ctx.user.id, input.id)),
-    pay: write.input(byId).mutation(({ ctx, input }) => payInvoice(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input.id)),
+    pay: write.meta({ cost: 5 }).input(byId).mutation(({ ctx, input }) => payInvoice(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input.id)),
   }),
   payments: router({
     list: read.input(pageInput).query(({ ctx, input }) => listPayments(ctx.db, ctx.user.id, input)),

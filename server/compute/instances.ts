@@ -252,12 +252,27 @@ export async function changeState(
   tx: Database,
   instance: Instance,
   to: InstanceState,
-  opts: { reason: string; by: Attribution; actionId?: string | null; set?: Partial<typeof instances.$inferInsert>; cause?: FailureCause },
+  opts: {
+    reason: string;
+    by: Attribution;
+    actionId?: string | null;
+    set?: Partial<typeof instances.$inferInsert>;
+    cause?: FailureCause;
+    /**
+     * When the change happened, if it is recorded late (the reconciler dating
+     * a container's death at its finish). Billing reads the history by time:
+     * only a moment metering has not yet passed for this instance may be given
+     * (server/billing/metering.ts holds the cursors of containers it cannot
+     * see running).
+     */
+    at?: Date;
+  },
 ): Promise<Instance> {
   assertTransition(instance.state, to, `move to ${to}`);
+  const at = opts.at && opts.at.getTime() < Date.now() ? new Date(Math.max(opts.at.getTime(), instance.stateChangedAt.getTime())) : undefined;
   const [updated] = await tx
     .update(instances)
-    .set({ ...opts.set, state: to, stateReason: opts.reason, stateChangedAt: new Date() })
+    .set({ ...opts.set, state: to, stateReason: opts.reason, stateChangedAt: at ?? new Date() })
     .where(and(eq(instances.id, instance.id), eq(instances.state, instance.state)))
     .returning();
   if (!updated) throw new Error(`instance ${instance.id} changed state concurrently (expected ${instance.state})`);
@@ -269,6 +284,7 @@ export async function changeState(
     actorType: opts.by.actorType,
     actorId: opts.by.actorId,
     actionId: opts.actionId ?? null,
+    ...(at ? { at } : {}),
   });
   await recordEvents(tx, stateChangeEvents(instance, to, opts.reason, opts.cause));
   return updated;

@@ -18,15 +18,22 @@ export type ReconcileDeps = { db: Database; config: Config; engines: Engines; lo
 
 const RECONCILER = { actorType: "system", actorId: null };
 
-/** What the container says the instance's state should be, and why; null when it agrees. */
-function drift(instance: Instance, info: Docker.ContainerInspectInfo | null): { to: InstanceState; reason: string; cause?: FailureCause } | null {
+/**
+ * What the container says the instance's state should be, and why; null when
+ * it agrees. A container that ended says when (`at`): the instance stopped
+ * then, not when the platform noticed (after an engine restart, minutes later),
+ * and billing counts it so.
+ */
+function drift(instance: Instance, info: Docker.ContainerInspectInfo | null): { to: InstanceState; reason: string; cause?: FailureCause; at?: Date } | null {
   if (!info) return { to: "error", reason: "container vanished" };
   const state = info.State;
   if (state.Running && state.Paused) return instance.state === "paused" ? null : { to: "paused", reason: "container was paused outside the platform" };
   if (state.Running) return instance.state === "running" ? null : { to: "running", reason: "container was unpaused outside the platform" };
-  if (state.OOMKilled) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode})`, cause: "oom" };
-  if (state.ExitCode === 0) return { to: "stopped", reason: "container exited (exit code 0)" };
-  return { to: "error", reason: `container died (exit code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ""})` };
+  const finished = Date.parse(state.FinishedAt);
+  const at = Number.isFinite(finished) && finished > 0 ? new Date(finished) : undefined;
+  if (state.OOMKilled) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode})`, cause: "oom", at };
+  if (state.ExitCode === 0) return { to: "stopped", reason: "container exited (exit code 0)", at };
+  return { to: "error", reason: `container died (exit code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ""})`, at };
 }
 
 /**
@@ -58,7 +65,13 @@ export async function reconcileInstance(deps: ReconcileDeps, instanceId: string)
       observed.to === "running" || observed.to === "paused"
         ? { upstream: info ? upstreamOf(info, locked.httpPort, publishAddressOf(config, host)) : null }
         : { ipAddress: null, upstream: null, ...(info ? {} : { containerId: null }) };
-    await changeState(tx, locked, observed.to, { reason: observed.reason, by: RECONCILER, set, ...(observed.cause ? { cause: observed.cause } : {}) });
+    await changeState(tx, locked, observed.to, {
+      reason: observed.reason,
+      by: RECONCILER,
+      set,
+      ...(observed.cause ? { cause: observed.cause } : {}),
+      ...(observed.at ? { at: observed.at } : {}),
+    });
     deps.log.warn("instance reconciled", { instanceId, from: locked.state, to: observed.to, reason: observed.reason });
     return observed.to;
   });

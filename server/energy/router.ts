@@ -18,7 +18,7 @@ const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp
 const DAY_MS = 86_400_000;
 
 const historyInput = v.optional(
-  v.object({
+  v.strictObject({
     from: v.optional(isoTime),
     to: v.optional(isoTime),
     resolution: v.optional(v.picklist(RESOLUTIONS), "auto"),
@@ -26,10 +26,10 @@ const historyInput = v.optional(
   {},
 );
 
-const statsInput = v.optional(v.object({ period: v.optional(v.picklist(Object.keys(PERIODS) as Array<keyof typeof PERIODS>), "day") }), {});
+const statsInput = v.optional(v.strictObject({ period: v.optional(v.picklist(Object.keys(PERIODS) as Array<keyof typeof PERIODS>), "day") }), {});
 
 const eventsInput = v.optional(
-  v.object({
+  v.strictObject({
     cursor: v.optional(v.pipe(v.string(), v.maxLength(200))),
     limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(200)), 50),
   }),

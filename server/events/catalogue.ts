@@ -58,7 +58,7 @@ export const EVENT_TYPES = {
   "invoice.issued": {
     version: 1,
     description: "A monthly invoice was issued.",
-    data: v.object({ ...invoice, period: v.string(), status: v.picklist(["open", "paid"]), totalMinor: minor, amountDueMinor: minor, issuedAt: isoTime }),
+    data: v.object({ ...invoice, period: v.string(), status: v.picklist(["open", "paid", "carried_forward"]), totalMinor: minor, amountDueMinor: minor, issuedAt: isoTime }),
   },
   "invoice.overdue": {
     version: 1,

@@ -15,7 +15,7 @@ type Details = { rows: Array<[string, string]>; link: { label: string; path: str
 const day = (iso: string) => iso.slice(0, 10);
 const money = (minor: number, currency: string) => formatMoney(minor, currency);
 
-/** The facts each mail lists under its message, and where in the console to act. */
+/** The facts each mail lists under its message, and a link where one leads to a page the platform serves. */
 function detailsOf<T extends EventType>(type: T, raw: EventData<T>, occurredAt: Date): Details {
   const at = occurredAt.toISOString().replace("T", " ").slice(0, 16) + " UTC";
   switch (type) {
@@ -26,43 +26,43 @@ function detailsOf<T extends EventType>(type: T, raw: EventData<T>, occurredAt: 
     case "power.paused":
     case "power.resumed": {
       const d = raw as EventData<"instance.failed">;
-      return { rows: [["Instance", d.name], ["Instance id", d.instanceId], ["When", at]], link: { label: "Open the instance", path: `/instances/${d.instanceId}` } };
+      return { rows: [["Instance", d.name], ["Instance id", d.instanceId], ["When", at]], link: null };
     }
     case "invoice.issued": {
       const d = raw as EventData<"invoice.issued">;
       return {
         rows: [["Invoice", d.invoiceNumber], ["Period", d.period], ["Issued", day(d.issuedAt)], ["Total", money(d.totalMinor, d.currency)], ["Amount due", money(d.amountDueMinor, d.currency)]],
-        link: { label: d.amountDueMinor > 0 ? "Pay the invoice" : "View the invoice", path: `/billing/invoices/${d.invoiceId}` },
+        link: { label: "Download the invoice (PDF)", path: `/billing/invoices/${d.invoiceId}/pdf` },
       };
     }
     case "invoice.overdue": {
       const d = raw as EventData<"invoice.overdue">;
       const rows: Array<[string, string]> = [["Invoice", d.invoiceNumber], ["Issued", day(d.issuedAt)], ["Amount due", money(d.amountDueMinor, d.currency)], ["Reminder", String(d.reminder)]];
       if (d.blocksNewInstancesAt) rows.push(["New instances refused from", day(d.blocksNewInstancesAt)]);
-      return { rows, link: { label: "Pay the invoice", path: `/billing/invoices/${d.invoiceId}` } };
+      return { rows, link: { label: "Download the invoice (PDF)", path: `/billing/invoices/${d.invoiceId}/pdf` } };
     }
     case "payment.succeeded": {
       const d = raw as EventData<"payment.succeeded">;
       return {
         rows: [["Receipt for", `invoice ${d.invoiceNumber}`], ["Amount paid", money(d.amountMinor, d.currency)], ["Paid", at], ["Payment reference", d.paymentId]],
-        link: { label: "View your payments", path: "/billing/payments" },
+        link: null,
       };
     }
     case "payment.failed":
     case "payment.refunded": {
       const d = raw as EventData<"payment.failed">;
-      return { rows: [["Invoice", d.invoiceNumber], ["Amount", money(d.amountMinor, d.currency)], ["When", at], ["Payment reference", d.paymentId]], link: { label: "View your payments", path: "/billing/payments" } };
+      return { rows: [["Invoice", d.invoiceNumber], ["Amount", money(d.amountMinor, d.currency)], ["When", at], ["Payment reference", d.paymentId]], link: null };
     }
     case "account.security": {
       const d = raw as EventData<"account.security">;
       const rows: Array<[string, string]> = [["When", at]];
       if (d.ip) rows.push(["From address", d.ip]);
       if (d.userAgent) rows.push(["Client", d.userAgent]);
-      return { rows, link: { label: "Review your security settings", path: "/settings/security" } };
+      return { rows, link: null };
     }
     case "webhook.endpoint_disabled": {
       const d = raw as EventData<"webhook.endpoint_disabled">;
-      return { rows: [["Endpoint", d.url], ["When", at]], link: { label: "Open webhook settings", path: "/settings/webhooks" } };
+      return { rows: [["Endpoint", d.url], ["When", at]], link: null };
     }
   }
   return { rows: [], link: null };

@@ -28,9 +28,11 @@ const DESCRIBE: { [T in EventType]: (data: EventData<T>) => Message } = {
   "invoice.issued": (d) => ({
     title: `Invoice ${d.invoiceNumber} for ${d.period}: ${formatMoney(d.totalMinor, d.currency)}`,
     body:
-      d.amountDueMinor > 0
-        ? `Your invoice ${d.invoiceNumber} for ${d.period} is ${formatMoney(d.totalMinor, d.currency)}, due now. Pay it from the console (Billing → Invoices).`
-        : `Your invoice ${d.invoiceNumber} for ${d.period} is ${formatMoney(d.totalMinor, d.currency)}; there is nothing to pay.`,
+      d.status === "carried_forward"
+        ? `Your invoice ${d.invoiceNumber} for ${d.period} is ${formatMoney(d.totalMinor, d.currency)}, below the smallest amount a card can be charged; it is carried forward to your next invoice and there is nothing to pay now.`
+        : d.amountDueMinor > 0
+          ? `Your invoice ${d.invoiceNumber} for ${d.period} is ${formatMoney(d.totalMinor, d.currency)}, due now. Pay it through the billing API (billing.invoices.pay).`
+          : `Your invoice ${d.invoiceNumber} for ${d.period} is ${formatMoney(d.totalMinor, d.currency)}; there is nothing to pay.`,
   }),
   "invoice.overdue": (d) => ({
     title: `Reminder: invoice ${d.invoiceNumber} is unpaid`,
@@ -42,7 +44,7 @@ const DESCRIBE: { [T in EventType]: (data: EventData<T>) => Message } = {
   "payment.succeeded": (d) => ({ title: `Payment received: ${formatMoney(d.amountMinor, d.currency)}`, body: `We received ${formatMoney(d.amountMinor, d.currency)} for invoice ${d.invoiceNumber}. Thank you.` }),
   "payment.failed": (d) => ({
     title: `Payment for invoice ${d.invoiceNumber} failed`,
-    body: `A payment of ${formatMoney(d.amountMinor, d.currency)} for invoice ${d.invoiceNumber} failed${d.failureMessage ? `: ${d.failureMessage}` : ""}. Try again from the console with the same or another card.`,
+    body: `A payment of ${formatMoney(d.amountMinor, d.currency)} for invoice ${d.invoiceNumber} failed${d.failureMessage ? `: ${d.failureMessage}` : ""}. Try again (billing.invoices.pay) with the same or another card.`,
   }),
   "payment.refunded": (d) => ({
     title: `Refund: ${formatMoney(d.amountRefundedMinor, d.currency)}`,

@@ -10,7 +10,7 @@ const write = verifiedProcedure.meta({ scope: "notifications:write" });
 const uuid = v.pipe(v.string(), v.uuid("must be a UUID"));
 
 const listInput = v.optional(
-  v.object({
+  v.strictObject({
     unreadOnly: v.optional(v.boolean()),
     cursor: v.optional(v.pipe(v.string(), v.maxLength(200))),
     limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
@@ -18,10 +18,10 @@ const listInput = v.optional(
   {},
 );
 
-const markReadInput = v.object({ ids: v.pipe(v.array(uuid), v.minLength(1, "name at least one notification"), v.maxLength(100, "at most 100 at once")) });
+const markReadInput = v.strictObject({ ids: v.pipe(v.array(uuid), v.minLength(1, "name at least one notification"), v.maxLength(100, "at most 100 at once")) });
 
 const preferenceInput = v.pipe(
-  v.object({
+  v.strictObject({
     type: v.picklist(EVENT_TYPE_NAMES, "must be an event type (see notifications.preferences.get)"),
     inApp: v.optional(v.boolean()),
     email: v.optional(v.boolean()),

@@ -10,18 +10,18 @@ const read = verifiedProcedure.meta({ scope: "webhooks:read" });
 const write = verifiedProcedure.meta({ scope: "webhooks:write" });
 
 const uuid = v.pipe(v.string(), v.uuid("must be a UUID"));
-const byId = v.object({ id: uuid });
+const byId = v.strictObject({ id: uuid });
 const targetUrl = v.pipe(v.string(), v.trim(), v.maxLength(2048, "at most 2048 characters"), v.url("must be a URL"));
 const description = v.pipe(v.string(), v.maxLength(200, "at most 200 characters"));
 const eventTypes = v.pipe(v.array(v.picklist(EVENT_TYPE_NAMES, "must be an event type")), v.maxLength(EVENT_TYPE_NAMES.length));
 
-const createInput = v.object({ url: targetUrl, description: v.optional(description), eventTypes: v.optional(eventTypes) });
+const createInput = v.strictObject({ url: targetUrl, description: v.optional(description), eventTypes: v.optional(eventTypes) });
 const updateInput = v.pipe(
-  v.object({ id: uuid, url: v.optional(targetUrl), description: v.optional(description), eventTypes: v.optional(eventTypes), enabled: v.optional(v.boolean()) }),
+  v.strictObject({ id: uuid, url: v.optional(targetUrl), description: v.optional(description), eventTypes: v.optional(eventTypes), enabled: v.optional(v.boolean()) }),
   v.check((input) => Object.keys(input).length > 1, "change at least one of url, description, eventTypes, enabled"),
 );
 const deliveriesInput = v.optional(
-  v.object({
+  v.strictObject({
     endpointId: v.optional(uuid),
     eventId: v.optional(uuid),
     status: v.optional(v.picklist(deliveryStatus.enumValues)),

@@ -32,7 +32,7 @@ export function stripeWebhook(services: Services) {
       log.warn("stripe webhook refused", { requestId: c.get("requestId"), error: (error as Error).message });
       return fail("WEBHOOK_SIGNATURE_INVALID", "The Stripe signature does not match this payload, or it is too old");
     }
-    const { duplicate, outcome } = await applyStripeEvent(db, log, event);
+    const { duplicate, outcome } = await applyStripeEvent({ db, log, config }, event);
     log.info("stripe event", { eventId: event.id, type: event.type, duplicate, outcome });
     return c.json({ received: true, duplicate, outcome });
   });

@@ -1,5 +1,5 @@
-import { eq } from "drizzle-orm";
-import { hosts, images, instances, instanceStateHistory, plans, usageRecords } from "../../db/schema";
+import { eq, sql } from "drizzle-orm";
+import { hosts, images, instances, instanceStateHistory, plans, usageRecords, users } from "../../db/schema";
 import type { Services } from "../../server/services";
 
 type Db = Pick<Services, "db">;
@@ -73,4 +73,30 @@ export async function seedUsage(services: Db, instance: { id: string; userId: st
       txBytes: h.txBytes ?? 0,
     })),
   );
+}
+
+/** `n` customers with one instance each and an hour of usage at 123 in `period`, written in bulk (benchmark-sized fixtures). */
+export async function seedCustomers(services: Db, period: string, n: number) {
+  const tag = crypto.randomUUID().slice(0, 8);
+  const [year, month] = period.split("-").map(Number) as [number, number];
+  const hour = new Date(Date.UTC(year, month - 1, 5, 10)).toISOString();
+  await services.db.execute(sql`
+    with host as (
+      insert into hosts (name, endpoint, status) values ('fault-billing', 'unix:///nonexistent/fault-billing.sock', 'offline')
+      on conflict (name) do update set status = 'offline' returning id
+    ), plan as (select * from plans where slug = 'nano'), image as (select * from images where slug = 'busybox'),
+    u as (
+      insert into users (email, name, password_hash, role, status, email_verified_at)
+      select 'inv-' || ${tag} || '-' || g || '@example.test', 'Customer ' || g, 'x', 'customer', 'active', now() from generate_series(1, ${n}) g
+      returning id
+    ), i as (
+      insert into instances (user_id, host_id, name, plan_id, image_id, image_reference, cpu_millis, memory_mb, disk_gb, price_hourly_minor, price_monthly_minor, currency, priority, state)
+      select u.id, host.id, 'inv-' || left(u.id::text, 8), plan.id, image.id, image.reference, plan.cpu_millis, plan.memory_mb, plan.disk_gb, 123, 100000, plan.currency, 'standard', 'stopped'
+      from u, host, plan, image
+      returning id, user_id
+    )
+    insert into usage_records (instance_id, user_id, hour, running_ms, paused_ms, emergency_paused_ms, tx_bytes)
+    select i.id, i.user_id, ${hour}::timestamptz, 3600000, 0, 0, 0 from i`);
+  const [first] = await services.db.select({ id: users.id }).from(users).where(eq(users.email, `inv-${tag}-1@example.test`));
+  return { firstUser: first!.id };
 }

@@ -48,6 +48,9 @@ export function defineSandbox(kind: "test" | "bench") {
       // Never start a proxy or take the shared traffic-log port; the ingress tests run their own proxy.
       INGRESS_PROXY: "external",
       INGRESS_LOG_ADDRESS: "off",
+      // Tests and benchmarks poll and load one account hard; the budgets themselves are tested with small values.
+      RATE_LIMIT_ACCOUNT_PER_MINUTE: "1000000",
+      RATE_LIMIT_API_KEY_PER_MINUTE: "1000000",
     } satisfies Record<string, string>,
 
     /** Creates and migrates the database and the data folder. */

@@ -1,5 +1,5 @@
 import { createTRPCClient, httpBatchLink, httpLink } from "@trpc/client";
-import { createApp } from "../../server/app";
+import { createApp, serveOptions } from "../../server/app";
 import { createLogger } from "../../server/log";
 import type { AppRouter } from "../../server/router";
 import { createServices, type Services } from "../../server/services";
@@ -29,7 +29,7 @@ export type TestServer = {
  */
 export async function startTestServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[]; port?: number } = {}): Promise<TestServer> {
   const services = await startTestServices(opts.env);
-  const server = Bun.serve({ hostname: "127.0.0.1", port: opts.port ?? 0, fetch: createApp(services).fetch, maxRequestBodySize: services.config.http.bodyLimitBytes * 2 });
+  const server = Bun.serve({ hostname: "127.0.0.1", port: opts.port ?? 0, fetch: createApp(services).fetch, ...serveOptions(services.config) });
   const url = `http://127.0.0.1:${server.port}`;
   const workers = opts.workers ? await startWorkers(services, opts.workers === true ? allProcessors : opts.workers) : undefined;
   return {

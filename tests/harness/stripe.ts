@@ -72,14 +72,15 @@ export async function startStripeStandIn() {
      * A Stripe event around `object`, serialised, and its Stripe-Signature header made
      * by the official helper (the async one: the synchronous helper cannot sign on Bun).
      */
-    async signedEvent(type: string, object: Record<string, unknown>, opts: { id?: string; secret?: string; timestamp?: number } = {}) {
+    async signedEvent(type: string, object: Record<string, unknown>, opts: { id?: string; secret?: string; timestamp?: number; livemode?: boolean; account?: string } = {}) {
       eventCounter += 1;
       const payload = JSON.stringify({
         id: opts.id ?? `evt_standin${Date.now().toString(36)}${eventCounter}`,
         object: "event",
         api_version: "2025-01-01",
         created: Math.floor(Date.now() / 1000),
-        livemode: false,
+        livemode: opts.livemode ?? false,
+        ...(opts.account ? { account: opts.account } : {}),
         pending_webhooks: 1,
         request: { id: null, idempotency_key: null },
         type,
@@ -92,7 +93,8 @@ export async function startStripeStandIn() {
     intentAfter(id: string, change: Record<string, unknown>) {
       const intent = intents.get(id);
       if (!intent) throw new Error(`the stand-in made no PaymentIntent ${id}`);
-      Object.assign(intent, change);
+      // As Stripe does: a PaymentIntent that succeeded has received its amount (unless told otherwise).
+      Object.assign(intent, change.status === "succeeded" && !("amount_received" in change) ? { amount_received: intent.amount } : {}, change);
       return { ...intent };
     },
     /** A Charge of the PaymentIntent as `charge.refunded` carries it. */

@@ -201,6 +201,17 @@ describe("the queue dashboard at /admin/queues", () => {
     expect(await app.services.queues.queue("mail").isPaused()).toBe(false);
   });
 
+  test("a change made with the session cookie needs the platform's Origin (CSRF)", async () => {
+    const bare = await board("/api/queues/mail/pause", { method: "PUT", headers: { cookie: cookieOf(admin) } });
+    expect(bare.status).toBe(403);
+    expect(await appCodeOf(bare)).toBe("CROSS_SITE_REQUEST");
+    expect(await app.services.queues.queue("mail").isPaused()).toBe(false);
+    const own = new URL(app.services.config.publicUrl).origin;
+    expect((await board("/api/queues/mail/pause", { method: "PUT", headers: { cookie: cookieOf(admin), origin: own } })).status).toBeLessThan(300);
+    expect((await board("/api/queues/mail/resume", { method: "PUT", headers: { cookie: cookieOf(admin), origin: own } })).status).toBeLessThan(300);
+    expect(await app.services.queues.queue("mail").isPaused()).toBe(false);
+  });
+
   test("ignores the session cookie on a request from another origin (CSRF)", async () => {
     const response = await board("/api/queues/mail/pause", { method: "PUT", headers: { cookie: cookieOf(admin), origin: "https://evil.example" } });
     expect(response.status).toBe(401);

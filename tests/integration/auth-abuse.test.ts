@@ -87,7 +87,7 @@ describe("account lockout", () => {
     const { user } = await createUserWithSession(app.services);
     for (let i = 0; i < 10; i++) await expectAppError(from(app).auth.login.mutate({ email: user.email, password: "nope-nope-nope" }), "INVALID_CREDENTIALS");
     await expectAppError(from(app).auth.login.mutate({ email: user.email, password: HARNESS_PASSWORD }), "ACCOUNT_LOCKED");
-    const lockKey = `${app.services.config.redis.prefix}:auth:lock:${accountKey(app.services, user.email)}`;
+    const lockKey = app.services.limits.passwordAttempts.getKey(accountKey(app.services, user.email));
     expect(await app.services.redis.pttl(lockKey)).toBeGreaterThan(0);
     await app.services.redis.pexpire(lockKey, 1);
     await Bun.sleep(5);

@@ -89,10 +89,13 @@ describe("registration", () => {
     expect(await userRow(email)).toBeUndefined();
   });
 
-  test("input cannot choose a role or status", async () => {
+  test("input cannot choose a role or status: unknown fields are refused, and nothing is created", async () => {
     const email = uniqueEmail();
     const input = { email, password: STRONG_PASSWORD, name: "Sneaky", role: "admin", status: "active" } as { email: string; password: string; name: string };
-    await anonymous().auth.register.mutate(input);
+    const error = await expectAppError(anonymous().auth.register.mutate(input), "VALIDATION_FAILED");
+    expect(error.data?.issues.map((i: { path: string }) => i.path)).toContain("role");
+    expect(await userRow(email)).toBeUndefined();
+    await anonymous().auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Plain" });
     expect(await userRow(email)).toMatchObject({ role: "customer", status: "unverified" });
   });
 

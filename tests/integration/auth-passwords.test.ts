@@ -30,7 +30,7 @@ describe("changePassword", () => {
     const other = (await from().auth.login.mutate({ email, password })).token;
     const me = app.client({ token, headers: { "x-forwarded-for": "10.1.2.3", "user-agent": "console/3" } });
 
-    expect(await me.auth.changePassword.mutate({ currentPassword: password, newPassword: NEW_PASSWORD })).toEqual({ sessionsEnded: 1 });
+    expect(await me.auth.changePassword.mutate({ currentPassword: password, newPassword: NEW_PASSWORD })).toEqual({ sessionsEnded: 1, apiKeysRevoked: 0 });
     expect((await me.auth.me.query()).id).toBe(user.id);
     await expectAppError(app.client({ token: other }).auth.me.query(), "UNAUTHENTICATED");
     await expectAppError(from().auth.login.mutate({ email, password }), "INVALID_CREDENTIALS");
@@ -80,7 +80,7 @@ describe("password reset", () => {
     const resetToken = await resetTokenFor(email);
     expect(mailBody((await mailsTo(app.mail, email, 2))[1]!)).toContain(`/reset-password#token=${resetToken}`);
 
-    expect(await from("10.4.4.4").auth.resetPassword.mutate({ token: resetToken, password: NEW_PASSWORD })).toEqual({ sessionsEnded: 1 });
+    expect(await from("10.4.4.4").auth.resetPassword.mutate({ token: resetToken, password: NEW_PASSWORD })).toEqual({ sessionsEnded: 1, apiKeysRevoked: 0 });
     await expectAppError(app.client({ token }).auth.me.query(), "UNAUTHENTICATED");
     await expectAppError(from().auth.login.mutate({ email, password }), "INVALID_CREDENTIALS");
     await from().auth.login.mutate({ email, password: NEW_PASSWORD });
@@ -134,5 +134,42 @@ describe("password reset", () => {
     const [row] = await app.services.db.select().from(users).where(eq(users.email, email));
     expect(row).toMatchObject({ status: "active" });
     expect(row!.emailVerifiedAt).toBeInstanceOf(Date);
+  });
+});
+
+describe("API keys after a password change or reset (README, \"API keys and passwords\")", () => {
+  const keyFor = async (token: string, name: string) => (await app.client({ token }).auth.apiKeys.create.mutate({ name, scopes: ["account:read"] })).key;
+
+  test("a reset revokes every API key of the account, says so in the answer, the audit row and the mail", async () => {
+    const { email, token, user } = await registerVerifiedUser(app, app.mail);
+    const keys = [await keyFor(token, "ci"), await keyFor(token, "backup")];
+    for (const key of keys) expect((await app.client({ token: key }).auth.me.query()).id).toBe(user.id);
+
+    const resetToken = await resetTokenFor(email);
+    expect(await from().auth.resetPassword.mutate({ token: resetToken, password: NEW_PASSWORD })).toEqual({ sessionsEnded: 1, apiKeysRevoked: 2 });
+    for (const key of keys) await expectAppError(app.client({ token: key }).auth.me.query(), "UNAUTHENTICATED");
+    expect((await audits("auth.password_reset.completed", user.id))[0]!.metadata).toEqual({ sessionsEnded: 1, apiKeysRevoked: 2 });
+    const notice = (await mailsTo(app.mail, email, 3)).find((m) => mailSubject(m) === "Your Sahary Cloud password was changed")!;
+    expect(mailBody(notice)).toContain("2 API keys were revoked");
+  });
+
+  test("a change revokes them too, unless the caller asks to keep them; either way the mail says what happened", async () => {
+    const revoking = await registerVerifiedUser(app, app.mail);
+    const gone = await keyFor(revoking.token, "deploy");
+    expect(await app.client({ token: revoking.token }).auth.changePassword.mutate({ currentPassword: revoking.password, newPassword: NEW_PASSWORD })).toEqual({
+      sessionsEnded: 0,
+      apiKeysRevoked: 1,
+    });
+    await expectAppError(app.client({ token: gone }).auth.me.query(), "UNAUTHENTICATED");
+    expect((await audits("auth.password.changed", revoking.user.id))[0]!.metadata).toEqual({ sessionsEnded: 0, apiKeysRevoked: 1 });
+
+    const keeping = await registerVerifiedUser(app, app.mail);
+    const kept = await keyFor(keeping.token, "deploy");
+    expect(
+      await app.client({ token: keeping.token }).auth.changePassword.mutate({ currentPassword: keeping.password, newPassword: NEW_PASSWORD, keepApiKeys: true }),
+    ).toEqual({ sessionsEnded: 0, apiKeysRevoked: 0 });
+    expect((await app.client({ token: kept }).auth.me.query()).id).toBe(keeping.user.id);
+    const notice = (await mailsTo(app.mail, keeping.email, 2)).find((m) => mailSubject(m) === "Your Sahary Cloud password was changed")!;
+    expect(mailBody(notice)).toContain("Your 1 API key still works");
   });
 });

@@ -92,7 +92,8 @@ describe("auth.updateProfile", () => {
     await expectAppError(suspended.auth.updateProfile.mutate({ name: "X" }), "ACCOUNT_SUSPENDED");
     const other = await createUserWithSession(app.services);
     const sneaky = { name: "Renamed", id: owner.user.id } as { name: string };
-    expect((await app.client({ token: other.token }).auth.updateProfile.mutate(sneaky)).id).toBe(other.user.id);
+    await expectAppError(app.client({ token: other.token }).auth.updateProfile.mutate(sneaky), "VALIDATION_FAILED");
+    expect((await app.client({ token: other.token }).auth.updateProfile.mutate({ name: "Renamed" })).id).toBe(other.user.id);
     expect((await app.client({ token: owner.token }).auth.me.query()).name).not.toBe("Renamed");
   });
 });
@@ -132,7 +133,9 @@ describe("auth.apiKeys.revoke", () => {
 describe("auth.register", () => {
   test("cannot take over an existing account or pick a role", async () => {
     const input = { email: owner.user.email, password: "takeover-attempt-123", name: "Mallory", role: "admin" } as { email: string; password: string; name: string };
-    await anonymous.auth.register.mutate(input);
+    await expectAppError(anonymous.auth.register.mutate(input), "VALIDATION_FAILED");
+    const { role: _role, ...plain } = input as typeof input & { role: string };
+    await anonymous.auth.register.mutate(plain);
     const [row] = await app.services.db.select().from(users).where(eq(users.id, owner.user.id));
     expect(row).toMatchObject({ name: owner.user.name, role: "customer" });
     expect(await Bun.password.verify("takeover-attempt-123", row!.passwordHash)).toBe(false);

@@ -104,7 +104,8 @@ describe("logout", () => {
     const cookie = login.headers.getSetCookie()[0]!.split(";")[0]!;
     const before = (await sessionRows(user.id)).length;
 
-    const res = await postJson("auth.logout", null, { cookie });
+    // A browser sends Origin with every POST; a cookie mutation without it is refused (tests/integration/http-hardening.test.ts).
+    const res = await postJson("auth.logout", null, { cookie, origin: new URL(app.services.config.publicUrl).origin });
     expect(res.status).toBe(200);
     const cleared = res.headers.getSetCookie();
     expect(cleared.at(-1)).toMatch(/^sahary_session=;.*Max-Age=0/);

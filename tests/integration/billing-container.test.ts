@@ -82,7 +82,9 @@ describe("a real container, metered and invoiced", () => {
     // The estimate prices the same usage so far; a stopped instance projects no more.
     const estimate = await api.billing.estimate.query();
     const computeSoFar = estimate.soFar.lines.find((l) => l.instanceId === id && l.kind === "compute")!;
-    expect(computeSoFar.amountMinor).toBe(Math.round((metered.runningSeconds + metered.emergencyPausedSeconds) * PER_SECOND));
+    // In integer milliseconds, rounded half up as pricing does: float seconds (8.123 + 0.532 = 8.654999…) once rounded 865.5 down.
+    const billedMs = Math.round(metered.runningSeconds * 1000) + Math.round(metered.emergencyPausedSeconds * 1000);
+    expect(computeSoFar.amountMinor).toBe(Math.floor((billedMs * PER_SECOND + 500) / 1000));
     expect(estimate.projected.totalMinor).toBe(estimate.soFar.totalMinor);
 
     // Move the metered hours into a month that has ended, as if the month had turned, and invoice it.
@@ -138,7 +140,8 @@ describe("a real container, metered and invoiced", () => {
     expect(new Date(scheduler!.next!).toISOString()).toMatch(/^\d{4}-\d{2}-01T00:00:00\.000Z$/);
 
     const { user } = await createUserWithSession(app.services);
-    const instance = await seedInstance(app.services, user.id, { priceHourlyMinor: 40 });
+    // Above the minimum charge (50¢ in USD), so the invoice is open rather than carried forward.
+    const instance = await seedInstance(app.services, user.id, { priceHourlyMinor: 400 });
     await seedUsage(app.services, instance, [{ hour: new Date("2020-02-29T23:00:00Z"), runningMs: 1_800_000 }]);
     await app.services.queues.enqueue("billing", "invoice", { period: "2020-02" });
     const [invoice] = await eventually(
@@ -146,6 +149,6 @@ describe("a real container, metered and invoiced", () => {
       (rows) => rows.length === 1,
       { timeoutMs: 15_000, what: "the invoice job" },
     );
-    expect(invoice).toMatchObject({ status: "open", subtotalMinor: 20, taxMinor: 2, totalMinor: 22 });
+    expect(invoice).toMatchObject({ status: "open", subtotalMinor: 200, taxMinor: 20, totalMinor: 220 });
   });
 });

@@ -1,12 +1,19 @@
 #!/bin/sh
 # Brings a fresh machine to what the test suite needs, and says what it did:
-# PostgreSQL and Redis answering, socat, and what running the platform needs
-# (provision-runtime.sh: a Docker engine, Caddy, the local test image). The
-# suite fails loudly, naming it, when something is still missing.
+# PostgreSQL and Redis answering, the tools the tests drive (socat for the
+# serial tests, openssl for a local TLS receiver, PostgreSQL/Redis binaries,
+# iproute2 and nsenter for the fault suite's own services), and what running
+# the platform needs (provision-runtime.sh: a Docker engine, Caddy, the local
+# test image). The suite fails loudly, naming it, when something is still missing.
 set -e
 cd "$(dirname "$0")/../.."
 log() { echo "provision: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 ||
+    { as_root apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends "$@" >/dev/null; }
+}
 
 # PostgreSQL and Redis are started before a session begins; restart them if they stopped.
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
@@ -18,18 +25,14 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
 
-if ! command -v socat >/dev/null 2>&1; then
-  log "installing socat"
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends socat >/dev/null 2>&1 ||
-    { as_root apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends socat >/dev/null; }
-fi
-
+command -v socat >/dev/null 2>&1 || apt_install socat
 # The webhook tests make a self-signed certificate for a local TLS receiver.
-if ! command -v openssl >/dev/null 2>&1; then
-  log "installing openssl"
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends openssl >/dev/null 2>&1 ||
-    { as_root apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends openssl >/dev/null; }
-fi
+command -v openssl >/dev/null 2>&1 || apt_install openssl
+# The fault suite (tests/faults) runs its own PostgreSQL cluster, Redis and dockerd (in a network namespace).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+command -v ip >/dev/null 2>&1 || apt_install iproute2
+command -v nsenter >/dev/null 2>&1 || apt_install util-linux
 
 sh tests/scripts/provision-runtime.sh
-log "ready: postgres, socat, openssl"
+log "ready: postgres, socat, openssl, fault-suite tools"

@@ -66,7 +66,7 @@ describe("targets", () => {
   });
 
   test("the policy follows the configuration: https in production, the deny list, private targets on request", () => {
-    const production = targetPolicy(loadConfig({ NODE_ENV: "production", APP_SECRET: "k3Y8-p0W!zQ2rT6uV9xA1bC4dE7fG0hJ", STRIPE_SECRET_KEY: "sk_live_x", STRIPE_WEBHOOK_SECRET: "whsec_x" }));
+    const production = targetPolicy(loadConfig({ NODE_ENV: "production", APP_SECRET: "k3Y8-p0W!zQ2rT6uV9xA1bC4dE7fG0hJ", STRIPE_SECRET_KEY: "sk_live_x", STRIPE_WEBHOOK_SECRET: "whsec_x", INGRESS_DOMAIN: "apps.sahary.cloud" }));
     expect(production).toMatchObject({ requireHttps: true, allowPrivate: false });
     const dev = targetPolicy(loadConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true", WEBHOOK_DENY_ADDRESSES: "10.0.0.0/8, 192.0.2.1" }));
     expect(dev.requireHttps).toBe(false);
