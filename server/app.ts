@@ -8,17 +8,21 @@ import { requestId } from "hono/request-id";
 import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import { queueBoardRoutes } from "./admin/queue-board";
+import { callerIds } from "./auth/actor";
 import { billingRoutes } from "./billing/http";
 import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { serializeError } from "./log";
-import { createMetrics } from "./metrics";
+import { registerPlatformMetrics } from "./metrics/platform";
+import { createMetrics } from "./metrics/registry";
+import { metricsRoute } from "./metrics/route";
+import { listProcedures } from "./procedures";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
 import { createContext, type RequestInfo } from "./trpc";
 import { stripeWebhook } from "./webhooks/stripe";
 
-export type AppEnv = { Variables: { requestId: string } };
+export type AppEnv = { Variables: { requestId: string; caller?: ReturnType<typeof callerIds> } };
 
 /**
  * The HTTP surface: middleware, tRPC at /trpc, health, readiness and metrics.
@@ -26,7 +30,8 @@ export type AppEnv = { Variables: { requestId: string } };
  */
 export function createApp(services: Services) {
   const { config, log } = services;
-  const metrics = createMetrics();
+  const metrics = createMetrics(listProcedures(appRouter));
+  registerPlatformMetrics(metrics.registry, services, config.metrics.cacheMs);
   const app = new Hono<AppEnv>();
 
   app.use(
@@ -47,6 +52,7 @@ export function createApp(services: Services) {
     const quiet = route === "/health" || route === "/metrics";
     log[quiet ? "debug" : "info"]("request", {
       requestId: c.get("requestId"),
+      ...c.get("caller"),
       method: c.req.method,
       path: c.req.path,
       status: c.res.status,
@@ -81,7 +87,7 @@ export function createApp(services: Services) {
     return c.json(readiness, readiness.status === "ready" ? 200 : 503);
   });
 
-  app.get("/metrics", async (c) => c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }));
+  app.route("/", metricsRoute(metrics, config.metrics.token));
 
   // Outside /trpc: these routes own their request body (the webhook's signature is over the raw bytes);
   // the queue dashboard is a web UI of its own.
@@ -95,8 +101,18 @@ export function createApp(services: Services) {
       endpoint: "/trpc",
       router: appRouter,
       allowMethodOverride: false,
-      createContext: (opts, c) => createContext(services, { headers: opts.req.headers, resHeaders: opts.resHeaders, request: requestInfo(c as HonoContext<AppEnv>, config.http.trustProxy) }),
-      onError: ({ error, path, ctx }) => {
+      createContext: async (opts, c: HonoContext<AppEnv>) => {
+        const ctx = await createContext(services, {
+          headers: opts.req.headers,
+          resHeaders: opts.resHeaders,
+          request: requestInfo(c, config.http.trustProxy),
+          observe: metrics.procedures.observe,
+        });
+        c.set("caller", callerIds(ctx.actor));
+        return ctx;
+      },
+      onError: ({ error, path, type, ctx }) => {
+        metrics.procedures.onError(path, type, error);
         if (appCodeForTrpcError(error) === "INTERNAL") {
           log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
         }

@@ -72,6 +72,8 @@ const EnvSchema = v.object({
   CORS_ORIGINS: v.optional(list, ""),
   BODY_LIMIT_BYTES: v.optional(positiveInt, String(1024 * 1024)),
   TRUST_PROXY: v.optional(bool, "false"),
+  METRICS_TOKEN: v.optional(v.pipe(v.string(), v.trim(), v.minLength(16, "must be at least 16 characters"), v.regex(/^\S+$/, "must not contain spaces"))),
+  METRICS_CACHE_MS: v.optional(nonNegativeInt, "5000"),
   APP_SECRET: v.optional(v.string()),
   PUBLIC_URL: v.optional(url),
   SMTP_URL: v.optional(url),
@@ -194,6 +196,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
     docker: { socketPath: e.DOCKER_SOCKET, namespace: e.DOCKER_NAMESPACE },
     http: { corsOrigins: e.CORS_ORIGINS, bodyLimitBytes: e.BODY_LIMIT_BYTES, trustProxy: e.TRUST_PROXY },
+    /** Scrape-time gauges are read at most once per `cacheMs`; `token` guards /metrics when set. */
+    metrics: { token: e.METRICS_TOKEN, cacheMs: e.METRICS_CACHE_MS },
     secret: e.APP_SECRET ?? DEV_SECRET,
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
     workers: { concurrency: e.WORKER_CONCURRENCY, shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS },

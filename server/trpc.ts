@@ -1,4 +1,4 @@
-import { initTRPC } from "@trpc/server";
+import { initTRPC, type TRPCError, type TRPCProcedureType } from "@trpc/server";
 import type { AuthenticatedActor, Actor, Scope } from "./auth/actor";
 import { resolveActor } from "./auth/resolve";
 import { AppError, appCodeForTrpcError, validationIssues } from "./errors";
@@ -6,24 +6,39 @@ import type { Services } from "./services";
 
 export type RequestInfo = { requestId: string; ip: string | null; userAgent: string | null };
 
+/** Told the outcome of every procedure call made over HTTP (metrics). */
+export type ProcedureObserver = (call: { path: string; type: TRPCProcedureType; seconds: number; error: TRPCError | null }) => void;
+
 /** What every procedure receives: the process's services, the caller and the request. */
 export type Context = Services & {
   actor: Actor;
   request: RequestInfo;
   /** Headers to add to the HTTP response (cookies). Procedures append, never set. */
   resHeaders: Headers;
+  observe?: ProcedureObserver;
 };
 
-/** Per-procedure declarations read by the builders. */
+/** Who may call a procedure; each builder below sets it, so the API reference can say. */
+export type Access = "public" | "user" | "verified" | "operator" | "admin";
+
+/** Per-procedure declarations read by the builders (and by the OpenAPI document). */
 export type Meta = {
   /** The API-key scope this procedure needs. Without one, API keys are refused. */
   scope?: Scope;
+  access?: Access;
+  /** The API reference's one-line summary of the procedure. */
+  summary?: string;
+  /** An example input for the API reference, where the one derived from the schema would read badly. */
+  example?: unknown;
 };
 
-export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo }): Promise<Context> {
+export async function createContext(
+  services: Services,
+  input: { headers: Headers; resHeaders: Headers; request: RequestInfo; observe?: ProcedureObserver },
+): Promise<Context> {
   const { actor, setCookie } = await resolveActor(services, input.headers);
   if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
-  return { ...services, actor, request: input.request, resHeaders: input.resHeaders };
+  return { ...services, actor, request: input.request, resHeaders: input.resHeaders, observe: input.observe };
 }
 
 const t = initTRPC
@@ -65,7 +80,15 @@ const dependencyErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(dependencyErrors);
+/** Outermost, so it sees the error the caller gets (after the mapping above) and the whole duration. */
+const observed = t.middleware(async ({ ctx, path, type, next }) => {
+  const started = performance.now();
+  const result = await next();
+  ctx.observe?.({ path, type, seconds: (performance.now() - started) / 1000, error: result.ok ? null : result.error });
+  return result;
+});
+
+export const publicProcedure = t.procedure.use(observed).use(dependencyErrors).meta({ access: "public" });
 
 /** A signed-in user or API key whose account is not suspended (and whose key holds the scope). */
 export const authedProcedure = publicProcedure.use(({ ctx, meta, next }) => {
@@ -78,25 +101,25 @@ export const authedProcedure = publicProcedure.use(({ ctx, meta, next }) => {
     });
   }
   return next({ ctx: { actor: actor as AuthenticatedActor, user: actor.user } });
-});
+}).meta({ access: "user" });
 
 /** As `authedProcedure`, and the email address has been verified. */
 export const verifiedProcedure = authedProcedure.use(({ ctx, next }) => {
   if (ctx.user.status !== "active") throw new AppError("EMAIL_NOT_VERIFIED", "Verify your email address first");
   return next();
-});
+}).meta({ access: "verified" });
 
 /** Operators and admins: read access to platform-wide data. */
 export const operatorProcedure = verifiedProcedure.use(({ ctx, next }) => {
   if (ctx.user.role !== "operator" && ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Operator or admin role required");
   return next();
-});
+}).meta({ access: "operator" });
 
 /** Admins only: anything that changes other users, money or the platform. */
 export const adminProcedure = verifiedProcedure.use(({ ctx, next }) => {
   if (ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Admin role required");
   return next();
-});
+}).meta({ access: "admin" });
 
 const DEPENDENCY_ERROR_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "57P01", "57P03", "53300"]);
 

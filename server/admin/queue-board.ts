@@ -6,7 +6,7 @@ import { Hono, type Context } from "hono";
 import { serveStatic } from "hono/bun";
 import { QUEUE_NAMES, type Queues } from "../../workers/queues";
 import type { AppEnv } from "../app";
-import type { Actor } from "../auth/actor";
+import { callerIds, type Actor } from "../auth/actor";
 import { resolveActor } from "../auth/resolve";
 import { recordAudit } from "../audit";
 import { AppError, errorBody, httpStatusOf, isAppError } from "../errors";
@@ -91,6 +91,7 @@ export function queueBoardRoutes(services: Services, requestInfo: (c: Context<Ap
     try {
       const resolved = await resolveActor(services, c.req.raw.headers);
       setCookie = resolved.setCookie;
+      c.set("caller", callerIds(resolved.actor));
       const role = dashboardRole(resolved.actor);
       const method = c.req.method;
       const path = c.req.path.slice(QUEUE_BOARD_PATH.length);
