@@ -16,6 +16,7 @@ import { registerPlatformMetrics } from "./metrics/platform";
 import { createMetrics } from "./metrics/registry";
 import { metricsRoute } from "./metrics/route";
 import { openApiRoutes } from "./openapi/routes";
+import { accountPageRoutes } from "./pages/account-pages";
 import { listProcedures } from "./procedures";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
@@ -90,6 +91,7 @@ export function createApp(services: Services) {
 
   app.route("/", metricsRoute(metrics, config.metrics.token));
   app.route("/", openApiRoutes({ router: appRouter, publicUrl: config.publicUrl, log }).routes);
+  app.route("/", accountPageRoutes());
 
   // Outside /trpc: these routes own their request body (the webhook's signature is over the raw bytes);
   // the queue dashboard is a web UI of its own.

@@ -24,6 +24,9 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 command -v socat >/dev/null 2>&1 || apt_install socat
+command -v curl >/dev/null 2>&1 || apt_install curl
+# The browser tests drive Debian's Chromium (the pages behind the account emails, /docs).
+[ -x /usr/bin/chromium ] || apt_install chromium
 
 if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
@@ -70,4 +73,4 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     -c 'LABEL org.opencontainers.image.source=debian:busybox-static' - "$IMAGE" >/dev/null
   rm -rf "$work"
 fi
-log "ready: postgres, redis, docker ($(docker version --format '{{.Server.Version}}')), socat, $IMAGE"
+log "ready: postgres, redis, docker ($(docker version --format '{{.Server.Version}}')), socat, curl, chromium, $IMAGE"
