@@ -1,25 +1,38 @@
-# Production image. Node is the base because the serial bridge runs under Node
-# (serialport's native binding cannot load in Bun) and npm installs Bun itself.
-FROM node:20-bookworm-slim AS deps
-WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+# Production image: Bun runs the platform; Node runs only the serial bridge
+# (serialport's native binding cannot load in Bun). No registry is reachable
+# here, so it starts from the local Debian base image (Debian's packages):
+#
+#   sh scripts/build-images.sh          # the base, the dependencies and every image, tagged by content
+#   # then, by hand if wanted:
+#   DOCKER_BUILDKIT=0 docker build --build-arg BASE=<base tag> --build-arg DEPS=<deps tag> -t sahary/app .
+ARG BASE=sahary/debian-base:bookworm
+ARG DEPS=sahary/app-deps:latest
 
-FROM node:20-bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends tini ca-certificates && rm -rf /var/lib/apt/lists/*
+FROM ${BASE} AS runtime
+RUN apt-get update && apt-get install -y nodejs tini && rm -rf /var/lib/apt/lists/* \
+  && groupadd --gid 10001 sahary \
+  && useradd --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin sahary \
+  && mkdir -p /data && chown sahary:sahary /data
+
+# The locked production dependencies (Bun included): an image built by
+# scripts/build-images.sh from `npm ci --omit=dev` run on the host
+# (ops/app-deps/Dockerfile), since build containers cannot reach the npm
+# registry. Its tag is the package-lock.json hash.
+FROM ${DEPS} AS deps
+
+FROM runtime
 WORKDIR /app
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 DATA_DIR=/data
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json bunfig.toml tsconfig.json ./
-COPY server ./server
-COPY workers ./workers
 COPY db ./db
 COPY hardware ./hardware
-RUN mkdir -p /data && chown node:node /data
-USER node
+COPY workers ./workers
+COPY server ./server
+USER sahary
 VOLUME ["/data"]
 EXPOSE 3000
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["tini", "--", "node_modules/.bin/bun"]
 # All-in-one by default; compose runs server/api.ts and workers/main.ts separately.

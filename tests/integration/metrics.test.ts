@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { DEFAULT_POLICY } from "../../hardware/policy";
 import { emptyReading } from "../../hardware/protocols/reading";
 import { recordLevelChange } from "../../server/energy/power";
@@ -7,6 +9,7 @@ import { listProcedures } from "../../server/procedures";
 import { appRouter } from "../../server/router";
 import { QUEUE_NAMES } from "../../workers/queues";
 import { seedInstance } from "../harness/billing";
+import { projectRoot } from "../harness/process";
 import { resetEnergyState } from "../harness/serial";
 import { startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
@@ -214,6 +217,21 @@ describe("METRICS_TOKEN", () => {
       expect(value(samples, "process_cpu_seconds_total")).toBeGreaterThan(0);
     } finally {
       await guarded.close();
+    }
+  });
+});
+
+describe("the Grafana dashboard (ops/grafana/sahary.json)", () => {
+  test("charts only families /metrics exposes, and covers each area", async () => {
+    const dashboard = JSON.parse(readFileSync(join(projectRoot, "ops/grafana/sahary.json"), "utf8")) as { panels: Array<{ type: string; targets?: Array<{ expr: string }> }> };
+    const expressions = dashboard.panels.flatMap((panel) => panel.targets ?? []).map((target) => target.expr);
+    expect(expressions.length).toBeGreaterThan(20);
+    const { text } = await scrape(app);
+    const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+    const used = new Set(expressions.flatMap((expr) => [...expr.matchAll(/\b((?:sahary|http|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, ""))));
+    for (const name of used) expect(`${name}: ${families.has(name)}`).toBe(`${name}: true`);
+    for (const family of ["sahary_trpc_calls_total", "sahary_trpc_errors_total", "sahary_queue_jobs", "sahary_instances", "sahary_power_level", "sahary_battery_soc_percent", "sahary_telemetry_state", "sahary_ingress_requests_total", "process_cpu_seconds_total"]) {
+      expect(used.has(family)).toBe(true);
     }
   });
 });

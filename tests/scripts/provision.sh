@@ -1,8 +1,9 @@
 #!/bin/sh
 # Brings a fresh machine to what the test suite needs, and says what it did:
 # PostgreSQL and Redis answering, a Docker engine (docker.io installed and
-# dockerd started when none answers), socat, and the local test image (no
-# registry is reachable, so it is imported from Debian's busybox-static).
+# dockerd started when none answers), socat, curl, Chromium, debootstrap,
+# docker-compose, and the local test image (no registry is reachable, so it is
+# imported from Debian's busybox-static).
 set -e
 cd "$(dirname "$0")/../.."
 log() { echo "provision: $*" >&2; }
@@ -27,6 +28,9 @@ command -v socat >/dev/null 2>&1 || apt_install socat
 command -v curl >/dev/null 2>&1 || apt_install curl
 # The browser tests drive Debian's Chromium (the pages behind the account emails, /docs).
 [ -x /usr/bin/chromium ] || apt_install chromium
+# The production-stack test builds images from a debootstrapped base and starts them with Debian's docker-compose.
+command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
 if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
@@ -73,4 +77,4 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     -c 'LABEL org.opencontainers.image.source=debian:busybox-static' - "$IMAGE" >/dev/null
   rm -rf "$work"
 fi
-log "ready: postgres, redis, docker ($(docker version --format '{{.Server.Version}}')), socat, curl, chromium, $IMAGE"
+log "ready: postgres, redis, docker ($(docker version --format '{{.Server.Version}}')), socat, curl, chromium, debootstrap, docker-compose, $IMAGE"
