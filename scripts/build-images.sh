@@ -53,8 +53,8 @@ build "$postgres" sahary/postgres:15 ops/postgres
 build "$redis" sahary/redis:7 ops/redis
 build "$app" sahary/app:latest . --build-arg DEPS="$deps"
 
-# Keep the three newest app images; older ones are only disk (an image still in use is left alone).
-docker image ls sahary/app --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' | grep -v ':latest$' | sort -r | tail -n +4 | cut -f2 |
+# Keep the five newest app images (they differ only in their source layers); an image still in use is left alone.
+docker image ls sahary/app --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' | grep -v ':latest$' | sort -r | tail -n +6 | cut -f2 |
   while read -r old; do [ "$old" = "$app" ] || docker rmi "$old" >/dev/null 2>&1 || true; done
 
 echo "SAHARY_BASE_IMAGE=$base"
