@@ -26,7 +26,9 @@ build() {
   else
     log "building $tag"
     started=$(date +%s)
-    DOCKER_BUILDKIT=0 docker build --build-arg BASE="$base" "$@" -t "$tag" "$context" >&2
+    # Build steps only fetch Debian packages: on the host's network they do not depend on the
+    # engine's default bridge (docker0), which a shared engine can lose.
+    DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE="$base" "$@" -t "$tag" "$context" >&2
     log "built $tag in $(( $(date +%s) - started )) s"
   fi
   docker tag "$tag" "$alias"
