@@ -8,20 +8,26 @@ import { requestId } from "hono/request-id";
 import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import { queueBoardRoutes } from "./admin/queue-board";
+import { callerIds } from "./auth/actor";
 import { billingRoutes } from "./billing/http";
 import { clientAddress } from "./client-ip";
 import type { Config } from "./config";
 import { AppError, appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { edgeRoutes } from "./ingress/edge";
 import { serializeError } from "./log";
-import { createMetrics } from "./metrics";
+import { registerPlatformMetrics } from "./metrics/platform";
+import { createMetrics } from "./metrics/registry";
+import { metricsRoute } from "./metrics/route";
+import { openApiRoutes } from "./openapi/routes";
+import { accountPageRoutes } from "./pages/account-pages";
+import { listProcedures } from "./procedures";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
 import { costOf, createContext, type Meta, type RequestInfo } from "./trpc";
 import { stripeWebhook } from "./webhooks/stripe";
 
-export type AppEnv = { Variables: { requestId: string } };
+export type AppEnv = { Variables: { requestId: string; caller?: ReturnType<typeof callerIds> } };
 
 /**
  * The HTTP surface: middleware, tRPC at /trpc, health, readiness and metrics.
@@ -29,7 +35,8 @@ export type AppEnv = { Variables: { requestId: string } };
  */
 export function createApp(services: Services) {
   const { config, log } = services;
-  const metrics = createMetrics();
+  const metrics = createMetrics(listProcedures(appRouter));
+  registerPlatformMetrics(metrics.registry, services, config.metrics.cacheMs);
   const app = new Hono<AppEnv>();
 
   app.use(
@@ -50,6 +57,7 @@ export function createApp(services: Services) {
     const quiet = route === "/health" || route === "/metrics";
     log[quiet ? "debug" : "info"]("request", {
       requestId: c.get("requestId"),
+      ...c.get("caller"),
       method: c.req.method,
       path: c.req.path,
       status: c.res.status,
@@ -100,7 +108,9 @@ export function createApp(services: Services) {
     return c.json(readiness, readiness.status === "ready" ? 200 : 503);
   });
 
-  app.get("/metrics", async (c) => c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }));
+  app.route("/", metricsRoute(metrics, config.metrics.token));
+  app.route("/", openApiRoutes({ router: appRouter, publicUrl: config.publicUrl, log }).routes);
+  app.route("/", accountPageRoutes());
 
   // Outside /trpc: these routes own their request body (the webhook's signature is over the raw bytes);
   // the queue dashboard is a web UI of its own.
@@ -114,19 +124,24 @@ export function createApp(services: Services) {
       endpoint: "/trpc",
       router: appRouter,
       allowMethodOverride: false,
-      createContext: (opts, c) =>
-        createContext(services, {
+      createContext: async (opts, c: HonoContext<AppEnv>) => {
+        const ctx = await createContext(services, {
           headers: opts.req.headers,
           resHeaders: opts.resHeaders,
-          request: requestInfo(c as HonoContext<AppEnv>, config.http.trustedProxyHops),
+          request: requestInfo(c, config.http.trustedProxyHops),
           cost: opts.info.calls.reduce((sum, call) => sum + costOf(call.procedure?._def.meta as Meta | undefined), 0),
-        }),
+          observe: metrics.procedures.observe,
+        });
+        c.set("caller", callerIds(ctx.actor));
+        return ctx;
+      },
       // A refusal that says when to come back says it in the standard header too.
       responseMeta: ({ errors }) => {
         const waits = errors.flatMap((error) => (error instanceof AppError && typeof error.details?.retryAfterSeconds === "number" ? [error.details.retryAfterSeconds] : []));
         return waits.length ? { headers: new Headers({ "Retry-After": String(Math.max(...waits)) }) } : {};
       },
-      onError: ({ error, path, ctx }) => {
+      onError: ({ error, path, type, ctx }) => {
+        metrics.procedures.onError(path, type, error);
         if (appCodeForTrpcError(error) === "INTERNAL") {
           log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
         }

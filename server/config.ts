@@ -113,6 +113,8 @@ const EnvSchema = v.object({
   TRUST_PROXY: v.optional(bool, "false"),
   TRUST_PROXY_HOPS: v.optional(v.pipe(positiveInt, v.maxValue(10, "must be at most 10")), "1"),
   REQUEST_TIMEOUT_MS: v.optional(v.pipe(positiveInt, v.minValue(1000, "must be at least 1000"), v.maxValue(240_000, "must be at most 240000 (Bun closes idle connections after 255 s at most)")), "30000"),
+  METRICS_TOKEN: v.optional(v.pipe(v.string(), v.trim(), v.minLength(16, "must be at least 16 characters"), v.regex(/^\S+$/, "must not contain spaces"))),
+  METRICS_CACHE_MS: v.optional(nonNegativeInt, "5000"),
   APP_SECRET: v.optional(v.string()),
   PUBLIC_URL: v.optional(url),
   SMTP_URL: v.optional(url),
@@ -309,6 +311,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       trustedProxyHops: e.TRUST_PROXY ? e.TRUST_PROXY_HOPS : 0,
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     },
+    /** Scrape-time gauges are read at most once per `cacheMs`; `token` guards /metrics when set. */
+    metrics: { token: e.METRICS_TOKEN, cacheMs: e.METRICS_CACHE_MS },
     secret: e.APP_SECRET ?? DEV_SECRET,
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, dir: `${e.DATA_DIR}/mail` },
     workers: {

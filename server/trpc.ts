@@ -1,4 +1,4 @@
-import { initTRPC } from "@trpc/server";
+import { initTRPC, type TRPCError, type TRPCProcedureType } from "@trpc/server";
 import { anonymous, type AuthenticatedActor, type Actor, type Scope } from "./auth/actor";
 import { cookieMutationProblem } from "./auth/csrf";
 import { resolveActor } from "./auth/resolve";
@@ -8,6 +8,9 @@ import { budgetExceeded, chargeCaller, DEFAULT_COST, type Charge } from "./limit
 import type { Services } from "./services";
 
 export type RequestInfo = { requestId: string; ip: string | null; userAgent: string | null };
+
+/** Told the outcome of every procedure call made over HTTP (metrics). */
+export type ProcedureObserver = (call: { path: string; type: TRPCProcedureType; seconds: number; error: TRPCError | null }) => void;
 
 /** What every procedure receives: the process's services, the caller and the request. */
 export type Context = Services & {
@@ -25,9 +28,14 @@ export type Context = Services & {
   contextError?: unknown;
   /** This HTTP request's charge against the caller's budgets (absent for in-process callers). */
   budget?: Charge;
+  /** Told each procedure call's outcome (metrics); absent for in-process callers. */
+  observe?: ProcedureObserver;
 };
 
-/** Per-procedure declarations read by the builders. */
+/** Who may call a procedure; each builder below sets it, so the API reference can say. */
+export type Access = "public" | "user" | "verified" | "operator" | "admin";
+
+/** Per-procedure declarations read by the builders (and by the OpenAPI document). */
 export type Meta = {
   /** The API-key scope this procedure needs. Without one, API keys are refused. */
   scope?: Scope;
@@ -40,6 +48,11 @@ export type Meta = {
    * by the sweep that re-enqueues recorded work.
    */
   enqueues?: boolean;
+  access?: Access;
+  /** The API reference's one-line summary of the procedure. */
+  summary?: string;
+  /** An example input for the API reference, where the one derived from the schema would read badly. */
+  example?: unknown;
 };
 
 /** What a call costs, from its procedure's meta (an unknown procedure costs the default). */
@@ -52,8 +65,11 @@ export function costOf(meta: Meta | undefined): number {
  * against their budgets (`cost`, the sum over the calls of a batch: one Redis
  * round trip per request, server/limits/budgets.ts).
  */
-export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo; cost: number }): Promise<Context> {
-  const base = { ...services, request: input.request, resHeaders: input.resHeaders, headers: input.headers };
+export async function createContext(
+  services: Services,
+  input: { headers: Headers; resHeaders: Headers; request: RequestInfo; cost: number; observe?: ProcedureObserver },
+): Promise<Context> {
+  const base = { ...services, request: input.request, resHeaders: input.resHeaders, headers: input.headers, observe: input.observe };
   try {
     const { actor, setCookie } = await resolveActor(services, input.headers);
     if (setCookie) input.resHeaders.append("Set-Cookie", setCookie);
@@ -125,7 +141,15 @@ const rawInputRules = t.middleware(async ({ getRawInput, next }) => {
   return next();
 });
 
-export const publicProcedure = t.procedure.use(dependencyErrors).use(identifiedCaller).use(rawInputRules);
+/** Outermost, so it sees the error the caller gets (after the mapping above) and the whole duration. */
+const observed = t.middleware(async ({ ctx, path, type, next }) => {
+  const started = performance.now();
+  const result = await next();
+  ctx.observe?.({ path, type, seconds: (performance.now() - started) / 1000, error: result.ok ? null : result.error });
+  return result;
+});
+
+export const publicProcedure = t.procedure.use(observed).use(dependencyErrors).use(identifiedCaller).use(rawInputRules).meta({ access: "public" });
 
 /** A signed-in user or API key whose account is not suspended (and whose key holds the scope). */
 export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) => {
@@ -145,25 +169,25 @@ export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) =
   // The connection's own state: no round trip, and no waiting for a reconnect.
   if (meta?.enqueues && ctx.redis.status !== "ready") throw new AppError("DEPENDENCY_UNAVAILABLE", "The job queue is unavailable; nothing was changed, retry shortly");
   return next({ ctx: { actor: actor as AuthenticatedActor, user: actor.user } });
-});
+}).meta({ access: "user" });
 
 /** As `authedProcedure`, and the email address has been verified. */
 export const verifiedProcedure = authedProcedure.use(({ ctx, next }) => {
   if (ctx.user.status !== "active") throw new AppError("EMAIL_NOT_VERIFIED", "Verify your email address first");
   return next();
-});
+}).meta({ access: "verified" });
 
 /** Operators and admins: read access to platform-wide data. */
 export const operatorProcedure = verifiedProcedure.use(({ ctx, next }) => {
   if (ctx.user.role !== "operator" && ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Operator or admin role required");
   return next();
-});
+}).meta({ access: "operator" });
 
 /** Admins only: anything that changes other users, money or the platform. */
 export const adminProcedure = verifiedProcedure.use(({ ctx, next }) => {
   if (ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Admin role required");
   return next();
-});
+}).meta({ access: "admin" });
 
 const DEPENDENCY_ERROR_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "57P01", "57P03", "53300"]);
 

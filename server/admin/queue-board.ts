@@ -6,10 +6,11 @@ import { Hono, type Context } from "hono";
 import { serveStatic } from "hono/bun";
 import { QUEUE_NAMES, type Queues } from "../../workers/queues";
 import type { AppEnv } from "../app";
-import type { Actor } from "../auth/actor";
+import { callerIds, type Actor } from "../auth/actor";
 import { resolveActor } from "../auth/resolve";
 import { recordAudit } from "../audit";
-import { AppError, errorBody, httpStatusOf, isAppError } from "../errors";
+import { boardUi } from "./queue-board-ui";
+import { AppError, errorBody, httpStatusOf, isAppError, type AppErrorCode } from "../errors";
 import type { Services } from "../services";
 import type { RequestInfo } from "../trpc";
 
@@ -28,6 +29,8 @@ const ALLOWED_CHANGES: Array<{ pattern: RegExp; action: string }> = [
   { pattern: /^\/api\/queues\/(?<queue>[^/]+)\/(?<op>pause|resume|promote)$/, action: "$op" },
   { pattern: /^\/api\/queues\/(?<queue>[^/]+)\/(?<op>retry|clean)\/(?<status>[a-z-]+)$/, action: "$op_all" },
   { pattern: /^\/api\/queues\/(?<queue>[^/]+)\/job-schedulers\/(?<scheduler>[^/]+)\/run$/, action: "scheduler_run" },
+  // A limit a worker set on itself runs out anyway; releasing it early is a repair.
+  { pattern: /^\/api\/queues\/(?<queue>[^/]+)\/rate-limit\/release$/, action: "rate_limit_release" },
   { pattern: /^\/api\/queues\/(?<queue>[^/]+)\/(?<job>[^/]+)\/(?<op>retry|clean|promote)$/, action: "job_$op" },
 ];
 
@@ -58,6 +61,16 @@ function dashboardRole(actor: Actor): Role {
 
 type BoardEnv = { Bindings: { requestId: string | null } };
 
+/**
+ * A refusal in the API's error envelope that bull-board's UI can also show:
+ * it reads `error.key` (a translation key) as the title and `message` as the
+ * text, so an operator sees why instead of an empty red notice.
+ */
+function refusal(appCode: AppErrorCode, message: string, requestId: string | null) {
+  const body = errorBody(appCode, message, requestId);
+  return { ...body, error: { ...body.error, key: appCode === "INTERNAL" ? "ERRORS.INTERNAL_SERVER_ERROR" : "ERRORS.FORBIDDEN" }, message, code: appCode };
+}
+
 /** One bull-board over every queue of the contract; operators get it read-only. */
 function createBoard(queues: Queues, readOnly: boolean) {
   // bull-board hands serveStatic a root relative to the working directory; fix it now so a later chdir cannot move it.
@@ -70,7 +83,7 @@ function createBoard(queues: Queues, readOnly: boolean) {
   });
   const board = new Hono<BoardEnv>().basePath(QUEUE_BOARD_PATH);
   board.route("/", adapter.registerPlugin());
-  board.notFound((c) => c.json(errorBody("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`, c.env.requestId), 404));
+  board.notFound((c) => c.json(refusal("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`, c.env.requestId), 404));
   return board;
 }
 
@@ -80,9 +93,20 @@ function createBoard(queues: Queues, readOnly: boolean) {
  * the platform's own origins, which is the CSRF defence) or a bearer session
  * token. Admins get the board with the repairs above, each written to the
  * audit log; operators get it read-only; everyone else the standard error.
+ * The UI's scripts come from queue-board-ui.ts, without the controls this
+ * policy refuses.
  */
 export function queueBoardRoutes(services: Services, requestInfo: (c: Context<AppEnv>) => RequestInfo) {
-  const boards: Record<Role, ReturnType<typeof createBoard>> = { admin: createBoard(services.queues, false), operator: createBoard(services.queues, true) };
+  // Built on first use: most processes never serve the dashboard.
+  let boards: Record<Role, ReturnType<typeof createBoard>> | undefined;
+  const boardFor = (role: Role) => {
+    if (!boards) {
+      const ui = boardUi();
+      if (!ui.complete) services.log.warn("queue dashboard: the UI could not be limited to the allowed repairs, so admins get it read-only", { problems: ui.problems });
+      boards = { admin: createBoard(services.queues, !ui.complete), operator: createBoard(services.queues, true) };
+    }
+    return boards[role];
+  };
   const routes = new Hono<AppEnv>();
 
   const serve = async (c: Context<AppEnv>) => {
@@ -91,6 +115,7 @@ export function queueBoardRoutes(services: Services, requestInfo: (c: Context<Ap
     try {
       const resolved = await resolveActor(services, c.req.raw.headers);
       setCookie = resolved.setCookie;
+      c.set("caller", callerIds(resolved.actor));
       const role = dashboardRole(resolved.actor);
       const method = c.req.method;
       const path = c.req.path.slice(QUEUE_BOARD_PATH.length);
@@ -104,7 +129,17 @@ export function queueBoardRoutes(services: Services, requestInfo: (c: Context<Ap
         change = allowedChange(method, path);
         if (!change) throw new AppError("FORBIDDEN", "This dashboard action is disabled: it would bypass the queue contract", { details: { method, path } });
       }
-      const response = await boards[role].fetch(c.req.raw, { requestId });
+      const script = method === "GET" && path.startsWith("/static/js/") ? boardUi().scripts.get(path.slice("/static/".length)) : undefined;
+      if (script !== undefined) {
+        return c.body(script, 200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "private, max-age=86400", ...(setCookie ? { "set-cookie": setCookie } : {}) });
+      }
+      let response = await boardFor(role).fetch(c.req.raw, { requestId });
+      if (response.headers.get("content-type")?.startsWith("text/html")) {
+        // The page asks Google for its fonts; the dashboard must work offline and leak nothing, so it uses the system's.
+        const html = (await response.text()).replace(/<link[^>]*fonts\.(?:googleapis|gstatic)\.com[^>]*>\s*/g, "");
+        response = new Response(html, { status: response.status, headers: response.headers });
+        response.headers.delete("content-length");
+      }
       if (!path.startsWith("/static/")) response.headers.set("cache-control", "private, no-store");
       if (setCookie) response.headers.append("Set-Cookie", setCookie);
       if (change && response.ok) {
@@ -117,7 +152,7 @@ export function queueBoardRoutes(services: Services, requestInfo: (c: Context<Ap
       return response;
     } catch (error) {
       if (!isAppError(error)) throw error;
-      const response = c.json(errorBody(error.appCode, error.message, requestId), httpStatusOf(error.appCode) as 400);
+      const response = c.json(refusal(error.appCode, error.message, requestId), httpStatusOf(error.appCode) as 400);
       if (setCookie) response.headers.append("Set-Cookie", setCookie);
       return response;
     }

@@ -38,3 +38,10 @@ export function systemActor(name: string): Actor {
 export function actorUserId(actor: Actor): string | null {
   return actor.kind === "user" || actor.kind === "apiKey" ? actor.user.id : null;
 }
+
+/** Who made a request, for its log line: the user, and the API key when one was used. */
+export function callerIds(actor: Actor): { userId?: string; apiKeyId?: string } {
+  if (actor.kind === "user") return { userId: actor.user.id };
+  if (actor.kind === "apiKey") return { userId: actor.user.id, apiKeyId: actor.apiKeyId };
+  return {};
+}

@@ -4,7 +4,7 @@ import type { NewMail } from "../mail/outbox";
 /**
  * The messages the auth flows send. Links carry the token in the fragment
  * (`#token=`), which browsers never send to a server, so it stays out of
- * access logs and Referer headers; the console page posts it to the API.
+ * access logs and Referer headers; the page there (server/pages) posts it to the API.
  */
 
 const SIGNATURE = "\n-- \nSahary Cloud, hosting that runs on sunlight\n";
@@ -25,7 +25,7 @@ export function verificationMail(config: Config, to: string, token: string, expi
     subject: "Confirm your Sahary Cloud email address",
     text:
       `Welcome to Sahary Cloud.\n\nConfirm your email address by opening this link (valid until ${until(expiresAt)}):\n\n` +
-      `${link(config, "verify-email", token)}\n\nor enter this code in the console:\n\n${token}\n\n` +
+      `${link(config, "verify-email", token)}\n\n` +
       `If you did not create an account, ignore this message.\n${SIGNATURE}`,
   };
 }
@@ -38,7 +38,7 @@ export function accountExistsMail(config: Config, to: string): NewMail {
     subject: "You already have a Sahary Cloud account",
     text:
       `Someone (hopefully you) tried to create a Sahary Cloud account with this address, which already has one.\n\n` +
-      `To sign in, go to ${config.publicUrl.replace(/\/+$/, "")}/login. Forgot your password? Reset it there.\n\n` +
+      `Sign in with your password as usual. Forgot it? Choose a new one at ${config.publicUrl.replace(/\/+$/, "")}/forgot-password\n\n` +
       `If this was not you, you can ignore this message: nothing has changed.\n${SIGNATURE}`,
   };
 }
@@ -51,7 +51,7 @@ export function passwordResetMail(config: Config, to: string, token: string, exp
     subject: "Reset your Sahary Cloud password",
     text:
       `A password reset was requested for your Sahary Cloud account.\n\nChoose a new password by opening this link (valid until ${until(expiresAt)}, once):\n\n` +
-      `${link(config, "reset-password", token)}\n\nor enter this code in the console:\n\n${token}\n\n` +
+      `${link(config, "reset-password", token)}\n\n` +
       `If you did not ask for this, ignore this message: your password stays as it is.\n${SIGNATURE}`,
   };
 }

@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import { Hono, type Context } from "hono";
 import { users } from "../../db/schema";
 import type { AppEnv } from "../app";
+import { callerIds } from "../auth/actor";
 import { resolveActor } from "../auth/resolve";
 import { AppError, errorBody, httpStatusOf, isAppError } from "../errors";
 import type { Services } from "../services";
@@ -47,6 +48,7 @@ export function billingRoutes(services: Services) {
 async function authorize(services: Services, c: Context<AppEnv>): Promise<string> {
   const { actor, setCookie } = await resolveActor(services, c.req.raw.headers);
   if (setCookie) c.header("Set-Cookie", setCookie, { append: true });
+  c.set("caller", callerIds(actor));
   if (actor.kind !== "user" && actor.kind !== "apiKey") throw new AppError("UNAUTHENTICATED", "Authentication required");
   if (actor.user.status === "suspended") throw new AppError("ACCOUNT_SUSPENDED", "This account is suspended");
   if (actor.kind === "apiKey" && !actor.scopes.includes("billing:read")) throw new AppError("INSUFFICIENT_SCOPE", "This API key lacks the billing:read scope", { details: { requiredScope: "billing:read" } });

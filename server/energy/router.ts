@@ -1,5 +1,5 @@
 import * as v from "valibot";
-import { PowerPolicySchema } from "../../hardware/policy";
+import { DEFAULT_POLICY, PowerPolicySchema } from "../../hardware/policy";
 import { adminProcedure, authedProcedure, operatorProcedure, router } from "../trpc";
 import { listEnergyEvents } from "./events";
 import { getPowerPolicy, updatePowerPolicy } from "./policy";
@@ -69,6 +69,8 @@ export const energyRouter = router({
 
     /** Replaces the policy; thresholds must be ordered shutdown < critical < conserve. Audited. */
     update: adminProcedure
+      // The schema's cross-field rules (ordered thresholds) defeat a derived example.
+      .meta({ example: DEFAULT_POLICY })
       .input(PowerPolicySchema)
       .mutation(async ({ ctx, input }) => policyOutput(await updatePowerPolicy(ctx.db, { actor: ctx.actor, request: ctx.request }, input))),
   }),

@@ -1,3 +1,4 @@
+import type { Logger } from "../../server/log";
 import type { AnyProcessor } from "../../workers/base";
 import { startSmtpServer, type ReceivedMail } from "./smtp";
 import { eventually, startTestServer, type TestServer } from "./server";
@@ -91,9 +92,9 @@ export type MailingServer = TestServer & { /** What the local SMTP server receiv
  * TRUST_PROXY on so callers can come from distinct addresses (`uniqueIp`).
  * `close` lets queued mail go out first, then stops the app and the server.
  */
-export async function startMailingServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[] } = {}): Promise<MailingServer> {
+export async function startMailingServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[]; log?: Logger } = {}): Promise<MailingServer> {
   const smtp = await startSmtpServer();
-  const app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true", ...opts.env }, workers: opts.workers ?? true });
+  const app = await startTestServer({ env: { SMTP_URL: smtp.url, TRUST_PROXY: "true", ...opts.env }, workers: opts.workers ?? true, log: opts.log });
   return {
     ...app,
     mail: smtp.received,

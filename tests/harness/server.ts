@@ -1,6 +1,6 @@
 import { createTRPCClient, httpBatchLink, httpLink } from "@trpc/client";
 import { createApp, serveOptions } from "../../server/app";
-import { createLogger } from "../../server/log";
+import { createLogger, type Logger } from "../../server/log";
 import type { AppRouter } from "../../server/router";
 import { createServices, type Services } from "../../server/services";
 import { startWorkers, type WorkerRunner } from "../../workers/runner";
@@ -8,10 +8,10 @@ import { processors as allProcessors } from "../../workers/processors";
 import type { AnyProcessor } from "../../workers/base";
 import { testConfig } from "./env";
 
-/** Services for this run's database, Redis prefix and Docker namespace. */
-export async function startTestServices(env: Record<string, string> = {}): Promise<Services> {
+/** Services for this run's database, Redis prefix and Docker namespace (`log`: a logger of the test's own, e.g. capturing lines). */
+export async function startTestServices(env: Record<string, string> = {}, log?: Logger): Promise<Services> {
   const config = testConfig(env);
-  return createServices(config, { log: createLogger({ level: config.logLevel, base: { service: "test" } }) });
+  return createServices(config, { log: log ?? createLogger({ level: config.logLevel, base: { service: "test" } }) });
 }
 
 export type TestServer = {
@@ -27,8 +27,8 @@ export type TestServer = {
  * The real app on an ephemeral port (and optionally the real workers), driven
  * through the real `@trpc/client` over HTTP.
  */
-export async function startTestServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[]; port?: number } = {}): Promise<TestServer> {
-  const services = await startTestServices(opts.env);
+export async function startTestServer(opts: { env?: Record<string, string>; workers?: boolean | AnyProcessor[]; port?: number; log?: Logger } = {}): Promise<TestServer> {
+  const services = await startTestServices(opts.env, opts.log);
   const server = Bun.serve({ hostname: "127.0.0.1", port: opts.port ?? 0, fetch: createApp(services).fetch, ...serveOptions(services.config) });
   const url = `http://127.0.0.1:${server.port}`;
   const workers = opts.workers ? await startWorkers(services, opts.workers === true ? allProcessors : opts.workers) : undefined;

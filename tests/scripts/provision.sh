@@ -2,9 +2,11 @@
 # Brings a fresh machine to what the test suite needs, and says what it did:
 # PostgreSQL and Redis answering, the tools the tests drive (socat for the
 # serial tests, openssl for a local TLS receiver, PostgreSQL/Redis binaries,
-# iproute2 and nsenter for the fault suite's own services), and what running
-# the platform needs (provision-runtime.sh: a Docker engine, Caddy, the local
-# test image). The suite fails loudly, naming it, when something is still missing.
+# iproute2 and nsenter for the fault suite's own services, curl, Chromium for
+# the browser tests, debootstrap and docker-compose for the production-stack
+# test), and what running the platform needs (provision-runtime.sh: a Docker
+# engine, Caddy, the local test image). The suite fails loudly, naming it,
+# when something is still missing.
 set -e
 cd "$(dirname "$0")/../.."
 log() { echo "provision: $*" >&2; }
@@ -33,6 +35,12 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 command -v ip >/dev/null 2>&1 || apt_install iproute2
 command -v nsenter >/dev/null 2>&1 || apt_install util-linux
+command -v curl >/dev/null 2>&1 || apt_install curl
+# The browser tests drive Debian's Chromium (the pages behind the account emails, /docs).
+[ -x /usr/bin/chromium ] || apt_install chromium
+# The production-stack test builds images from a debootstrapped base and starts them with Debian's docker-compose.
+command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
 sh tests/scripts/provision-runtime.sh
-log "ready: postgres, socat, openssl, fault-suite tools"
+log "ready: postgres, socat, openssl, fault-suite tools, curl, chromium, debootstrap, docker-compose"

@@ -12,6 +12,14 @@ describe("configuration", () => {
     expect(config.http.bodyLimitBytes).toBe(1024 * 1024);
   });
 
+  test("metrics: no token and a 5 s cache by default; a token must be long and without spaces", () => {
+    expect(loadConfig({}).metrics).toEqual({ token: undefined, cacheMs: 5000 });
+    expect(loadConfig({ METRICS_TOKEN: " scrape-token-0123456789 ", METRICS_CACHE_MS: "0" }).metrics).toEqual({ token: "scrape-token-0123456789", cacheMs: 0 });
+    expect(() => loadConfig({ METRICS_TOKEN: "short" })).toThrow(/METRICS_TOKEN must be at least 16 characters/);
+    expect(() => loadConfig({ METRICS_TOKEN: "has a space in the middle" })).toThrow(/METRICS_TOKEN must not contain spaces/);
+    expect(() => loadConfig({ METRICS_CACHE_MS: "-1" })).toThrow(/METRICS_CACHE_MS/);
+  });
+
   test("treats empty variables as unset", () => {
     expect(loadConfig({ DATABASE_URL: "", PORT: "" }).port).toBe(3000);
   });
