@@ -3,7 +3,8 @@
 // A controller sends ~1 VE.Direct frame/s (~250 bytes) and a Modbus poll is 5
 // replies every few seconds: the figures below are the headroom over that.
 import { ModbusClient, parseResponse, pollEpever, READ_INPUT, readingFromEpever, registersResponse, type RegisterMap } from "../../hardware/protocols/modbus";
-import { readingFromVeDirect, VeDirectDecoder } from "../../hardware/protocols/vedirect";
+import { VeDirectDecoder } from "../../hardware/protocols/vedirect";
+import { readingFromVeDirect } from "../../hardware/protocols/vedirect-fields";
 import { EpeverResponder, epeverRegisters, veDirectFrame } from "../../hardware/simulator/devices";
 import { ControllerModel } from "../../hardware/simulator/model";
 
