@@ -14,6 +14,12 @@ export const energyEventKind = pgEnum("energy_event_kind", [
   "instances_shed",
   "instances_restored",
   "backup_signalled",
+  // Bytes arrive but nothing valid decodes (wrong baud rate, noise): distinct from telemetry_lost (silence).
+  "link_degraded",
+  // The runway forecast expects a threshold to be crossed soon (the seam for tenant notices).
+  "forecast_warning",
+  // The policy's thresholds sit below the controller's own cut-offs (with margin).
+  "policy_misaligned",
 ]);
 export const energySeverity = pgEnum("energy_severity", ["info", "warning", "critical"]);
 
@@ -119,6 +125,8 @@ export const energyLevelChanges = pgTable(
     soc: doublePrecision("soc"),
     reading: jsonb("reading").$type<Record<string, unknown>>().notNull(),
     policy: jsonb("policy").$type<Record<string, unknown>>().notNull(),
+    /** `soc`: the state of charge crossed a threshold; `forecast`: the runway forecast stepped down early. */
+    cause: text("cause").notNull().default("soc"),
     enqueuedAt: timestamptz("enqueued_at"),
     createdAt: createdAt(),
   },
@@ -157,4 +165,14 @@ export const energyMonitor = pgTable("energy_monitor", {
   bridgeState: text("bridge_state").notNull(),
   bridgeRestarts: integer("bridge_restarts").notNull().default(0),
   lastBridgeExit: jsonb("last_bridge_exit").$type<{ code: number | null; message: string; at: string }>(),
+  /** Link health: state, bytes/frames/accepted totals and over the last telemetry timeout. */
+  link: jsonb("link").$type<Record<string, unknown>>(),
+  /** Blocks and readings refused, by reason (decoder drops, failed polls, implausible readings). */
+  rejections: jsonb("rejections").$type<Record<string, number>>().notNull().default({}),
+  /** The energy clock the monitor runs on (null: real time); see server/energy/clock.ts. */
+  clock: jsonb("clock").$type<{ speed: number; realEpochMs: number; simEpochMs: number }>(),
+  /** The controller's own battery cut-offs (read from an EPEver, or configured), in volts. */
+  controllerSettings: jsonb("controller_settings").$type<Record<string, unknown>>(),
+  /** The latest runway forecast summary (time to each threshold). */
+  forecast: jsonb("forecast").$type<Record<string, unknown>>(),
 });
