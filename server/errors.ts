@@ -42,6 +42,10 @@ const APP_ERRORS = {
   IDEMPOTENCY_KEY_REUSED: "CONFLICT",
   POWER_RESTRICTED: "SERVICE_UNAVAILABLE",
 
+  // Energy
+  /** A power policy whose shutdown level sits below the charge controller's own low-voltage disconnect (with margin). */
+  POLICY_BELOW_CUTOFF: "PRECONDITION_FAILED",
+
   // Billing
   INVOICE_NOT_PAYABLE: "CONFLICT",
   PAYMENT_PROVIDER_ERROR: "BAD_GATEWAY",

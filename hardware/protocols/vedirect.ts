@@ -74,7 +74,9 @@ export type VeDirectDecoderOptions = {
  * checksum byte validates, then merged into a per-field map; a frame (the
  * merged map) is emitted when a block carrying PID — the first block of a
  * device's frame — validates, so a BMV's history block or a large MPPT's second
- * block is merged into the next frame, never mixed with an invalid block.
+ * block is merged into the next frame, never mixed with an invalid block. A
+ * PID block replaces the fields of the one before it, so a field it stops
+ * sending does not linger.
  *
  * Resynchronisation: a block never repeats a label and PID only opens one, so
  * a `PID` line, or a label the block already holds, means the previous block
@@ -101,7 +103,7 @@ export class VeDirectDecoder {
   private hex = "";
   private lastByteAt = -Infinity;
   private lastPidAt = -Infinity;
-  private readonly merged = new Map<string, { value: string; at: number }>();
+  private readonly merged = new Map<string, { value: string; at: number; pidBlock: boolean }>();
   private readonly maxGapMs: number;
   private readonly fieldTtlMs: number;
 
@@ -243,11 +245,10 @@ export class VeDirectDecoder {
       return;
     }
     this.stats.blocks++;
-    let hasPid = false;
-    for (const [label, value] of this.block) {
-      this.merged.set(label, { value, at });
-      if (label === "PID") hasPid = true;
-    }
+    const hasPid = this.block.some(([label]) => label === "PID");
+    // A frame's first block replaces the previous first block whole: a field it no longer sends is gone, not stale.
+    if (hasPid) for (const [label, entry] of this.merged) if (entry.pidBlock) this.merged.delete(label);
+    for (const [label, value] of this.block) this.merged.set(label, { value, at, pidBlock: hasPid });
     this.block = [];
     if (hasPid) this.lastPidAt = at;
     // Devices that never send PID still get frames, one per block.

@@ -4,7 +4,7 @@ import { adminProcedure, authedProcedure, operatorProcedure, router } from "../t
 import { listEnergyEvents } from "./events";
 import { getPowerPolicy, updatePowerPolicy } from "./policy";
 import { energyHistory, energyStats, PERIODS, RESOLUTIONS } from "./readings";
-import { energyStatus } from "./status";
+import { energyForecast, energyStatus } from "./status";
 
 /**
  * Who reads what: the platform's power state, history and statistics are open
@@ -39,8 +39,11 @@ const eventsInput = v.optional(
 const policyOutput = (p: Awaited<ReturnType<typeof getPowerPolicy>>) => ({ ...p.policy, updatedAt: p.updatedAt?.toISOString() ?? null, updatedBy: p.updatedBy });
 
 export const energyRouter = router({
-  /** Latest reading, power level, telemetry health, time to empty/full. */
+  /** Latest reading, power level, telemetry and link health, time to empty/full, the runway forecast, the controller's cut-offs. */
   status: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => energyStatus(ctx.db, ctx.config.energy)),
+
+  /** The runway forecast: time to each threshold with its band, and the hourly SOC trajectory of the expected, pessimistic and optimistic runs. */
+  forecast: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => energyForecast(ctx.db, ctx.config.energy)),
 
   /** Points between `from` and `to` (default: the last 24 h) at a resolution. */
   history: authedProcedure
@@ -67,9 +70,12 @@ export const energyRouter = router({
   policy: router({
     get: adminProcedure.query(async ({ ctx }) => policyOutput(await getPowerPolicy(ctx.db))),
 
-    /** Replaces the policy; thresholds must be ordered shutdown < critical < conserve. Audited. */
+    /**
+     * Replaces the policy; thresholds must be ordered shutdown < critical < conserve, and shutdown must clear
+     * the controller's low-voltage disconnect with margin when it is known (POLICY_BELOW_CUTOFF). Audited.
+     */
     update: adminProcedure
       .input(PowerPolicySchema)
-      .mutation(async ({ ctx, input }) => policyOutput(await updatePowerPolicy(ctx.db, { actor: ctx.actor, request: ctx.request }, input))),
+      .mutation(async ({ ctx, input }) => policyOutput(await updatePowerPolicy(ctx.db, { actor: ctx.actor, request: ctx.request }, input, ctx.config.energy))),
   }),
 });

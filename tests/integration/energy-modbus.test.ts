@@ -79,7 +79,7 @@ describe("the hardware monitor polling an EPEver Tracer over Modbus RTU", () => 
       await withServices(modbusEnv({ SERIAL_PORT: pair.host, MODBUS_UNIT_ID: "7" }), async (services) => {
         const monitor = await startMonitor(services);
         try {
-          const status = await eventually(async () => monitor.status(), (s) => s.telemetry === "lost", { timeoutMs: 8000, what: "telemetry lost" });
+          const status = await eventually(async () => monitor.status(), (s) => s.telemetry === "lost" && s.dropReasons.poll > 0, { timeoutMs: 8000, what: "telemetry lost and a failed poll" });
           expect(status.framesDecoded).toBe(0);
           expect(status.dropReasons.poll).toBeGreaterThan(0);
           expect(status.modbus!.timeouts).toBeGreaterThan(0);
