@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { bigint, check, doublePrecision, index, integer, jsonb, numeric, pgEnum, pgTable, primaryKey, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { bigint, check, index, integer, jsonb, numeric, pgEnum, pgTable, primaryKey, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import { users } from "./auth";
 import { createdAt, id, timestamptz, updatedAt } from "./columns";
 import { instances, instanceState } from "./compute";
@@ -60,57 +60,6 @@ export const usageRecords = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [primaryKey({ columns: [t.instanceId, t.hour] }), index("usage_records_user_hour_idx").on(t.userId, t.hour), index("usage_records_hour_idx").on(t.hour)],
-);
-
-/**
- * Each instance's share of the measured load energy per UTC hour (watt-hours),
- * split by where the energy came from: the panels directly, the battery
- * (stored sunlight), or backup power. Added by the metering tick in the same
- * transaction that records the attribution window (energy_attributions), so a
- * window is shared out once. Model: README "Per-tenant solar accounting".
- */
-export const usageEnergy = pgTable(
-  "usage_energy",
-  {
-    instanceId: uuid("instance_id")
-      .notNull()
-      .references(() => instances.id),
-    hour: timestamptz("hour").notNull(),
-    userId: uuid("user_id")
-      .notNull()
-      .references(() => users.id),
-    loadWh: doublePrecision("load_wh").notNull().default(0),
-    solarWh: doublePrecision("solar_wh").notNull().default(0),
-    batteryWh: doublePrecision("battery_wh").notNull().default(0),
-    backupWh: doublePrecision("backup_wh").notNull().default(0),
-    updatedAt: updatedAt(),
-  },
-  (t) => [primaryKey({ columns: [t.instanceId, t.hour] }), index("usage_energy_user_hour_idx").on(t.userId, t.hour)],
-);
-
-/**
- * The windows of measured load energy shared out so far, back to back: the
- * latest `until` is where the next window starts, and the unique `from` makes
- * two ticks racing for one window share it once. `unattributedWh` is load
- * energy no instance was live to take (an empty platform's own draw).
- */
-export const energyAttributions = pgTable(
-  "energy_attributions",
-  {
-    id: id(),
-    from: timestamptz("from").notNull(),
-    until: timestamptz("until").notNull(),
-    loadWh: doublePrecision("load_wh").notNull(),
-    solarWh: doublePrecision("solar_wh").notNull(),
-    batteryWh: doublePrecision("battery_wh").notNull(),
-    backupWh: doublePrecision("backup_wh").notNull(),
-    idleWh: doublePrecision("idle_wh").notNull(),
-    attributedWh: doublePrecision("attributed_wh").notNull(),
-    unattributedWh: doublePrecision("unattributed_wh").notNull(),
-    instances: integer("instances").notNull(),
-    createdAt: createdAt(),
-  },
-  (t) => [uniqueIndex("energy_attributions_from_key").on(t.from), index("energy_attributions_until_idx").on(t.until)],
 );
 
 export const invoiceStatus = pgEnum("invoice_status", ["draft", "open", "paid", "void", "uncollectible"]);

@@ -3,7 +3,7 @@ import { PowerPolicySchema } from "../../hardware/policy";
 import { adminProcedure, authedProcedure, operatorProcedure, router } from "../trpc";
 import { listEnergyEvents } from "./events";
 import { getPowerPolicy, updatePowerPolicy } from "./policy";
-import { energyHistory, energyStats, PERIODS, RESOLUTIONS } from "./readings";
+import { energyHistory, energyStatsFor, PERIODS, RESOLUTIONS } from "./readings";
 import { energyForecast, energyStatus } from "./status";
 
 /**
@@ -55,11 +55,11 @@ export const energyRouter = router({
       return energyHistory(ctx.db, { from, to, resolution: input.resolution, sampleSeconds: ctx.config.energy.sampleSeconds });
     }),
 
-  /** Solar and load energy, efficiency and CO2 avoided over a rolling period. */
+  /** Solar and load energy, efficiency and CO2 avoided over a rolling period; `account`: the caller's own share. */
   stats: authedProcedure
     .meta({ scope: "energy:read" })
     .input(statsInput)
-    .query(({ ctx, input }) => energyStats(ctx.db, { period: input.period, now: new Date(), gridCo2GramsPerKwh: ctx.config.energy.gridCo2GramsPerKwh })),
+    .query(({ ctx, input }) => energyStatsFor(ctx.db, { period: input.period, now: new Date(), gridCo2GramsPerKwh: ctx.config.energy.gridCo2GramsPerKwh, userId: ctx.user.id })),
 
   /** Level changes, telemetry lost/restored, controller faults, bridge failures; newest first. */
   events: operatorProcedure

@@ -1,4 +1,7 @@
 import type Docker from "dockerode";
+import { and, inArray, ne } from "drizzle-orm";
+import { instanceActions, instances } from "../../db/schema";
+import type { Services } from "../../server/services";
 import type { TestServer } from "./server";
 import { eventually } from "./server";
 import { testRun } from "./env";
@@ -46,4 +49,19 @@ export async function execIn(docker: Docker, container: string, cmd: string[], t
     offset += 8 + length;
   }
   return { exitCode: ExitCode, output };
+}
+
+/**
+ * Power emergencies and energy accounting act on every instance of the
+ * platform, so files about them start from none: instances earlier files
+ * left behind are retired (marked deleted, open actions failed) and their
+ * containers removed.
+ */
+export async function retireOtherInstances({ db, docker }: Pick<Services, "db" | "docker">): Promise<void> {
+  const left = await db.select({ id: instances.id }).from(instances).where(ne(instances.state, "deleted"));
+  if (!left.length) return;
+  const leftIds = left.map((i) => i.id);
+  await db.update(instanceActions).set({ status: "failed", error: "test cleanup", finishedAt: new Date() }).where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));
+  await db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, leftIds));
+  await Promise.all(leftIds.map((id) => docker.getContainer(`${testRun.dockerNamespace}-${id}`).remove({ force: true }).catch(() => {})));
 }

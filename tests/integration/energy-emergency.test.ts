@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { and, asc, eq, gt, inArray, ne } from "drizzle-orm";
-import { auditLog, energyEvents, energyLevelChanges, instanceActions, instances } from "../../db/schema";
+import { and, asc, eq, gt, inArray } from "drizzle-orm";
+import { auditLog, energyEvents, energyLevelChanges, instanceActions } from "../../db/schema";
 import { startMonitor, type Monitor } from "../../hardware/monitor";
 import { DEFAULT_POLICY, type PowerPolicy } from "../../hardware/policy";
 import type { PtyPair } from "../../hardware/pty-pair";
@@ -13,9 +13,8 @@ import { enforcePowerLevel, handlePowerEmergency, InstancesBusyError, POWER_REST
 import type { PowerLevel } from "../../server/energy/levels";
 import { updatePowerPolicy } from "../../server/energy/policy";
 import { throttledCpuMillis } from "../../server/energy/restrictions";
-import type { Services } from "../../server/services";
 import { currentPowerLevel, dispatchPowerEmergency, powerEmergencyPayload, recordLevelChange } from "../../server/energy/power";
-import { actionDone } from "../harness/compute";
+import { actionDone, retireOtherInstances } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { expectAppError } from "../harness/expect";
 import { openTestPtyPair, resetEnergyState, startSimulator } from "../harness/serial";
@@ -101,20 +100,6 @@ afterAll(async () => {
   await hook.stop(true);
   await pair.close();
 }, 60_000);
-
-/**
- * Power emergencies act on every instance of the platform, so this file
- * starts from none: instances earlier files left behind are retired and their
- * containers removed.
- */
-async function retireOtherInstances({ db, docker }: Services) {
-  const left = await db.select({ id: instances.id }).from(instances).where(ne(instances.state, "deleted"));
-  if (!left.length) return;
-  const leftIds = left.map((i) => i.id);
-  await db.update(instanceActions).set({ status: "failed", error: "test cleanup", finishedAt: new Date() }).where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));
-  await db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, leftIds));
-  await Promise.all(leftIds.map((id) => docker.getContainer(containerOf(id)).remove({ force: true }).catch(() => {})));
-}
 
 const containerOf = (instanceId: string) => `${testRun.dockerNamespace}-${instanceId}`;
 const setPolicy = (over: Partial<PowerPolicy>) => updatePowerPolicy(app.services.db, { actor: systemActor("test") }, { ...DEFAULT_POLICY, ...over });
