@@ -12,8 +12,8 @@ const DAY_S = 86_400;
 export const WEEK_DAYS = [
   { sky: 1.0, broken: 0.1, name: "clear" },
   { sky: 0.8, broken: 0.5, name: "broken cloud" },
-  { sky: 0.3, broken: 0.6, name: "cloudy" },
-  { sky: 0.12, broken: 0.2, name: "overcast" },
+  { sky: 0.35, broken: 0.5, name: "cloudy" },
+  { sky: 0.2, broken: 0.3, name: "overcast" },
   { sky: 0.95, broken: 0.2, name: "clear" },
   { sky: 0.6, broken: 0.8, name: "showers" },
   { sky: 1.0, broken: 0.1, name: "clear" },
@@ -39,12 +39,12 @@ export function weekSky(elapsed: number): number {
 
 /**
  * The battery's health `elapsed` seconds into the week: full until day 3.5,
- * then over two days down to 55 % of its capacity with four times its
+ * then over two days down to 40 % of its capacity with four times its
  * internal resistance (sulphation, a failing cell), and so for the rest.
  */
 export function weekBattery(elapsed: number): { capacity: number; resistance: number } {
   const from = 3.5 * DAY_S;
   const to = 5.5 * DAY_S;
   const f = Math.min(1, Math.max(0, (elapsed - from) / (to - from)));
-  return { capacity: 1 - 0.45 * f, resistance: 1 + 3 * f };
+  return { capacity: 1 - 0.6 * f, resistance: 1 + 3 * f };
 }
