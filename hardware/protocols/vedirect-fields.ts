@@ -7,7 +7,7 @@ import { emptyReading, round, type ChargeState, type Reading } from "./reading";
  * Protocol 3.33, shared/reference/charge-controllers.md §A.5).
  */
 
-type ValueKind = "int" | "hex" | "onoff" | "text";
+type ValueKind = "int" | "hex" | "onoff";
 
 /** Labels whose values are signed decimal integers (or `---`, unknown). */
 const INTEGER_LABELS = [
@@ -24,16 +24,24 @@ const KINDS = new Map<string, ValueKind>([
   ["ALARM", "onoff"],
 ]);
 
-const PATTERNS: Record<ValueKind, RegExp> = {
-  int: /^-?\d{1,10}$/,
-  hex: /^0[xX][0-9A-Fa-f]{1,8}$/,
-  onoff: /^(ON|OFF)$/,
-  // Any printable ASCII; the decoder has already refused other bytes.
-  text: /^[\x20-\x7e]*$/,
-};
+/** Label bytes the protocol uses: letters, digits, `#` (SER#) and `_` (a table: the decoder asks per byte). */
+export const LABEL_BYTES = (() => {
+  const table = new Uint8Array(256);
+  for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789#_") table[c.charCodeAt(0)] = 1;
+  return table;
+})();
 
-/** Label characters the protocol uses (upper-cased): letters, digits, `#` (SER#) and `_`. */
-export const LABEL_BYTE = /^[A-Z0-9#_]$/;
+/** `-?` and 1–10 decimal digits, without a regular expression: the common case, checked per field. */
+function isInteger(value: string): boolean {
+  const start = value.charCodeAt(0) === 0x2d ? 1 : 0;
+  const digits = value.length - start;
+  if (digits < 1 || digits > 10) return false;
+  for (let i = start; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
 
 /**
  * Whether a value fits its label's grammar. `---` (unknown) fits every
@@ -43,9 +51,27 @@ export const LABEL_BYTE = /^[A-Z0-9#_]$/;
  * unknown.
  */
 export function valueFits(label: string, value: string): boolean {
-  const kind = KINDS.get(label) ?? "text";
-  if (value === "---" && kind !== "onoff") return true;
-  return PATTERNS[kind].test(value);
+  switch (KINDS.get(label)) {
+    case "int":
+      return isInteger(value) || value === "---";
+    case "hex":
+      return isHex(value) || value === "---";
+    case "onoff":
+      return value === "ON" || value === "OFF";
+    default:
+      // Any text: the decoder has already refused bytes that are not printable ASCII.
+      return true;
+  }
+}
+
+/** `0x` and 1–8 hex digits. */
+function isHex(value: string): boolean {
+  if (value.length < 3 || value.length > 10 || value.charCodeAt(0) !== 0x30 || (value.charCodeAt(1) | 0x20) !== 0x78) return false;
+  for (let i = 2; i < value.length; i++) {
+    const c = value.charCodeAt(i) | 0x20;
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
 }
 
 const CHARGE_STATES: Record<number, ChargeState> = {

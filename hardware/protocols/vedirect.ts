@@ -1,4 +1,4 @@
-import { LABEL_BYTE, valueFits } from "./vedirect-fields";
+import { LABEL_BYTES, valueFits } from "./vedirect-fields";
 
 /**
  * Victron VE.Direct TEXT protocol (19200 8N1, unsolicited, about one frame per
@@ -93,6 +93,9 @@ export class VeDirectDecoder {
   private label = "";
   private value = "";
   private block: Array<[string, string]> = [];
+  /** For each label, the serial of the block it last appeared in: a repeat within `blockSerial` means a new block has begun. */
+  private readonly seenIn = new Map<string, number>();
+  private blockSerial = 0;
   private problem: DropReason | null = null;
   private blockBytes = 0;
   /** The sum before this line's `\r`: what the checksum restarts from when the line opens a new block. */
@@ -103,7 +106,9 @@ export class VeDirectDecoder {
   private hex = "";
   private lastByteAt = -Infinity;
   private lastPidAt = -Infinity;
-  private readonly merged = new Map<string, { value: string; at: number; pidBlock: boolean }>();
+  /** `generation`: the PID block that set the field (null: another block); only the latest PID block's fields count. */
+  private readonly merged = new Map<string, { value: string; at: number; generation: number | null }>();
+  private pidGeneration = 0;
   private readonly maxGapMs: number;
   private readonly fieldTtlMs: number;
 
@@ -172,10 +177,9 @@ export class VeDirectDecoder {
           if (this.label.length > 0) this.flag("malformed");
           this.markLine(before);
         } else {
-          const char = String.fromCharCode(b).toUpperCase();
-          if (!LABEL_BYTE.test(char)) this.flag("grammar");
+          if (LABEL_BYTES[b] !== 1) this.flag("grammar");
           if (this.label.length >= MAX_LABEL) this.flag("overflow");
-          else this.label += char;
+          else this.label += String.fromCharCode(b >= 0x61 && b <= 0x7a ? b - 0x20 : b);
           this.state = LABEL;
         }
         return;
@@ -183,7 +187,10 @@ export class VeDirectDecoder {
         if (b === LF) {
           if (!valueFits(this.label, this.value)) this.flag("grammar");
           if (this.block.length >= MAX_FIELDS) this.flag("overflow");
-          else this.block.push([this.label, this.value]);
+          else {
+            this.block.push([this.label, this.value]);
+            this.seenIn.set(this.label, this.blockSerial);
+          }
           this.startLine();
         } else if (b === CR) {
           this.markLine(before);
@@ -199,6 +206,11 @@ export class VeDirectDecoder {
     }
   }
 
+  private clearBlock(): void {
+    this.block = [];
+    this.blockSerial++;
+  }
+
   private markLine(accBefore: number): void {
     this.lineAcc = accBefore;
     this.lineBytes = 1;
@@ -206,7 +218,7 @@ export class VeDirectDecoder {
 
   private opensNewBlock(label: string): boolean {
     if (this.block.length === 0) return false;
-    return label === "PID" || this.block.some(([seen]) => seen === label);
+    return label === "PID" || this.seenIn.get(label) === this.blockSerial;
   }
 
   /** The block so far was cut short: drop it and start a new one from the current line. */
@@ -214,13 +226,13 @@ export class VeDirectDecoder {
     this.count("truncated");
     this.acc = (this.acc - this.lineAcc) & 0xff;
     this.blockBytes = this.lineBytes;
-    this.block = [];
+    this.clearBlock();
     this.problem = null;
   }
 
   private startLine(): void {
     if (this.state === IDLE) {
-      this.block = [];
+      this.clearBlock();
       this.problem = null;
       this.blockBytes = 1;
     }
@@ -245,11 +257,12 @@ export class VeDirectDecoder {
       return;
     }
     this.stats.blocks++;
-    const hasPid = this.block.some(([label]) => label === "PID");
+    const hasPid = this.seenIn.get("PID") === this.blockSerial;
     // A frame's first block replaces the previous first block whole: a field it no longer sends is gone, not stale.
-    if (hasPid) for (const [label, entry] of this.merged) if (entry.pidBlock) this.merged.delete(label);
-    for (const [label, value] of this.block) this.merged.set(label, { value, at, pidBlock: hasPid });
-    this.block = [];
+    if (hasPid) this.pidGeneration++;
+    const generation = hasPid ? this.pidGeneration : null;
+    for (const [label, value] of this.block) this.merged.set(label, { value, at, generation });
+    this.clearBlock();
     if (hasPid) this.lastPidAt = at;
     // Devices that never send PID still get frames, one per block.
     if (hasPid || at - this.lastPidAt > this.fieldTtlMs) this.emit(at);
@@ -258,7 +271,7 @@ export class VeDirectDecoder {
   private emit(at: number): void {
     const fields: Record<string, string | null> = {};
     for (const [label, entry] of this.merged) {
-      if (at - entry.at > this.fieldTtlMs) this.merged.delete(label);
+      if (at - entry.at > this.fieldTtlMs || (entry.generation !== null && entry.generation !== this.pidGeneration)) this.merged.delete(label);
       else fields[label] = entry.value === "---" ? null : entry.value;
     }
     this.stats.frames++;
@@ -270,7 +283,7 @@ export class VeDirectDecoder {
     this.count(reason);
     this.acc = 0;
     this.state = IDLE;
-    this.block = [];
+    this.clearBlock();
     this.problem = null;
   }
 
@@ -294,7 +307,7 @@ export class VeDirectDecoder {
       const interrupted = this.hexReturn !== IDLE;
       this.state = IDLE;
       this.acc = 0;
-      this.block = [];
+      this.clearBlock();
       this.problem = null;
       if (interrupted) this.count("overflow");
     }
