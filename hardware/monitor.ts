@@ -93,7 +93,7 @@ export async function startMonitor(services: Services, opts: MonitorOptions = {}
   const startedReal = Date.now();
   const clock =
     opts.clock ??
-    (energy.simulator && energy.simulator.speed !== 1
+    (energy.simulator && (energy.simulator.speed !== 1 || energy.simulator.start)
       ? scaledClock({ speed: energy.simulator.speed, realEpochMs: startedReal, simEpochMs: energy.simulator.start?.getTime() ?? startedReal })
       : realClock);
   const energyDate = (realMs: number) => new Date(clock.fromReal(realMs));
