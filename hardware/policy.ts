@@ -81,7 +81,9 @@ export function initialPolicyState(level: PowerLevel): PolicyState {
   return { level, pending: null, lastAt: null };
 }
 
-export type Evaluation = { state: PolicyState; change: { from: PowerLevel; to: PowerLevel } | null };
+/** `soc`: the state of charge called for the change; `forecast`: the forecast's floor did (a step down ahead of the battery). */
+export type ChangeCause = "soc" | "forecast";
+export type Evaluation = { state: PolicyState; change: { from: PowerLevel; to: PowerLevel; cause: ChangeCause } | null };
 
 /**
  * One step of the policy for a SOC observed at `at` (ms). Pure: returns the
@@ -90,17 +92,23 @@ export type Evaluation = { state: PolicyState; change: { from: PowerLevel; to: P
  * a change that failed to record is called for again by the next reading.
  * A gap in readings longer than `maxGapMs` restarts the dwell: a change must be
  * confirmed by readings, not by the clock alone.
+ *
+ * `floor` is the level the runway forecast calls for ahead of time: the
+ * target is never better than it, so the platform can step down before the
+ * SOC gets there, and does not step back up while the forecast still expects
+ * the crossing.
  */
-export function evaluatePolicy(policy: PowerPolicy, state: PolicyState, soc: number, at: number, maxGapMs = Infinity): Evaluation {
+export function evaluatePolicy(policy: PowerPolicy, state: PolicyState, soc: number, at: number, maxGapMs = Infinity, floor: PowerLevel = "normal"): Evaluation {
   const gap = state.lastAt !== null && at - state.lastAt > maxGapMs;
-  const target = targetLevel(policy, state.level, soc);
+  const bySoc = targetLevel(policy, state.level, soc);
+  const target = isWorse(floor, bySoc) ? floor : bySoc;
   if (target === state.level) return { state: { level: state.level, pending: null, lastAt: at }, change: null };
 
   const direction = isWorse(target, state.level) ? "down" : "up";
   const since = state.pending && state.pending.direction === direction && !gap ? state.pending.since : at;
   const dwellMs = (direction === "down" ? policy.dwellSeconds : policy.recoveryDwellSeconds) * 1000;
   if (at - since >= dwellMs) {
-    return { state: { level: target, pending: null, lastAt: at }, change: { from: state.level, to: target } };
+    return { state: { level: target, pending: null, lastAt: at }, change: { from: state.level, to: target, cause: target === bySoc ? "soc" : "forecast" } };
   }
   return { state: { level: state.level, pending: { direction, since }, lastAt: at }, change: null };
 }

@@ -25,6 +25,7 @@ import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
 import { costOf, createContext, type Meta, type RequestInfo } from "./trpc";
+import { statusRoutes } from "./status/http";
 import { stripeWebhook } from "./webhooks/stripe";
 
 export type AppEnv = { Variables: { requestId: string; caller?: ReturnType<typeof callerIds> } };
@@ -116,6 +117,7 @@ export function createApp(services: Services) {
   // the queue dashboard is a web UI of its own.
   app.route("/", stripeWebhook(services));
   app.route("/", billingRoutes(services));
+  app.route("/", statusRoutes(services));
   app.route("/", queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustedProxyHops)));
 
   app.use(

@@ -157,6 +157,20 @@ const EnvSchema = v.object({
   BATTERY_NOMINAL_VOLTAGE: v.optional(positiveNumber, "12"),
   BATTERY_CELLS: v.optional(positiveInt),
   BATTERY_CAPACITY_AH: v.optional(positiveNumber, "100"),
+  BATTERY_MIN_TEMPERATURE_C: v.optional(v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.finite("must be a number"), v.minValue(-40, "must be at least -40"), v.maxValue(60, "must be at most 60")), "10"),
+  CONTROLLER_RATED_CURRENT_A: v.optional(positiveNumber, "50"),
+  PV_ARRAY_WP: v.optional(positiveNumber, "600"),
+  CONTROLLER_LVD_V: v.optional(positiveNumber),
+  CONTROLLER_LVR_V: v.optional(positiveNumber),
+  CONTROLLER_UV_WARNING_V: v.optional(positiveNumber),
+  ENERGY_CUTOFF_SAG_V: v.optional(nonNegativeNumber),
+  ENERGY_FORECAST_HORIZON_HOURS: v.optional(v.pipe(positiveInt, v.maxValue(168, "must be at most 168")), "48"),
+  ENERGY_FORECAST_WARN_MINUTES: v.optional(nonNegativeInt, "120"),
+  ENERGY_FORECAST_PREEMPT_MINUTES: v.optional(nonNegativeInt, "30"),
+  ENERGY_FORECAST_INTERVAL_S: v.optional(positiveInt, "300"),
+  ENERGY_SIMULATOR_START: v.optional(v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp"))),
+  ENERGY_IDLE_POWER_W: v.optional(nonNegativeNumber),
+  STATUS_PAGE_ENABLED: v.optional(bool, "true"),
   BACKUP_HOOK_URL: v.optional(url),
   BACKUP_HOOK_SECRET: v.optional(v.string()),
   BACKUP_HOOK_LEVEL: v.optional(v.picklist(POWER_LEVELS.slice(1), "must be conserve, critical or shutdown"), "critical"),
@@ -220,6 +234,7 @@ const EnvSchema = v.object({
   DUNNING_REMINDER_DAYS: v.optional(dayList, "3,10,20"),
   DUNNING_BLOCK_AFTER_DAYS: v.optional(nonNegativeInt, "30"),
   DUNNING_CHECK_INTERVAL_MS: v.optional(positiveInt, "3600000"),
+  EMERGENCY_THROTTLE_PERCENT: v.optional(v.pipe(positiveInt, v.maxValue(99, "must be below 100")), "25"),
 });
 
 export type Env = v.InferInput<typeof EnvSchema>;
@@ -289,6 +304,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.DUNNING_BLOCK_AFTER_DAYS > 0 && lastReminder !== undefined && lastReminder > e.DUNNING_BLOCK_AFTER_DAYS) {
     throw new ConfigError("DUNNING_REMINDER_DAYS must all come before DUNNING_BLOCK_AFTER_DAYS: a customer is warned before new instances are refused");
   }
+  if (e.CONTROLLER_LVD_V !== undefined && e.CONTROLLER_LVR_V !== undefined && e.CONTROLLER_LVR_V <= e.CONTROLLER_LVD_V) {
+    throw new ConfigError("CONTROLLER_LVR_V must be above CONTROLLER_LVD_V (the controller reconnects above where it disconnects)");
+  }
   const minimumChargeMinor = e.BILLING_MINIMUM_CHARGE_MINOR ?? STRIPE_MINIMUM_CHARGE_MINOR[e.BILLING_CURRENCY];
   if (minimumChargeMinor === undefined) {
     throw new ConfigError(`BILLING_MINIMUM_CHARGE_MINOR is required for BILLING_CURRENCY=${e.BILLING_CURRENCY}: the payment provider's smallest charge in minor units`);
@@ -346,7 +364,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         restartMaxMs: e.SERIAL_RESTART_MAX_MS,
       },
       modbus: { unitId: e.MODBUS_UNIT_ID, pollMs: e.MODBUS_POLL_MS, timeoutMs: e.MODBUS_TIMEOUT_MS, retries: e.MODBUS_RETRIES },
-      simulator: e.ENERGY_SIMULATOR ? { scenario: e.ENERGY_SIMULATOR, speed: e.ENERGY_SIMULATOR_SPEED } : null,
+      simulator: e.ENERGY_SIMULATOR
+        ? { scenario: e.ENERGY_SIMULATOR, speed: e.ENERGY_SIMULATOR_SPEED, start: e.ENERGY_SIMULATOR_START ? new Date(e.ENERGY_SIMULATOR_START) : null }
+        : null,
       telemetryTimeoutMs: e.ENERGY_TELEMETRY_TIMEOUT_MS,
       sampleSeconds: e.ENERGY_SAMPLE_SECONDS,
       retentionDays: e.ENERGY_READING_RETENTION_DAYS,
@@ -356,13 +376,38 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         nominalVoltage: e.BATTERY_NOMINAL_VOLTAGE,
         cells: e.BATTERY_CELLS ?? defaultCells(e.BATTERY_CHEMISTRY, e.BATTERY_NOMINAL_VOLTAGE),
         capacityAh: e.BATTERY_CAPACITY_AH,
+        /** The coldest the bank gets: the controller's temperature compensation raises its cut-off in the cold. */
+        minTemperatureC: e.BATTERY_MIN_TEMPERATURE_C,
       },
+      controller: {
+        /** Battery and load current rating: readings beyond it are implausible. */
+        ratedCurrentA: e.CONTROLLER_RATED_CURRENT_A,
+        pvArrayWp: e.PV_ARRAY_WP,
+        /** The controller's own cut-offs for VE.Direct (an EPEver's are read from its registers). */
+        cutoffs: { lvd: e.CONTROLLER_LVD_V ?? null, lvr: e.CONTROLLER_LVR_V ?? null, uvWarning: e.CONTROLLER_UV_WARNING_V ?? null },
+        /** Voltage sag under the platform's peak load, in the margin above the cut-off (default 0.2 V per 12 V). */
+        sagVolts: e.ENERGY_CUTOFF_SAG_V ?? Math.round(0.2 * (e.BATTERY_NOMINAL_VOLTAGE / 12) * 1000) / 1000,
+      },
+      forecast: {
+        horizonHours: e.ENERGY_FORECAST_HORIZON_HOURS,
+        /** Tenants are warned when the pessimistic forecast crosses a threshold within this (0: never). */
+        warnMinutes: e.ENERGY_FORECAST_WARN_MINUTES,
+        /** The level steps down early when the expected forecast crosses a threshold within this (0: never). */
+        preemptMinutes: e.ENERGY_FORECAST_PREEMPT_MINUTES,
+        /** Energy-clock seconds between two forecasts in the monitor. */
+        intervalSeconds: e.ENERGY_FORECAST_INTERVAL_S,
+      },
+      /** Watts the platform draws with no instance running; null: estimated from history (README). */
+      idlePowerW: e.ENERGY_IDLE_POWER_W ?? null,
+      statusPage: e.STATUS_PAGE_ENABLED,
       backupHook: { url: e.BACKUP_HOOK_URL, secret: e.BACKUP_HOOK_SECRET?.trim(), level: e.BACKUP_HOOK_LEVEL, timeoutMs: e.BACKUP_HOOK_TIMEOUT_MS },
       emergency: {
         /** Pause between two instances brought back by recovery, so they do not all start at once. */
         resumeStaggerMs: e.EMERGENCY_RESUME_STAGGER_MS,
         /** Period of the pass that converges instances to the current level (catches what a level-change job could not). */
         enforceIntervalMs: e.EMERGENCY_ENFORCE_INTERVAL_MS,
+        /** Share of its plan's CPU an interruptible instance keeps at `conserve`. */
+        throttlePercent: e.EMERGENCY_THROTTLE_PERCENT,
       },
     },
     billing: {

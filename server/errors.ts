@@ -49,6 +49,10 @@ const APP_ERRORS = {
   INSTANCE_UNAVAILABLE: "SERVICE_UNAVAILABLE",
   INSTANCE_NOT_RESPONDING: "BAD_GATEWAY",
 
+  // Energy
+  /** A power policy whose shutdown level sits below the charge controller's own low-voltage disconnect (with margin). */
+  POLICY_BELOW_CUTOFF: "PRECONDITION_FAILED",
+
   // Billing
   INVOICE_NOT_PAYABLE: "CONFLICT",
   PAYMENT_PROVIDER_ERROR: "BAD_GATEWAY",

@@ -119,9 +119,9 @@ export const invoices = pgTable(
   ],
 );
 
-export const invoiceLineKind = pgEnum("invoice_line_kind", ["compute", "egress", "discount", "credit", "carried_forward"]);
+export const invoiceLineKind = pgEnum("invoice_line_kind", ["compute", "egress", "discount", "credit", "carried_forward", "energy"]);
 
-/** Line items: charges are positive, discounts and credits negative. */
+/** Line items: charges are positive, discounts and credits negative; `energy` lines are informational (amount 0). */
 export const invoiceLines = pgTable(
   "invoice_lines",
   {

@@ -132,6 +132,13 @@ export const instances = pgTable(
      * from the engine after every start; null while the container is not up.
      */
     upstream: text("upstream"),
+    /**
+     * The CPU the power policy currently allows (thousandths of a vCPU), below
+     * the plan's `cpuMillis`; null: the plan's. Applied to the container by a
+     * `throttle` action (and by start and resume), undone on recovery.
+     */
+    cpuThrottleMillis: integer("cpu_throttle_millis"),
+    cpuThrottleReason: text("cpu_throttle_reason"),
     /** null until the container exists; false when the host's storage driver cannot enforce `diskGb`. */
     diskLimitEnforced: boolean("disk_limit_enforced"),
     idempotencyKey: text("idempotency_key"),
@@ -179,7 +186,7 @@ export const instanceStateHistory = pgTable(
   (t) => [index("instance_state_history_instance_idx").on(t.instanceId, t.seq)],
 );
 
-export const actionKind = pgEnum("instance_action_kind", ["create", "start", "stop", "restart", "delete", "pause", "resume"]);
+export const actionKind = pgEnum("instance_action_kind", ["create", "start", "stop", "restart", "delete", "pause", "resume", "throttle"]);
 export const actionStatus = pgEnum("instance_action_status", ["pending", "running", "succeeded", "failed"]);
 
 /**

@@ -1,6 +1,7 @@
-import { doublePrecision, index, integer, jsonb, pgEnum, pgTable, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
-import { createdAt, id, timestamptz } from "./columns";
+import { doublePrecision, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { createdAt, id, timestamptz, updatedAt } from "./columns";
 import { users } from "./auth";
+import { instances } from "./compute";
 
 export const powerLevel = pgEnum("power_level", ["normal", "conserve", "critical", "shutdown"]);
 export const energyEventKind = pgEnum("energy_event_kind", [
@@ -14,6 +15,12 @@ export const energyEventKind = pgEnum("energy_event_kind", [
   "instances_shed",
   "instances_restored",
   "backup_signalled",
+  // Bytes arrive but nothing valid decodes (wrong baud rate, noise): distinct from telemetry_lost (silence).
+  "link_degraded",
+  // The runway forecast expects a threshold to be crossed soon (the seam for tenant notices).
+  "forecast_warning",
+  // The policy's thresholds sit below the controller's own cut-offs (with margin).
+  "policy_misaligned",
 ]);
 export const energySeverity = pgEnum("energy_severity", ["info", "warning", "critical"]);
 
@@ -119,6 +126,8 @@ export const energyLevelChanges = pgTable(
     soc: doublePrecision("soc"),
     reading: jsonb("reading").$type<Record<string, unknown>>().notNull(),
     policy: jsonb("policy").$type<Record<string, unknown>>().notNull(),
+    /** `soc`: the state of charge crossed a threshold; `forecast`: the runway forecast stepped down early. */
+    cause: text("cause").notNull().default("soc"),
     enqueuedAt: timestamptz("enqueued_at"),
     createdAt: createdAt(),
   },
@@ -157,4 +166,65 @@ export const energyMonitor = pgTable("energy_monitor", {
   bridgeState: text("bridge_state").notNull(),
   bridgeRestarts: integer("bridge_restarts").notNull().default(0),
   lastBridgeExit: jsonb("last_bridge_exit").$type<{ code: number | null; message: string; at: string }>(),
+  /** Link health: state, bytes/frames/accepted totals and over the last telemetry timeout. */
+  link: jsonb("link").$type<Record<string, unknown>>(),
+  /** Blocks and readings refused, by reason (decoder drops, failed polls, implausible readings). */
+  rejections: jsonb("rejections").$type<Record<string, number>>().notNull().default({}),
+  /** The energy clock the monitor runs on (null: real time); see server/energy/clock.ts. */
+  clock: jsonb("clock").$type<{ speed: number; realEpochMs: number; simEpochMs: number }>(),
+  /** The controller's own battery cut-offs (read from an EPEver, or configured), in volts. */
+  controllerSettings: jsonb("controller_settings").$type<Record<string, unknown>>(),
+  /** The latest runway forecast summary (time to each threshold). */
+  forecast: jsonb("forecast").$type<Record<string, unknown>>(),
 });
+
+/**
+ * Each instance's share of the measured load energy per UTC hour (watt-hours),
+ * split by where the energy came from: the panels directly, the battery
+ * (stored sunlight), or backup power. Added by the metering tick in the same
+ * transaction that records the attribution window (energy_attributions), so a
+ * window is shared out once. Model: README "Per-tenant solar accounting".
+ */
+export const usageEnergy = pgTable(
+  "usage_energy",
+  {
+    instanceId: uuid("instance_id")
+      .notNull()
+      .references(() => instances.id),
+    hour: timestamptz("hour").notNull(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    loadWh: doublePrecision("load_wh").notNull().default(0),
+    solarWh: doublePrecision("solar_wh").notNull().default(0),
+    batteryWh: doublePrecision("battery_wh").notNull().default(0),
+    backupWh: doublePrecision("backup_wh").notNull().default(0),
+    updatedAt: updatedAt(),
+  },
+  (t) => [primaryKey({ columns: [t.instanceId, t.hour] }), index("usage_energy_user_hour_idx").on(t.userId, t.hour)],
+);
+
+/**
+ * The windows of measured load energy shared out so far, back to back: the
+ * latest `until` is where the next window starts, and the unique `from` makes
+ * two ticks racing for one window share it once. `unattributedWh` is load
+ * energy no instance was live to take (an empty platform's own draw).
+ */
+export const energyAttributions = pgTable(
+  "energy_attributions",
+  {
+    id: id(),
+    from: timestamptz("from").notNull(),
+    until: timestamptz("until").notNull(),
+    loadWh: doublePrecision("load_wh").notNull(),
+    solarWh: doublePrecision("solar_wh").notNull(),
+    batteryWh: doublePrecision("battery_wh").notNull(),
+    backupWh: doublePrecision("backup_wh").notNull(),
+    idleWh: doublePrecision("idle_wh").notNull(),
+    attributedWh: doublePrecision("attributed_wh").notNull(),
+    unattributedWh: doublePrecision("unattributed_wh").notNull(),
+    instances: integer("instances").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("energy_attributions_from_key").on(t.from), index("energy_attributions_until_idx").on(t.until)],
+);

@@ -195,7 +195,7 @@ export const webhookAttempts = pgTable(
 export const powerNotices = pgTable(
   "power_notices",
   {
-    /** Named by the caller: the emergency worker uses the id of the level change that left `normal`. */
+    /** Named by the caller: the emergency worker uses the id of the level change that left `normal`, a forecast `forecast-<its energy event id>`. */
     episodeId: text("episode_id").notNull(),
     instanceId: uuid("instance_id")
       .notNull()

@@ -113,7 +113,8 @@ export class ModbusError extends Error {
   }
 }
 
-export type ModbusStats = { requests: number; replies: number; retries: number; timeouts: number; crcErrors: number; exceptions: number; echoes: number; noiseBytes: number };
+/** `echoBytes`: bytes that were our own requests heard back (not the controller talking). */
+export type ModbusStats = { requests: number; replies: number; retries: number; timeouts: number; crcErrors: number; exceptions: number; echoes: number; echoBytes: number; noiseBytes: number };
 
 export type ModbusClientOptions = {
   /** Sends bytes on the line. */
@@ -137,7 +138,7 @@ type Pending = {
  * failure retried.
  */
 export class ModbusClient {
-  readonly stats: ModbusStats = { requests: 0, replies: 0, retries: 0, timeouts: 0, crcErrors: 0, exceptions: 0, echoes: 0, noiseBytes: 0 };
+  readonly stats: ModbusStats = { requests: 0, replies: 0, retries: 0, timeouts: 0, crcErrors: 0, exceptions: 0, echoes: 0, echoBytes: 0, noiseBytes: 0 };
   private rx = new Uint8Array(0);
   private pending: Pending | null = null;
   private queue: Promise<unknown> = Promise.resolve();
@@ -232,6 +233,7 @@ export class ModbusClient {
         if (same && n < echo.length) return; // might be an echo: wait for the rest
         if (same) {
           this.stats.echoes++;
+          this.stats.echoBytes += echo.length;
           this.rx = this.rx.subarray(echo.length);
           continue;
         }
@@ -315,7 +317,8 @@ export function readingFromEpever(r: RegisterMap): Reading {
   reading.controllerTemperature = hundredths(s16(r, 0x3111));
   const soc = u16(r, 0x311a);
   if (soc !== null) {
-    reading.soc = Math.min(100, soc);
+    // Not clamped: a SOC above 100 % is a damaged reading and must be rejected, not read as full.
+    reading.soc = soc;
     reading.socSource = "controller";
   }
   reading.yieldTodayKwh = hundredths(u32(r, 0x330c));

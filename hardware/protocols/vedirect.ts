@@ -1,4 +1,4 @@
-import { emptyReading, round, type ChargeState, type Reading } from "./reading";
+import { LABEL_BYTES, valueFits } from "./vedirect-fields";
 
 /**
  * Victron VE.Direct TEXT protocol (19200 8N1, unsolicited, about one frame per
@@ -8,6 +8,11 @@ import { emptyReading, round, type ChargeState, type Reading } from "./reading";
  * and are not part of the sum — except that the checksum byte itself may be any
  * value, `:` and `\n` included. Reference: Victron's frame handler (MIT) as
  * described in shared/reference/charge-controllers.md §A.
+ *
+ * The checksum is a plain byte sum, so two errors can cancel out: two bytes
+ * with their high bit flipped (+128 and +128) leave it intact. The grammar
+ * catches those: labels and values are printable ASCII and every value must
+ * fit its label's type (vedirect-fields.ts), or the block is dropped whole.
  */
 
 const CR = 0x0d;
@@ -30,7 +35,16 @@ export const MAX_FIELDS = 22;
 const MAX_HEX = 100;
 const MAX_BLOCK_BYTES = 1024;
 
-export type DropReason = "checksum" | "overflow" | "malformed" | "gap";
+/**
+ * Why a block was dropped: `checksum` (bytes do not sum to 0), `overflow`
+ * (label > 8, value > 32 characters, > 22 fields), `malformed` (framing out of
+ * order), `grammar` (a byte that is not printable ASCII, or a value that does
+ * not fit its label's type — damage the checksum missed), `truncated` (the next
+ * block began before this one reached its checksum), `gap` (a pause > 500 ms
+ * inside the block: bytes were lost).
+ */
+export type DropReason = "checksum" | "overflow" | "malformed" | "grammar" | "truncated" | "gap";
+export const DROP_REASONS: readonly DropReason[] = ["checksum", "overflow", "malformed", "grammar", "truncated", "gap"];
 
 export type VeDirectStats = {
   /** Blocks whose checksum passed and whose fields were applied. */
@@ -60,10 +74,18 @@ export type VeDirectDecoderOptions = {
  * checksum byte validates, then merged into a per-field map; a frame (the
  * merged map) is emitted when a block carrying PID — the first block of a
  * device's frame — validates, so a BMV's history block or a large MPPT's second
- * block is merged into the next frame, never mixed with an invalid block.
+ * block is merged into the next frame, never mixed with an invalid block. A
+ * PID block replaces the fields of the one before it, so a field it stops
+ * sending does not linger.
+ *
+ * Resynchronisation: a block never repeats a label and PID only opens one, so
+ * a `PID` line, or a label the block already holds, means the previous block
+ * was cut short and a new one has begun. The cut block is dropped
+ * (`truncated`) and the checksum restarts from that line, so only the cut
+ * block is lost, not the valid one after it.
  */
 export class VeDirectDecoder {
-  readonly stats: VeDirectStats = { blocks: 0, frames: 0, dropped: { checksum: 0, overflow: 0, malformed: 0, gap: 0 }, hexMessages: 0, hexErrors: 0 };
+  readonly stats: VeDirectStats = { blocks: 0, frames: 0, dropped: { checksum: 0, overflow: 0, malformed: 0, grammar: 0, truncated: 0, gap: 0 }, hexMessages: 0, hexErrors: 0 };
 
   private state: State = IDLE;
   private hexReturn: State = IDLE;
@@ -71,12 +93,22 @@ export class VeDirectDecoder {
   private label = "";
   private value = "";
   private block: Array<[string, string]> = [];
+  /** For each label, the serial of the block it last appeared in: a repeat within `blockSerial` means a new block has begun. */
+  private readonly seenIn = new Map<string, number>();
+  private blockSerial = 0;
   private problem: DropReason | null = null;
   private blockBytes = 0;
+  /** The sum before this line's `\r`: what the checksum restarts from when the line opens a new block. */
+  private lineAcc = 0;
+  private lineBytes = 0;
+  /** A failed block's checksum byte was `\r`: it may have been the next block's first byte, its real checksum lost. */
+  private carriedCr = false;
   private hex = "";
   private lastByteAt = -Infinity;
   private lastPidAt = -Infinity;
-  private readonly merged = new Map<string, { value: string; at: number }>();
+  /** `generation`: the PID block that set the field (null: another block); only the latest PID block's fields count. */
+  private readonly merged = new Map<string, { value: string; at: number; generation: number | null }>();
+  private pidGeneration = 0;
   private readonly maxGapMs: number;
   private readonly fieldTtlMs: number;
 
@@ -109,7 +141,9 @@ export class VeDirectDecoder {
       this.hex = "";
       return;
     }
+    const before = this.acc;
     this.acc = (this.acc + b) & 0xff;
+    this.lineBytes++;
     if (this.state !== IDLE && ++this.blockBytes > MAX_BLOCK_BYTES) {
       this.drop("overflow");
       return;
@@ -117,7 +151,13 @@ export class VeDirectDecoder {
 
     switch (this.state) {
       case IDLE:
-        if (b === LF) this.startLine();
+        if (b === CR) this.markLine(before);
+        if (b === LF) {
+          // The `\r` a failed block took for its checksum byte belongs to this block.
+          if (this.carriedCr && this.lineBytes === 1) this.acc = (this.acc + CR) & 0xff;
+          this.startLine();
+        }
+        this.carriedCr = false;
         return;
       case BEGIN:
       case LABEL:
@@ -126,6 +166,7 @@ export class VeDirectDecoder {
           if (this.label === "CHECKSUM") {
             this.state = CHECKSUM;
           } else {
+            if (this.opensNewBlock(this.label)) this.resync();
             this.state = VALUE;
             this.value = "";
           }
@@ -134,31 +175,64 @@ export class VeDirectDecoder {
           this.startLine();
         } else if (b === CR) {
           if (this.label.length > 0) this.flag("malformed");
+          this.markLine(before);
         } else {
+          if (LABEL_BYTES[b] !== 1) this.flag("grammar");
           if (this.label.length >= MAX_LABEL) this.flag("overflow");
-          else this.label += String.fromCharCode(b).toUpperCase();
+          else this.label += String.fromCharCode(b >= 0x61 && b <= 0x7a ? b - 0x20 : b);
           this.state = LABEL;
         }
         return;
       case VALUE:
         if (b === LF) {
+          if (!valueFits(this.label, this.value)) this.flag("grammar");
           if (this.block.length >= MAX_FIELDS) this.flag("overflow");
-          else this.block.push([this.label, this.value]);
+          else {
+            this.block.push([this.label, this.value]);
+            this.seenIn.set(this.label, this.blockSerial);
+          }
           this.startLine();
-        } else if (b !== CR) {
+        } else if (b === CR) {
+          this.markLine(before);
+        } else {
+          if (b < 0x20 || b > 0x7e) this.flag("grammar");
           if (this.value.length >= MAX_VALUE) this.flag("overflow");
           else this.value += String.fromCharCode(b);
         }
         return;
       case CHECKSUM:
-        this.endBlock(at);
+        this.endBlock(at, b);
         return;
     }
   }
 
+  private clearBlock(): void {
+    this.block = [];
+    this.blockSerial++;
+  }
+
+  private markLine(accBefore: number): void {
+    this.lineAcc = accBefore;
+    this.lineBytes = 1;
+  }
+
+  private opensNewBlock(label: string): boolean {
+    if (this.block.length === 0) return false;
+    return label === "PID" || this.seenIn.get(label) === this.blockSerial;
+  }
+
+  /** The block so far was cut short: drop it and start a new one from the current line. */
+  private resync(): void {
+    this.count("truncated");
+    this.acc = (this.acc - this.lineAcc) & 0xff;
+    this.blockBytes = this.lineBytes;
+    this.clearBlock();
+    this.problem = null;
+  }
+
   private startLine(): void {
     if (this.state === IDLE) {
-      this.block = [];
+      this.clearBlock();
       this.problem = null;
       this.blockBytes = 1;
     }
@@ -171,22 +245,24 @@ export class VeDirectDecoder {
     this.problem ??= reason;
   }
 
-  private endBlock(at: number): void {
+  private endBlock(at: number, checksumByte: number): void {
     const sumOk = this.acc === 0;
     this.acc = 0;
+    this.lineBytes = 0;
     this.state = IDLE;
     const problem = this.problem ?? (sumOk ? (this.block.length === 0 ? "malformed" : null) : "checksum");
     if (problem) {
+      this.carriedCr = !sumOk && checksumByte === CR;
       this.count(problem);
       return;
     }
     this.stats.blocks++;
-    let hasPid = false;
-    for (const [label, value] of this.block) {
-      this.merged.set(label, { value, at });
-      if (label === "PID") hasPid = true;
-    }
-    this.block = [];
+    const hasPid = this.seenIn.get("PID") === this.blockSerial;
+    // A frame's first block replaces the previous first block whole: a field it no longer sends is gone, not stale.
+    if (hasPid) this.pidGeneration++;
+    const generation = hasPid ? this.pidGeneration : null;
+    for (const [label, value] of this.block) this.merged.set(label, { value, at, generation });
+    this.clearBlock();
     if (hasPid) this.lastPidAt = at;
     // Devices that never send PID still get frames, one per block.
     if (hasPid || at - this.lastPidAt > this.fieldTtlMs) this.emit(at);
@@ -195,7 +271,7 @@ export class VeDirectDecoder {
   private emit(at: number): void {
     const fields: Record<string, string | null> = {};
     for (const [label, entry] of this.merged) {
-      if (at - entry.at > this.fieldTtlMs) this.merged.delete(label);
+      if (at - entry.at > this.fieldTtlMs || (entry.generation !== null && entry.generation !== this.pidGeneration)) this.merged.delete(label);
       else fields[label] = entry.value === "---" ? null : entry.value;
     }
     this.stats.frames++;
@@ -207,7 +283,7 @@ export class VeDirectDecoder {
     this.count(reason);
     this.acc = 0;
     this.state = IDLE;
-    this.block = [];
+    this.clearBlock();
     this.problem = null;
   }
 
@@ -231,7 +307,7 @@ export class VeDirectDecoder {
       const interrupted = this.hexReturn !== IDLE;
       this.state = IDLE;
       this.acc = 0;
-      this.block = [];
+      this.clearBlock();
       this.problem = null;
       if (interrupted) this.count("overflow");
     }
@@ -266,104 +342,4 @@ export function encodeHexAsync(register: number, flags: number, value: Uint8Arra
   const check = (0x55 - 0x0a - data.reduce((a, b) => a + b, 0)) & 0xff;
   const hex = [...data, check].map((b) => b.toString(16).toUpperCase().padStart(2, "0")).join("");
   return encoder.encode(`:A${hex}\n`);
-}
-
-const CHARGE_STATES: Record<number, ChargeState> = {
-  0: "off",
-  1: "other",
-  2: "fault",
-  3: "bulk",
-  4: "absorption",
-  5: "float",
-  6: "storage",
-  7: "equalize",
-  245: "starting",
-  246: "absorption",
-  247: "equalize",
-  248: "other",
-  252: "other",
-};
-
-const ERRORS: Record<number, string> = {
-  2: "battery voltage too high",
-  17: "charger temperature too high",
-  18: "charger over-current",
-  19: "charger current reversed",
-  20: "bulk time limit exceeded",
-  21: "current sensor issue",
-  26: "terminals overheated",
-  28: "converter issue",
-  33: "input voltage too high",
-  34: "input current too high",
-  38: "input shutdown (battery voltage)",
-  39: "input shutdown (current flow in off mode)",
-  65: "lost communication with a device",
-  66: "synchronised charging configuration issue",
-  67: "BMS connection lost",
-  68: "network misconfigured",
-  116: "calibration data lost",
-  117: "incompatible firmware",
-  119: "settings data invalid",
-};
-
-const ALARM_REASONS: Array<[number, string]> = [
-  [1, "low voltage"],
-  [2, "high voltage"],
-  [4, "low SOC"],
-  [8, "low starter voltage"],
-  [16, "high starter voltage"],
-  [32, "low temperature"],
-  [64, "high temperature"],
-  [128, "mid-point voltage"],
-];
-
-function int(fields: Record<string, string | null>, label: string): number | null {
-  const raw = fields[label];
-  if (raw === undefined || raw === null || !/^-?\d+$/.test(raw.trim())) return null;
-  return Number(raw.trim());
-}
-
-/**
- * Normalises a frame into the common reading shape. Units per the protocol:
- * V, VPV, IL in mV/mA; I in mA (signed); PPV in W; SOC in ‰; H20 in 0.01 kWh;
- * T in °C. An MPPT reports no PV current (derived from PPV/VPV) and no SOC.
- */
-export function readingFromVeDirect(fields: Record<string, string | null>): Reading {
-  const r = emptyReading();
-  const mV = int(fields, "V");
-  const mA = int(fields, "I");
-  const vpv = int(fields, "VPV");
-  const ppv = int(fields, "PPV");
-  const il = int(fields, "IL");
-  r.batteryVoltage = mV === null ? null : mV / 1000;
-  r.batteryCurrent = mA === null ? null : mA / 1000;
-  r.pvVoltage = vpv === null ? null : vpv / 1000;
-  r.pvPower = ppv;
-  if (ppv === 0) r.pvCurrent = 0;
-  else if (ppv !== null && vpv !== null && vpv > 500) r.pvCurrent = round(ppv / (vpv / 1000), 3);
-  if (il !== null) {
-    r.loadCurrent = il / 1000;
-    r.loadVoltage = r.batteryVoltage;
-    r.loadPower = r.batteryVoltage === null ? null : round(r.batteryVoltage * r.loadCurrent, 2);
-  }
-  const soc = int(fields, "SOC");
-  if (soc !== null) {
-    r.soc = soc / 10;
-    r.socSource = "controller";
-  }
-  r.batteryTemperature = int(fields, "T");
-  const cs = int(fields, "CS");
-  r.chargeState = cs === null ? null : (CHARGE_STATES[cs] ?? "other");
-  const h20 = int(fields, "H20");
-  r.yieldTodayKwh = h20 === null ? null : h20 / 100;
-
-  const err = int(fields, "ERR");
-  const ar = int(fields, "AR");
-  if (err !== null && err !== 0) {
-    r.fault = `${ERRORS[err] ?? "charger error"} (VE.Direct ERR ${err})`;
-  } else if (ar !== null && ar !== 0) {
-    const reasons = ALARM_REASONS.filter(([bit]) => (ar & bit) !== 0).map(([, name]) => name);
-    r.fault = `alarm: ${reasons.join(", ") || "unknown"} (VE.Direct AR ${ar})`;
-  }
-  return r;
 }

@@ -1,5 +1,6 @@
 import { encodeBlock, encodeHexAsync } from "../protocols/vedirect";
-import { exceptionResponse, parseRequest, READ_INPUT, registersResponse } from "../protocols/modbus";
+import { EPEVER_SETTINGS_READ } from "../protocols/epever-settings";
+import { exceptionResponse, parseRequest, READ_HOLDING, READ_INPUT, registersResponse } from "../protocols/modbus";
 import type { ControllerState } from "./model";
 
 /**
@@ -37,25 +38,39 @@ export function veDirectFields(s: ControllerState): Array<[string, string]> {
   ];
 }
 
+/**
+ * Damage a line or a device can do to a frame:
+ * - `bit`: one bit of the battery voltage flipped; the checksum fails.
+ * - `highbits`: the high bit of two bytes of the battery voltage flipped
+ *   (+128 +128: the byte sum, hence the checksum, is unchanged).
+ * - `range`: a well-formed frame reporting an impossible voltage (99.999 V).
+ * - `truncate`: the frame cut off before its checksum line; the next frame
+ *   follows at once.
+ */
+export const DAMAGE = ["bit", "highbits", "range", "truncate"] as const;
+export type Damage = (typeof DAMAGE)[number];
+
 export type VeDirectFrameOptions = {
   /** Send the frame as two checksummed blocks (V…OR, ERR…HSDS), as large MPPTs do. */
   split?: boolean;
-  /** Damage one value byte so the block's checksum fails. */
-  corrupt?: boolean;
+  /** Damage the frame (its first block). */
+  damage?: Damage | null;
   /** Follow the frame with an asynchronous HEX message, as chargers do between blocks. */
   hex?: boolean;
 };
 
 export function veDirectFrame(s: ControllerState, opts: VeDirectFrameOptions = {}): Uint8Array {
-  const fields = veDirectFields(s);
+  const fields = veDirectFields(s).map(([label, value]): [string, string] => (opts.damage === "range" && label === "V" ? [label, "99999"] : [label, value]));
   const blocks = opts.split ? [fields.slice(0, 10), fields.slice(10)] : [fields];
   const parts = blocks.map((b) => encodeBlock(b));
-  if (opts.corrupt) {
-    // A flipped bit in the battery voltage: the kind of damage a noisy line does.
-    const first = parts[0]!;
-    const at = new TextDecoder().decode(first).indexOf("\r\nV\t") + 4;
-    first[at] = first[at]! ^ 0x01;
+  const first = parts[0]!;
+  const voltageAt = new TextDecoder().decode(first).indexOf("\r\nV\t") + 4;
+  if (opts.damage === "bit") first[voltageAt] = first[voltageAt]! ^ 0x01;
+  if (opts.damage === "highbits") {
+    first[voltageAt] = first[voltageAt]! ^ 0x80;
+    first[voltageAt + 1] = first[voltageAt + 1]! ^ 0x80;
   }
+  if (opts.damage === "truncate") parts[0] = first.subarray(0, new TextDecoder().decode(first).lastIndexOf("\r\nChecksum"));
   if (opts.hex) {
     // 0x0201 device state, as chargers report asynchronously.
     parts.push(encodeHexAsync(0x0201, 0x00, new Uint8Array([CS_CODES[s.chargeState]])));
@@ -89,7 +104,8 @@ export function epeverRegisters(s: ControllerState): Map<number, number> {
   r.set(0x3111, signed16(s.controllerTemperature));
   r.set(0x311a, Math.round(s.soc));
   const chargingBits = { off: 0, float: 1, bulk: 2, absorption: 2, equalize: 3, storage: 1, starting: 0, fault: 0, other: 0 }[s.chargeState];
-  r.set(0x3200, 0);
+  // Battery status D3–D0 = 3: the controller has disconnected the load (low voltage).
+  r.set(0x3200, s.loadDisconnected ? 3 : 0);
   r.set(0x3201, (chargingBits << 2) | (s.pvPower > 0 ? 1 : 0) | (s.pvPower > 0 ? 0 : 1 << 14));
   r.set(0x3202, s.loadOn ? 1 : 0);
   r.set(0x331a, x100(s.batteryVoltage));
@@ -103,15 +119,21 @@ export function epeverRegisters(s: ControllerState): Map<number, number> {
 
 /**
  * The device side of Modbus: consumes request bytes, returns the reply to each
- * complete request addressed to `unit`. Unknown registers get exception 02
- * (illegal data address), as the real controller answers.
+ * complete request addressed to `unit`: input registers (0x04) from the model,
+ * holding registers (0x03) from the battery settings block (0x9000–0x900E).
+ * Unknown registers get exception 02 (illegal data address), as the real
+ * controller answers.
  */
 export class EpeverResponder {
   private rx = new Uint8Array(0);
+  private readonly holding = new Map<number, number>();
   constructor(
     private readonly unit: number,
     private readonly registers: () => Map<number, number>,
-  ) {}
+    settings: readonly number[] = [],
+  ) {
+    settings.forEach((value, i) => this.holding.set(EPEVER_SETTINGS_READ.start + i, value));
+  }
 
   feed(bytes: Uint8Array): Uint8Array[] {
     const joined = new Uint8Array(this.rx.length + bytes.length);
@@ -128,11 +150,11 @@ export class EpeverResponder {
       }
       this.rx = this.rx.subarray(req.length);
       if (req.unit !== this.unit) continue;
-      if (req.fn !== READ_INPUT) {
+      if (req.fn !== READ_INPUT && req.fn !== READ_HOLDING) {
         replies.push(exceptionResponse(req.unit, req.fn, 0x01));
         continue;
       }
-      const map = this.registers();
+      const map = req.fn === READ_INPUT ? this.registers() : this.holding;
       const values: number[] = [];
       for (let a = req.start; a < req.start + req.count; a++) {
         const v = map.get(a);

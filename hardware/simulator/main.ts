@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { openPtyPair, type PtyPair } from "../pty-pair";
 import { BATTERY_CHEMISTRIES, type BatteryChemistry } from "../soc";
+import { DAMAGE, type Damage } from "./devices";
 import { SCENARIOS, type ScenarioName } from "./model";
 import { runSimulator, type Simulator } from "./run";
 
@@ -26,6 +27,12 @@ const OPTIONS = {
   split: { type: "boolean", default: false },
   echo: { type: "boolean", default: false },
   "corrupt-every": { type: "string", default: "0" },
+  damage: { type: "string", default: "bit" },
+  "tx-baud": { type: "string" },
+  "rx-baud": { type: "string" },
+  start: { type: "string" },
+  lvd: { type: "string" },
+  lvr: { type: "string" },
   "hex-every": { type: "string", default: "10" },
   "pull-after": { type: "string" },
   quiet: { type: "boolean", default: false },
@@ -49,6 +56,11 @@ const USAGE = `usage: bun hardware/simulator/main.ts (--port <tty> | --pair <dir
   --split               send each VE.Direct frame as two checksummed blocks
   --echo                echo Modbus requests before replying (half-duplex adapter)
   --corrupt-every <n>   corrupt every nth frame/reply (corrupt-frames: 3)
+  --damage <kind>       how a VE.Direct frame is corrupted: ${DAMAGE.join(" | ")} (default bit)
+  --tx-baud <n>         the device transmits at n baud while the host listens at --rx-baud
+  --rx-baud <n>         (default 19200 vedirect, 115200 modbus): a wrong SERIAL_BAUD, as the host sees it
+  --start <iso>         the simulated time to start at (its time of day drives the sun)
+  --lvd <V> / --lvr <V> the controller's load disconnect / reconnect (default 11.1 / 12.6 per 12 V)
   --hex-every <n>       a HEX async message after every nth frame (default 10, 0 = never)
   --pull-after <s>      cable-pulled: go silent after s real seconds (default 5)
   --quiet               no status lines on stderr`;
@@ -81,6 +93,16 @@ if (!values.port === !values.pair) fail("give exactly one of --port or --pair");
 if (!SCENARIOS.includes(values.scenario as ScenarioName)) fail(`unknown scenario ${values.scenario}`);
 if (values.protocol !== "vedirect" && values.protocol !== "modbus") fail(`unknown protocol ${values.protocol}`);
 if (!BATTERY_CHEMISTRIES.includes(values.chemistry as BatteryChemistry)) fail(`unknown chemistry ${values.chemistry}`);
+if (!DAMAGE.includes(values.damage as Damage)) fail(`unknown damage ${values.damage}`);
+const startAt = values.start === undefined ? undefined : Date.parse(values.start);
+if (startAt !== undefined && Number.isNaN(startAt)) fail("--start must be an ISO 8601 time");
+const txBaud = num("tx-baud", values["tx-baud"], 1);
+const rxBaud = num("rx-baud", values["rx-baud"], 1) ?? (values.protocol === "modbus" ? 115200 : 19200);
+const perTwelve = (num("nominal", values.nominal, 1) ?? 12) / 12;
+const lvd = num("lvd", values.lvd, 1);
+const lvr = num("lvr", values.lvr, 1);
+if ((lvd ?? 11.1 * perTwelve) >= (lvr ?? 12.6 * perTwelve)) fail("--lvr must be above --lvd");
+const cutoffs = lvd === undefined && lvr === undefined ? undefined : { lvd: lvd ?? 11.1 * perTwelve, lvr: lvr ?? 12.6 * perTwelve };
 
 let pair: PtyPair | undefined;
 if (values.pair) {
@@ -117,6 +139,10 @@ function start(): Simulator {
     split: values.split,
     echo: values.echo,
     corruptEvery: num("corrupt-every", values["corrupt-every"])!,
+    damage: values.damage as Damage,
+    ...(txBaud === undefined ? {} : { baudMismatch: { tx: txBaud, rx: rxBaud } }),
+    ...(startAt === undefined ? {} : { startAt }),
+    ...(cutoffs === undefined ? {} : { cutoffs }),
     hexEvery: num("hex-every", values["hex-every"])!,
     pullAfterSeconds: num("pull-after", values["pull-after"]),
     onStep(s, frame) {

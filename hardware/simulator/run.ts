@@ -1,12 +1,15 @@
 import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
+import { scaledClock, type EnergyClock } from "../../server/energy/clock";
+import { defaultEpeverSettings } from "../protocols/epever-settings";
 import { ControllerModel, type ModelOptions, type ControllerState } from "./model";
-import { EpeverResponder, epeverRegisters, veDirectFrame } from "./devices";
+import { EpeverResponder, epeverRegisters, veDirectFrame, type Damage } from "./devices";
+import { resample } from "./uart";
 
 export type SimulatorOptions = ModelOptions & {
   /** The tty the simulated controller owns (one end of a pty pair). */
   port: string;
   protocol: "vedirect" | "modbus";
-  /** Simulated seconds per real second. */
+  /** Simulated seconds per real second (ignored when `clock` is given). */
   speed: number;
   /** Model steps (VE.Direct frames) per real second. */
   rate: number;
@@ -15,12 +18,22 @@ export type SimulatorOptions = ModelOptions & {
   split: boolean;
   /** Answer every Modbus request with the request itself first, like a half-duplex RS-485 adapter. */
   echo: boolean;
-  /** Corrupt every Nth frame or reply (0 = never). corrupt-frames defaults to 3. */
+  /** Damage every Nth frame or reply (0 = never). corrupt-frames defaults to 3. */
   corruptEvery: number;
+  /** How a VE.Direct frame is damaged (devices.ts `DAMAGE`; a Modbus reply always gets a bad CRC). */
+  damage?: Damage;
   /** A HEX async message after every Nth frame (0 = never). */
   hexEvery: number;
   /** cable-pulled: go silent after this many real seconds (default 5). */
   pullAfterSeconds?: number;
+  /** The device transmits at `tx` baud while the host listens at `rx` (a wrong SERIAL_BAUD); unset: matched. */
+  baudMismatch?: { tx: number; rx: number };
+  /**
+   * The time the model runs on. Each step advances it to the clock's now, so
+   * model time never drifts from the monitor's energy clock (default: real
+   * time × `speed`, starting at `startAt`).
+   */
+  clock?: EnergyClock;
   onStep?: (state: ControllerState, frame: number) => void;
 };
 
@@ -40,18 +53,22 @@ export type Simulator = {
  * anyone listens.
  */
 export function runSimulator(opts: SimulatorOptions): Simulator {
-  const model = new ControllerModel(opts);
+  const startAt = opts.startAt ?? opts.clock?.now();
+  const clock = opts.clock ?? scaledClock({ speed: opts.speed, realEpochMs: Date.now(), simEpochMs: startAt ?? Date.now() });
+  const model = new ControllerModel({ ...opts, ...(startAt === undefined ? {} : { startAt }) });
   const fd = openSync(opts.port, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK);
   const corruptEvery = opts.corruptEvery || (opts.scenario === "corrupt-frames" ? 3 : 0);
   let pulled = false;
   let frame = 0;
   let replies = 0;
+  let modelAt = clock.now();
 
   const send = (bytes: Uint8Array) => {
+    const wire = opts.baudMismatch ? resample(bytes, opts.baudMismatch.tx, opts.baudMismatch.rx) : bytes;
     let offset = 0;
-    while (offset < bytes.length) {
+    while (offset < wire.length) {
       try {
-        offset += writeSync(fd, bytes, offset);
+        offset += writeSync(fd, wire, offset);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "EAGAIN") return;
         throw error;
@@ -61,15 +78,18 @@ export function runSimulator(opts: SimulatorOptions): Simulator {
 
   const stepTimer = setInterval(() => {
     frame++;
-    const state = model.step(opts.speed / opts.rate);
+    const now = clock.now();
+    const state = model.step(Math.max(0, now - modelAt) / 1000);
+    modelAt = now;
     opts.onStep?.(state, frame);
     if (pulled || opts.protocol !== "vedirect") return;
-    send(veDirectFrame(state, { split: opts.split, corrupt: corruptEvery > 0 && frame % corruptEvery === 0, hex: opts.hexEvery > 0 && frame % opts.hexEvery === 0 }));
+    const damaged = corruptEvery > 0 && frame % corruptEvery === 0;
+    send(veDirectFrame(state, { split: opts.split, damage: damaged ? (opts.damage ?? "bit") : null, hex: opts.hexEvery > 0 && frame % opts.hexEvery === 0 }));
   }, 1000 / opts.rate);
 
   let readTimer: Timer | undefined;
   if (opts.protocol === "modbus") {
-    const responder = new EpeverResponder(opts.unit, () => epeverRegisters(model.state));
+    const responder = new EpeverResponder(opts.unit, () => epeverRegisters(model.state), defaultEpeverSettings(opts.nominalVoltage, opts.cutoffs));
     const buf = Buffer.alloc(512);
     readTimer = setInterval(() => {
       for (;;) {
@@ -82,7 +102,8 @@ export function runSimulator(opts: SimulatorOptions): Simulator {
         }
         if (n <= 0) return;
         const request = Uint8Array.from(buf.subarray(0, n));
-        const answers = responder.feed(request);
+        // At another baud rate the device hears the host's requests as garbage too, and does not answer them.
+        const answers = responder.feed(opts.baudMismatch ? resample(request, opts.baudMismatch.rx, opts.baudMismatch.tx) : request);
         if (pulled) continue;
         for (const reply of answers) {
           replies++;

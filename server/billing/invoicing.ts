@@ -12,6 +12,8 @@ import { METERING_SETTLE_MS, meterUsage, type MeteringDeps } from "./metering";
 import { parsePeriod, type Period } from "./periods";
 import { chargeInstance, instanceLines, invoiceTotals, pricingRules, type LineDraft, type PricingRules } from "./pricing";
 import { pricedInstance, sum } from "./usage";
+import { energyByCustomer } from "../energy/accounting";
+import { energyLine } from "./energy-line";
 
 export type InvoicingDeps = MeteringDeps;
 
@@ -61,6 +63,7 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
 
   const rules = pricingRules(deps.config);
   const rows = await periodUsage(deps.db, period);
+  const energy = await energyByCustomer(deps.db, { from: period.start, to: period.end });
   const byCustomer = new Map<string, typeof rows>();
   let skippedInstances = 0;
   for (const row of rows) {
@@ -82,7 +85,12 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
   let carriedForward = 0;
   const minimumChargeMinor = deps.config.billing.minimumChargeMinor;
   for (let i = 0; i < customers.length; i += BATCH) {
-    const batch = customers.slice(i, i + BATCH).map(([userId, usage]) => draftInvoice(userId, usage, rules));
+    const batch = customers.slice(i, i + BATCH).map(([userId, usage]) => {
+      const draft = draftInvoice(userId, usage, rules);
+      const line = energyLine(energy.get(userId), deps.config.energy.gridCo2GramsPerKwh);
+      if (line) draft.lines.push(line);
+      return draft;
+    });
     const written = await writeBatch(deps.db, period, batch, rules, minimumChargeMinor);
     created += written.created;
     settledAtZero += written.settledAtZero;

@@ -6,7 +6,9 @@ import { LIVE_STATES } from "../compute/states";
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import { pgArray } from "./arrays";
+import type { InstanceShare } from "../energy/attribution";
 import { ContainerNotRunningError, mapBounded, sampleCounters, type CounterSample } from "./counters";
+import { attributeTickEnergy, type TickEnergy } from "../energy/accounting";
 import { accountWindow, apportion, counterDelta, liveMs, type HistoryRow } from "./window";
 
 export type MeteringDeps = { db: Database; config: Config; engines: Engines; log: Logger };
@@ -21,8 +23,11 @@ export const METERING_SETTLE_MS = 5000;
 // Instances per round trip: bounds the statement size and the memory a tick holds.
 const PAGE = 1000;
 
-/** `windows`: cursors this tick tried to advance (a concurrent tick may have taken some; their usage is then not added twice). */
-export type MeteringResult = { instances: number; windows: number; sampled: number; sampledViaCgroup: number; sampleFailures: number; until: string };
+/**
+ * `windows`: cursors this tick tried to advance (a concurrent tick may have taken some; their usage is then not added twice).
+ * `energy`: the load energy this tick shared out among the instances (null: none measured since the last tick).
+ */
+export type MeteringResult = { instances: number; windows: number; sampled: number; sampledViaCgroup: number; sampleFailures: number; until: string; energy: TickEnergy };
 
 /**
  * One metering tick: for every instance that is not deleted (and deleted ones
@@ -34,17 +39,31 @@ export type MeteringResult = { instances: number; windows: number; sampled: numb
  * `until` defaults to now less the settle margin. With `sample: false` only
  * time is accounted (invoicing closes a period that way): counter growth is
  * then attributed to the next window that samples.
+ *
+ * A tick that sampled then shares out the load energy the charge controller
+ * measured since the last one, by the CPU time and reservations it just
+ * measured (per-tenant solar accounting, energy-usage.ts).
  */
 export async function meterUsage(deps: MeteringDeps, opts: { until?: Date; sample?: boolean } = {}): Promise<MeteringResult> {
   const until = opts.until ?? new Date(Date.now() - METERING_SETTLE_MS);
-  const result: MeteringResult = { instances: 0, windows: 0, sampled: 0, sampledViaCgroup: 0, sampleFailures: 0, until: until.toISOString() };
+  const result: MeteringResult = { instances: 0, windows: 0, sampled: 0, sampledViaCgroup: 0, sampleFailures: 0, until: until.toISOString(), energy: null };
+  const sample = opts.sample !== false;
+  const shares: InstanceShare[] = [];
   let after: string | null = null;
   for (;;) {
     const page = await candidates(deps.db, until, after);
     if (page.length === 0) break;
     after = page.at(-1)!.id;
-    await meterPage(deps, page, until, opts.sample !== false, result);
+    await meterPage(deps, page, until, sample, result, shares);
     if (page.length < PAGE) break;
+  }
+  if (sample) {
+    try {
+      result.energy = await attributeTickEnergy(deps.db, deps.config, { until, shares });
+    } catch (error) {
+      // The usage is recorded; the next tick shares this energy out with its own window.
+      deps.log.warn("energy attribution failed", { error: (error as Error).message });
+    }
   }
   return result;
 }
@@ -55,6 +74,7 @@ async function candidates(db: Database, until: Date, after: string | null) {
       id: instances.id,
       userId: instances.userId,
       state: instances.state,
+      cpuMillis: instances.cpuMillis,
       createdAt: instances.createdAt,
       containerId: instances.containerId,
       endpoint: hosts.endpoint,
@@ -82,7 +102,7 @@ async function candidates(db: Database, until: Date, after: string | null) {
 
 type Candidate = Awaited<ReturnType<typeof candidates>>[number];
 
-async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sample: boolean, result: MeteringResult) {
+async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sample: boolean, result: MeteringResult, shares: InstanceShare[]) {
   const { db, config, engines, log } = deps;
   result.instances += page.length;
 
@@ -196,6 +216,8 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: counters.at };
     }
     cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, ...next });
+    const liveInWindow = weights.reduce((a, w) => a + w, 0);
+    if (sample && (liveInWindow > 0 || deltas.cpuNs > 0)) shares.push({ instanceId: c.id, userId: c.userId, cpuNs: deltas.cpuNs, reservedMillisMs: c.cpuMillis * liveInWindow });
 
     if (window.hours.length === 0 && deltas.cpuNs === 0 && deltas.rxBytes === 0 && deltas.txBytes === 0) continue;
     // Counter growth with no live time in the window (a container stopped since its last sample) goes to the window's last hour.

@@ -50,7 +50,9 @@ export function renderInvoicePdf(invoice: Invoice, lines: InvoiceLine[], custome
   };
   row({ description: "Description", quantity: "Quantity", unitPrice: "Unit price", amount: "Amount" }, true);
   for (const line of lines) {
-    row({ description: line.description, quantity: formatQuantity(line.quantity, line.unit), unitPrice: money(line.unitPriceMinor), amount: money(line.amountMinor) });
+    // The energy line is information, not a charge: no price, no amount.
+    const priced = line.kind !== "energy";
+    row({ description: line.description, quantity: formatQuantity(line.quantity, line.unit), unitPrice: priced ? money(line.unitPriceMinor) : "", amount: priced ? money(line.amountMinor) : "" });
   }
   doc.moveDown(1);
   const total = (label: string, minor: number, bold = false) => row({ description: "", quantity: "", unitPrice: label, amount: money(minor) }, bold);

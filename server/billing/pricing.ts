@@ -100,7 +100,7 @@ export function invoiceTotals(charges: InstanceCharge[], taxRateBps: number): In
 
 export type LineDraft = {
   instanceId: string | null;
-  kind: "compute" | "egress" | "discount" | "credit" | "carried_forward";
+  kind: "compute" | "egress" | "discount" | "credit" | "carried_forward" | "energy";
   description: string;
   quantity: number;
   unit: string;

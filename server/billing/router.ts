@@ -24,7 +24,7 @@ const pageInput = v.optional(
 
 export const billingRouter = router({
   pricing: read.query(({ ctx }) => pricingSheet(ctx)),
-  usage: read.input(usageInput).query(({ ctx, input }) => usageReport(ctx.db, ctx.user.id, input)),
+  usage: read.input(usageInput).query(({ ctx, input }) => usageReport(ctx, ctx.user.id, input)),
   estimate: read.query(({ ctx }) => estimate(ctx, ctx.user.id)),
   invoices: router({
     list: read.input(pageInput).query(({ ctx, input }) => listInvoices(ctx.db, ctx.user.id, input)),

@@ -4,6 +4,8 @@ import { instances, meterCursors, usageRecords } from "../../db/schema";
 import { findInstance } from "../compute/instances";
 import { POWER_EMERGENCY_REASON } from "../compute/states";
 import type { Config } from "../config";
+import { accountEnergy, energyByInstance } from "../energy/accounting";
+import { addEnergy, energyView, noEnergy } from "../energy/attribution";
 import { AppError } from "../errors";
 import { HOUR_MS, hourFloor, periodOf } from "./periods";
 import { chargeInstance, instanceLines, invoiceTotals, pricingRules } from "./pricing";
@@ -55,9 +57,13 @@ const MAX_RANGE_MS = 366 * 24 * HOUR_MS;
 /**
  * `billing.usage`: what the owner's instances used between `from` and `to`
  * (default: the current period so far), by instance and in total. Usage is
- * kept by UTC hour, so `from` counts from the start of its hour.
+ * kept by UTC hour, so `from` counts from the start of its hour. `energy` is
+ * each instance's share of the measured load (per-tenant solar accounting):
+ * kWh by source, the sunlight share and the CO2 it avoided.
  */
-export async function usageReport(db: Database, ownerId: string, input: { from?: string | undefined; to?: string | undefined; instanceId?: string | undefined }) {
+export async function usageReport(deps: { db: Database; config: Config }, ownerId: string, input: { from?: string | undefined; to?: string | undefined; instanceId?: string | undefined }) {
+  const { db } = deps;
+  const co2 = deps.config.energy.gridCo2GramsPerKwh;
   const now = new Date();
   const from = input.from ? new Date(input.from) : periodOf(now).start;
   const to = input.to ? new Date(input.to) : now;
@@ -66,7 +72,8 @@ export async function usageReport(db: Database, ownerId: string, input: { from?:
   if (input.instanceId) await findInstance(db, ownerId, input.instanceId);
 
   const rows = await usageByInstance(db, { userId: ownerId, from, to, instanceId: input.instanceId });
-  const items = rows.map((row) => ({ instanceId: row.instanceId, name: row.name, ...measures(row) }));
+  const energy = await energyByInstance(db, { userId: ownerId, from, to, instanceId: input.instanceId });
+  const items = rows.map((row) => ({ instanceId: row.instanceId, name: row.name, ...measures(row), energy: energyView(energy.get(row.instanceId) ?? noEnergy(), co2) }));
   const totals = items.reduce(
     (acc, item) => {
       for (const key of Object.keys(acc) as Array<keyof typeof acc>) acc[key] += item[key];
@@ -74,7 +81,8 @@ export async function usageReport(db: Database, ownerId: string, input: { from?:
     },
     { runningSeconds: 0, pausedSeconds: 0, emergencyPausedSeconds: 0, cpuSeconds: 0, memoryByteSeconds: 0, rxBytes: 0, txBytes: 0 },
   );
-  return { from: new Date(hourFloor(from.getTime())).toISOString(), to: to.toISOString(), meteredUntil: await meteredUntil(db, ownerId), instances: items, totals };
+  const energyTotal = [...energy.values()].reduce(addEnergy, noEnergy());
+  return { from: new Date(hourFloor(from.getTime())).toISOString(), to: to.toISOString(), meteredUntil: await meteredUntil(db, ownerId), instances: items, totals: { ...totals, energy: energyView(energyTotal, co2) } };
 }
 
 function measures(row: { runningMs: number; pausedMs: number; emergencyPausedMs: number; cpuNs: number; memoryByteMs: number; rxBytes: number; txBytes: number }) {
@@ -153,5 +161,7 @@ export async function estimate(deps: { db: Database; config: Config }, ownerId: 
     meteredUntil: await meteredUntil(db, ownerId),
     soFar: price(soFar),
     projected: price([...projected.values()]),
+    /** This period's share of the measured load so far (informational: energy is not priced). */
+    energy: energyView(await accountEnergy(db, { userId: ownerId, from: period.start, to: period.end }), config.energy.gridCo2GramsPerKwh),
   };
 }

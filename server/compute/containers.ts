@@ -25,6 +25,9 @@ export class PermanentFailure extends Error {
   override name = "PermanentFailure";
 }
 
+/** The CPU the instance may use now (thousandths of a vCPU): the power policy's throttle, or its plan's. */
+export const cpuLimitMillis = (instance: Pick<Instance, "cpuMillis" | "cpuThrottleMillis">) => instance.cpuThrottleMillis ?? instance.cpuMillis;
+
 export const containerName = (config: Config, instanceId: string) => `${config.docker.namespace}-${instanceId}`;
 export const tenantNetworkName = (config: Config, userId: string) => `${config.docker.namespace}-tenant-${userId}`;
 
@@ -161,7 +164,7 @@ export function containerSpec(
       Memory: instance.memoryMb * MIB,
       // Equal to Memory: no swap on top of the plan's memory.
       MemorySwap: instance.memoryMb * MIB,
-      NanoCpus: instance.cpuMillis * 1_000_000,
+      NanoCpus: cpuLimitMillis(instance) * 1_000_000,
       PidsLimit: config.compute.pidsLimit,
       SecurityOpt: ["no-new-privileges:true"],
       CapDrop: ["ALL"],

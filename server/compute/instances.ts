@@ -179,7 +179,16 @@ export type RequestActionInput = {
    * match on and that the owner sees.
    */
   note?: string;
+  /**
+   * A new CPU limit for the instance (the power policy's throttle; `millis`
+   * null gives the plan's CPU back), recorded with the action and applied to
+   * the container by it: required for `throttle`, allowed with `start` and
+   * `resume` so recovery restores CPU and service in one step.
+   */
+  cpuThrottle?: { millis: number | null; reason: string };
 };
+
+const TAKES_CPU_LIMIT: ReadonlyArray<RequestActionInput["kind"]> = ["throttle", "start", "resume"];
 
 /**
  * Requests start, stop, restart, delete, pause or resume. The instance must be
@@ -201,6 +210,9 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
     }
     // Starting or resuming adds load; a user's request and the power-emergency recovery alike wait for a level that admits it.
     if (input.kind === "start" || input.kind === "resume") await assertPowerAdmits(tx, instance.priority);
+    if (input.kind === "throttle" ? !input.cpuThrottle : input.cpuThrottle && !TAKES_CPU_LIMIT.includes(input.kind)) {
+      throw new AppError("VALIDATION_FAILED", `A CPU limit goes with throttle, start or resume, not ${input.kind}`, { details: { action: input.kind } });
+    }
     const [open] = await tx
       .select()
       .from(instanceActions)
@@ -221,13 +233,25 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
       .insert(instanceActions)
       .values({ instanceId: instance.id, userId: instance.userId, kind: input.kind, reason, actorType: who.actor.kind, actorId })
       .returning();
-    const current = rule.during ? await changeState(tx, instance, rule.during, { reason, by: attributionOf(who.actor), actionId: action!.id }) : instance;
+    let current = rule.during ? await changeState(tx, instance, rule.during, { reason, by: attributionOf(who.actor), actionId: action!.id }) : instance;
+    if (input.cpuThrottle) {
+      const limit = input.cpuThrottle.millis;
+      const [updated] = await tx
+        .update(instances)
+        .set({ cpuThrottleMillis: limit, cpuThrottleReason: limit === null ? null : input.cpuThrottle.reason })
+        .where(eq(instances.id, instance.id))
+        .returning();
+      current = updated!;
+    }
+    const metadata: Record<string, unknown> = { actionId: action!.id };
+    if (input.note !== undefined) metadata.stateReason = reason;
+    if (input.cpuThrottle) metadata.cpuLimitMillis = { from: instance.cpuThrottleMillis ?? instance.cpuMillis, to: input.cpuThrottle.millis ?? instance.cpuMillis };
     await recordAudit(tx, who, {
       action: `compute.instance.${input.kind}`,
       targetType: "instance",
       targetId: instance.id,
       reason: input.note ?? reason,
-      metadata: input.note === undefined ? { actionId: action!.id } : { actionId: action!.id, stateReason: reason },
+      metadata,
     });
     return { instance: current, actionId: action!.id };
   });
@@ -395,22 +419,30 @@ export async function stateHistory(db: Database, instanceId: string) {
 // Each records `reason` on the action and in the state history.
 const platform = (name: string): Who => ({ actor: systemActor(name) });
 export type PlatformRequest = { reason: string; actor?: Actor; note?: string };
+type WithCpuLimit = { cpuThrottle?: RequestActionInput["cpuThrottle"] };
 
 export function pauseInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest) {
   return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "pause", reason: opts.reason, ownerId: null });
 }
 
-export function resumeInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest) {
-  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "resume", reason: opts.reason, ownerId: null });
+export function resumeInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest & WithCpuLimit) {
+  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "resume", reason: opts.reason, ownerId: null, ...cpuLimit(opts) });
 }
+
+/** Sets the instance's CPU limit (`millis` null: the plan's) and applies it to the container. */
+export function throttleInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest & { millis: number | null }) {
+  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "throttle", reason: opts.reason, ownerId: null, cpuThrottle: { millis: opts.millis, reason: opts.reason } });
+}
+
+const cpuLimit = (opts: WithCpuLimit) => (opts.cpuThrottle ? { cpuThrottle: opts.cpuThrottle } : {});
 
 export function stopInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest & { request?: RequestInfo | null }) {
   const who = opts.actor ? { actor: opts.actor, request: opts.request ?? null } : platform("compute");
   return requestAction(deps, who, { instanceId, kind: "stop", reason: opts.reason, ownerId: null, ...(opts.note === undefined ? {} : { note: opts.note }) });
 }
 
-export function startInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest) {
-  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "start", reason: opts.reason, ownerId: null });
+export function startInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest & WithCpuLimit) {
+  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "start", reason: opts.reason, ownerId: null, ...cpuLimit(opts) });
 }
 
 function hashRequest(request: { name: string; planId: string; imageId: string; priority: string; env: Record<string, string>; httpPort: number | null | undefined }): string {
@@ -434,6 +466,8 @@ export function instanceView(instance: Instance, ingress: Pick<IngressConfig, "d
     imageId: instance.imageId,
     imageReference: instance.imageReference,
     vcpus: instance.cpuMillis / 1000,
+    /** The power policy's CPU limit below the plan, while it lasts. */
+    cpuThrottle: instance.cpuThrottleMillis === null ? null : { vcpus: instance.cpuThrottleMillis / 1000, reason: instance.cpuThrottleReason },
     memoryMb: instance.memoryMb,
     diskGb: instance.diskGb,
     diskLimitEnforced: instance.diskLimitEnforced,

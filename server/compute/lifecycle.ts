@@ -17,6 +17,7 @@ import {
   statusCode,
   stopContainer,
   containerName,
+  cpuLimitMillis,
   LABELS,
   upstreamOf,
   type Serialize,
@@ -106,7 +107,7 @@ async function completeAction(db: Database, actionId: string, effect: Effect): P
     // A concurrent run of the same job finished it first.
     if (action!.status !== "running") return;
     const outcome = ACTION_OUTCOME[action!.kind];
-    if (instance.state !== outcome) {
+    if (outcome !== null && instance.state !== outcome) {
       await changeState(tx, instance, outcome, { reason: action!.reason, by: action!, actionId, set: effect.set });
     } else if (effect.set) {
       await tx.update(instances).set(effect.set).where(eq(instances.id, instance.id));
@@ -149,6 +150,7 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
       const info = await inspectContainer(docker, name);
       if (!info) return provision(deps, docker, host, instance);
       const container = docker.getContainer(info.Id);
+      await applyCpuLimit(docker, info, instance);
       if (info.State.Paused) await container.unpause();
       await container.restart({ t: config.compute.stopTimeoutS });
       const running = await container.inspect();
@@ -167,12 +169,26 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
     }
     case "resume": {
       const info = await requireContainer(docker, name);
+      // The CPU limit first, so the container never runs unthrottled for a moment it should not.
+      await applyCpuLimit(docker, info, instance);
       if (info.State.Paused) await docker.getContainer(info.Id).unpause();
       else if (!info.State.Running) throw new PermanentFailure(`the container is ${info.State.Status}, not paused`);
       // Pausing keeps the published port.
       return { set: { upstream: upstreamOf(info, instance.httpPort, publishAddressOf(config, host)) } };
     }
+    case "throttle": {
+      const info = await requireContainer(docker, name);
+      await applyCpuLimit(docker, info, instance);
+      return {};
+    }
   }
+}
+
+/** `docker update` of the container's CPU quota when it differs from the instance's limit (works paused or stopped too). */
+async function applyCpuLimit(docker: Docker, info: Docker.ContainerInspectInfo, instance: Instance): Promise<void> {
+  const nanoCpus = cpuLimitMillis(instance) * 1_000_000;
+  if (info.HostConfig.NanoCpus === nanoCpus) return;
+  await docker.getContainer(info.Id).update({ NanoCpus: nanoCpus });
 }
 
 async function requireContainer(docker: Docker, name: string): Promise<Docker.ContainerInspectInfo> {
@@ -195,6 +211,7 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, instan
   if (created.diskLimitRefused) await recordDiskLimitSupport(db, host.id, false);
   else if (tryDiskLimit && created.diskLimitEnforced && host.diskLimitSupported === null) await recordDiskLimitSupport(db, host.id, true);
 
+  await applyCpuLimit(docker, created.info, instance);
   let running: Docker.ContainerInspectInfo;
   try {
     running = await ensureRunning(docker, created.info);

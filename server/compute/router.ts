@@ -55,7 +55,7 @@ const listInput = v.optional(
 
 const logsInput = v.strictObject({ id: uuid, tail: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 100) });
 
-const instanceAction = (kind: Exclude<ActionKind, "create" | "pause" | "resume">) =>
+const instanceAction = (kind: Exclude<ActionKind, "create" | "pause" | "resume" | "throttle">) =>
   write.input(byId).mutation(({ ctx, input }) => requestAction(ctx, ctx, { instanceId: input.id, kind, ownerId: ctx.user.id }));
 
 export const computeRouter = router({

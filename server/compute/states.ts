@@ -44,10 +44,12 @@ export const ACTION_RULES: Record<Exclude<ActionKind, "create">, { from: readonl
   delete: { from: ["pending", "provisioning", "running", "stopping", "stopped", "paused", "error"], during: "deleting" },
   pause: { from: ["running"], during: null },
   resume: { from: ["paused"], during: null },
+  // Applies the instance's CPU limit (the power policy's throttle) to its container; the state does not change.
+  throttle: { from: ["running", "paused"], during: null },
 };
 
-/** The state a successful action leaves the instance in. */
-export const ACTION_OUTCOME: Record<ActionKind, InstanceState> = {
+/** The state a successful action leaves the instance in; null: the state it was in. */
+export const ACTION_OUTCOME: Record<ActionKind, InstanceState | null> = {
   create: "running",
   start: "running",
   stop: "stopped",
@@ -55,6 +57,7 @@ export const ACTION_OUTCOME: Record<ActionKind, InstanceState> = {
   delete: "deleted",
   pause: "paused",
   resume: "running",
+  throttle: null,
 };
 
 export function assertTransition(from: InstanceState, to: InstanceState, what: string): void {

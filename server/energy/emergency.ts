@@ -3,15 +3,17 @@ import type { Database } from "../../db/client";
 import { energyEvents, instanceActions, instances } from "../../db/schema";
 import { systemActor } from "../auth/actor";
 import { recordAudit } from "../audit";
-import { pauseInstance, resumeInstance, startInstance, stopInstance, type ComputeDeps } from "../compute/instances";
+import { pauseInstance, resumeInstance, startInstance, stopInstance, throttleInstance, type ComputeDeps } from "../compute/instances";
 import { POWER_EMERGENCY_REASON, POWER_RESTORED_REASON, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "../compute/states";
 import { isAppError } from "../errors";
 import { backupSignalFor, invokeBackupHook } from "./backup-hook";
+import type { EnergyClock } from "./clock";
 import { recordEnergyEvent } from "./events";
 import type { PowerLevel } from "./levels";
-import { noticePowerEpisode, powerEpisodeOf } from "./notices";
+import { lastBackToNormal, noticePowerEpisode, powerEpisodeOf } from "./notices";
 import { latestLevelChange, type LevelChange, type PowerEmergencyPayload } from "./power";
-import { admits, shedAction } from "./restrictions";
+import { admits, shedAction, throttledCpuMillis, throttles } from "./restrictions";
+import { energyClockOf } from "./telemetry";
 
 /**
  * The power-emergency worker's logic. Every job — a level change, a retry, a
@@ -24,6 +26,12 @@ import { admits, shedAction } from "./restrictions";
  * system actor: each pause or stop is a checked transition, audited, with
  * POWER_EMERGENCY_REASON in the state history (billing credits that time);
  * recovery brings back only instances whose current pause or stop carries it.
+ * The throttle rung (conserve) is a compute `throttle` action too: the CPU
+ * limit is recorded on the instance with its reason, and recovery gives it
+ * back — with the resume or start when the instance is also held.
+ *
+ * Time (the recovery stagger, event stamps) is the energy clock's, so a
+ * simulated controller running faster than life staggers in simulated time.
  */
 
 export type EmergencyDeps = ComputeDeps;
@@ -32,8 +40,9 @@ export const EMERGENCY_ACTOR = systemActor("power-emergency");
 /** Recorded on the actions and state changes recovery makes (defined beside POWER_EMERGENCY_REASON, where compute's events read it). */
 export { POWER_RESTORED_REASON };
 
-export type EmergencyAction = "pause" | "stop" | "resume" | "start";
-export type EmergencyStep = { instanceId: string; priority: InstancePriority; action: EmergencyAction };
+export type EmergencyAction = "throttle" | "pause" | "stop" | "resume" | "start" | "unthrottle";
+/** `unthrottle` on a resume or start: give the plan's CPU back in the same action. */
+export type EmergencyStep = { instanceId: string; priority: InstancePriority; action: EmergencyAction; unthrottle?: true };
 
 /** What the planner needs to know about an instance. */
 export type Candidate = {
@@ -42,14 +51,17 @@ export type Candidate = {
   state: InstanceState;
   stateReason: string | null;
   createdAt: Date;
+  /** The plan's CPU, and the power policy's limit below it if one is in force. */
+  cpuMillis: number;
+  throttledByPower: boolean;
   /** The action pending or running on it, if any (there is at most one). */
   openAction: { kind: ActionKind; reason: string } | null;
 };
 
-/** Actions whose success leaves the instance running. */
-const ENDS_RUNNING: readonly ActionKind[] = ["create", "start", "restart", "resume"];
+/** Actions whose success leaves the instance running (a throttle leaves it as it was: running, if it was). */
+const ENDS_RUNNING: readonly ActionKind[] = ["create", "start", "restart", "resume", "throttle"];
 /** The actions the emergency sheds load with. */
-const SHEDS: readonly ActionKind[] = ["pause", "stop"];
+const SHEDS: readonly ActionKind[] = ["pause", "stop", "throttle"];
 /** States worth looking at: up, held by the emergency, or on the way up. */
 const CANDIDATE_STATES: InstanceState[] = ["running", "paused", "stopped", "pending", "provisioning", "stopping"];
 
@@ -59,13 +71,16 @@ const byAge = (a: Candidate, b: Candidate) => a.createdAt.getTime() - b.createdA
 /**
  * What converging to `level` takes, from a snapshot of the instances. Pure.
  * - `shed`: running instances of a priority the level sheds (least important
- *   first), and instances the emergency paused that the level now stops.
+ *   first), instances the emergency paused that the level now stops, and
+ *   running instances the level throttles that are not throttled yet.
  * - `restore`: instances whose pause or stop carries POWER_EMERGENCY_REASON
- *   and whose priority the level admits again, most important first.
+ *   and whose priority the level admits again, most important first (with
+ *   their CPU given back if the level no longer throttles them), and running
+ *   instances the power policy throttled that the level no longer throttles.
  * - `waiting`: instances whose action in flight will need undoing once it
- *   lands — on their way to running (a create, start or restart) while the
- *   level sheds them, or being paused or stopped by the emergency while the
- *   level already admits them again.
+ *   lands — on their way to running (a create, start, restart or throttle)
+ *   while the level sheds them, or being paused, stopped or throttled by the
+ *   emergency while the level already admits them again.
  * Instances with any other action in flight are left to it.
  */
 export function planConvergence(level: PowerLevel, candidates: readonly Candidate[]) {
@@ -76,20 +91,32 @@ export function planConvergence(level: PowerLevel, candidates: readonly Candidat
   for (const c of ordered) {
     const held = c.stateReason === POWER_EMERGENCY_REASON && (c.state === "paused" || c.state === "stopped");
     const rule = shedAction(level, c.priority);
+    const throttled = throttles(level, c.priority);
+    const step = (action: EmergencyAction, extra: Partial<EmergencyStep> = {}): EmergencyStep => ({ instanceId: c.id, priority: c.priority, action, ...extra });
     if (rule) {
       if (c.openAction) {
         if (ENDS_RUNNING.includes(c.openAction.kind)) waiting.push(c.id);
         continue;
       }
-      if (c.state === "running") shed.push({ instanceId: c.id, priority: c.priority, action: rule });
+      if (c.state === "running") shed.push(step(rule));
       // Paused by an earlier, milder level: a paused container still holds its memory.
-      else if (rule === "stop" && c.state === "paused" && held) shed.push({ instanceId: c.id, priority: c.priority, action: "stop" });
+      else if (rule === "stop" && c.state === "paused" && held) shed.push(step("stop"));
     } else if (admits(level, c.priority)) {
       if (c.openAction) {
         if (c.openAction.reason === POWER_EMERGENCY_REASON && SHEDS.includes(c.openAction.kind)) waiting.push(c.id);
         continue;
       }
-      if (held) restore.push({ instanceId: c.id, priority: c.priority, action: c.state === "paused" ? "resume" : "start" });
+      const giveBack = c.throttledByPower && !throttled;
+      if (held) restore.push(step(c.state === "paused" ? "resume" : "start", giveBack ? { unthrottle: true } : {}));
+      else if (c.state === "running" && giveBack) restore.push(step("unthrottle"));
+      else if (c.state === "running" && throttled && !c.throttledByPower) shed.push(step("throttle"));
+    } else if (throttled && c.state === "running" && !c.throttledByPower) {
+      // Not admitted, not shed: the first rung of the ladder (interruptible at conserve).
+      if (c.openAction) {
+        if (ENDS_RUNNING.includes(c.openAction.kind)) waiting.push(c.id);
+        continue;
+      }
+      shed.push(step("throttle"));
     }
   }
   restore.sort((a, b) => shedRank(b.priority) - shedRank(a.priority));
@@ -104,16 +131,42 @@ async function candidates(db: Database): Promise<Candidate[]> {
       state: instances.state,
       stateReason: instances.stateReason,
       createdAt: instances.createdAt,
+      cpuMillis: instances.cpuMillis,
+      throttleReason: instances.cpuThrottleReason,
       openKind: instanceActions.kind,
       openReason: instanceActions.reason,
     })
     .from(instances)
     .leftJoin(instanceActions, and(eq(instanceActions.instanceId, instances.id), inArray(instanceActions.status, ["pending", "running"])))
     .where(inArray(instances.state, CANDIDATE_STATES))
-    .then((rows) => rows.map(({ openKind, openReason, ...c }) => ({ ...c, openAction: openKind && openReason !== null ? { kind: openKind, reason: openReason } : null })));
+    .then((rows) =>
+      rows.map(({ openKind, openReason, throttleReason, ...c }) => ({
+        ...c,
+        throttledByPower: throttleReason === POWER_EMERGENCY_REASON,
+        openAction: openKind && openReason !== null ? { kind: openKind, reason: openReason } : null,
+      })),
+    );
 }
 
-const REQUEST = { pause: pauseInstance, stop: stopInstance, resume: resumeInstance, start: startInstance } as const;
+/** The compute request each step makes. */
+function request(deps: EmergencyDeps, step: EmergencyStep, candidate: Candidate | undefined, reason: string) {
+  const opts = { reason, actor: EMERGENCY_ACTOR };
+  const giveBack = { ...opts, cpuThrottle: { millis: null, reason } };
+  switch (step.action) {
+    case "pause":
+      return pauseInstance(deps, step.instanceId, opts);
+    case "stop":
+      return stopInstance(deps, step.instanceId, opts);
+    case "resume":
+      return resumeInstance(deps, step.instanceId, step.unthrottle ? giveBack : opts);
+    case "start":
+      return startInstance(deps, step.instanceId, step.unthrottle ? giveBack : opts);
+    case "throttle":
+      return throttleInstance(deps, step.instanceId, { ...opts, millis: throttledCpuMillis(candidate?.cpuMillis ?? 1000, deps.config.energy.emergency.throttlePercent) });
+    case "unthrottle":
+      return throttleInstance(deps, step.instanceId, { ...opts, millis: null });
+  }
+}
 
 export type Convergence = {
   level: PowerLevel;
@@ -133,15 +186,18 @@ export type Convergence = {
  * first, stopping as soon as the level changes again. One busy instance never
  * blocks the others: it is reported in `deferred`.
  */
-export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange | null): Promise<Convergence> {
+export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange | null, clock?: EnergyClock): Promise<Convergence> {
   const { db, config, log } = deps;
   const level = latest?.toLevel ?? "normal";
-  const plan = planConvergence(level, await candidates(db));
+  const snapshot = await candidates(db);
+  const byId = new Map(snapshot.map((c) => [c.id, c]));
+  const plan = planConvergence(level, snapshot);
+  const energyClock = clock ?? (await energyClockOf(db));
   const result: Convergence = { level, changeId: latest?.id ?? null, shed: [], restored: [], deferred: [...plan.waiting], superseded: false };
 
   const apply = async (step: EmergencyStep, reason: string): Promise<"done" | "skipped" | "restricted"> => {
     try {
-      const { actionId } = await REQUEST[step.action](deps, step.instanceId, { reason, actor: EMERGENCY_ACTOR });
+      const { actionId } = await request(deps, step, byId.get(step.instanceId), reason);
       (reason === POWER_EMERGENCY_REASON ? result.shed : result.restored).push({ ...step, actionId });
       return "done";
     } catch (error) {
@@ -153,11 +209,12 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
     }
   };
 
-  if (plan.shed.length && latest) await noticeOwners(deps, latest, plan.shed);
+  const shedding = plan.shed.filter((step) => step.action === "pause" || step.action === "stop");
+  if (shedding.length && latest) await noticeOwners(deps, latest, shedding);
   for (const step of plan.shed) await apply(step, POWER_EMERGENCY_REASON);
 
   for (const [i, step] of plan.restore.entries()) {
-    if (i > 0 && !(await stillCurrent(db, latest, config.energy.emergency.resumeStaggerMs))) {
+    if (i > 0 && !(await stillCurrent(db, latest, config.energy.emergency.resumeStaggerMs, energyClock))) {
       result.superseded = true;
       break;
     }
@@ -168,7 +225,7 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
     }
   }
 
-  await recordEffects(db, result, latest);
+  await recordEffects(db, result, latest, energyClock);
   if (result.shed.length || result.restored.length || result.deferred.length) {
     log.info("power emergency: instances converged", {
       level,
@@ -183,59 +240,64 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
 
 /**
  * Owners hear before their instances are shed (power.notice, once per
- * episode and instance). Until a forecast can say when, the notice comes at
- * the level change itself. A failure to notify never holds up the shedding.
+ * episode and instance): ahead of time when the runway forecast saw it coming
+ * (server/energy/forecast-warning.ts), else here, at the level change itself.
+ * A failure to notify never holds up the shedding.
  */
 async function noticeOwners(deps: EmergencyDeps, latest: LevelChange, shed: readonly EmergencyStep[]): Promise<void> {
   try {
     const episodeId = await powerEpisodeOf(deps.db, latest);
-    await noticePowerEpisode(deps.db, { level: latest.toLevel, expectedAt: new Date(), instanceIds: shed.map((s) => s.instanceId), episodeId });
+    const coveredSince = await lastBackToNormal(deps.db, latest.seq);
+    await noticePowerEpisode(deps.db, { level: latest.toLevel, expectedAt: new Date(), instanceIds: shed.map((s) => s.instanceId), episodeId, coveredSince });
   } catch (error) {
     deps.log.warn("power notices could not be recorded; shedding anyway", { changeId: latest.id, error: (error as Error).message });
   }
 }
 
-/** Waits `ms`, checking that no newer level change has been recorded meanwhile. */
-async function stillCurrent(db: Database, latest: LevelChange | null, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
+/** Waits `ms` of energy time, checking that no newer level change has been recorded meanwhile. */
+async function stillCurrent(db: Database, latest: LevelChange | null, ms: number, clock: EnergyClock): Promise<boolean> {
+  const until = clock.now() + ms;
   for (;;) {
     const now = await latestLevelChange(db);
     if ((now?.id ?? null) !== (latest?.id ?? null)) return false;
-    const left = until - Date.now();
+    const left = until - clock.now();
     if (left <= 0) return true;
-    await Bun.sleep(Math.min(left, 250));
+    await clock.sleep(Math.min(left, 250 * clock.speed));
   }
 }
 
 const counted = (n: number, what: string) => `${what} ${n} instance${n === 1 ? "" : "s"}`;
 
+const PAST: Record<EmergencyAction, string> = { throttle: "throttled", pause: "paused", stop: "stopped", resume: "resumed", start: "started", unthrottle: "unthrottled" };
+
 /** One event per pass that did something, for the operators' energy event log. */
-async function recordEffects(db: Database, result: Convergence, latest: LevelChange | null): Promise<void> {
+async function recordEffects(db: Database, result: Convergence, latest: LevelChange | null, clock: EnergyClock): Promise<void> {
   const ids = (steps: Convergence["shed"], action: EmergencyAction) => steps.filter((s) => s.action === action).map((s) => s.instanceId);
   const summary = (steps: Convergence["shed"], actions: EmergencyAction[]) =>
     actions
       .map((a) => [a, ids(steps, a).length] as const)
       .filter(([, n]) => n > 0)
-      .map(([a, n]) => counted(n, a === "stop" ? "stopped" : a === "pause" ? "paused" : a === "resume" ? "resumed" : "started"))
+      .map(([a, n]) => counted(n, PAST[a]))
       .join(", ");
   if (result.shed.length) {
     await recordEnergyEvent(db, {
-      at: new Date(),
+      at: new Date(clock.now()),
       kind: "instances_shed",
       severity: "warning",
-      message: `Power level ${result.level}: ${summary(result.shed, ["pause", "stop"])}`,
+      message: `Power level ${result.level}: ${summary(result.shed, ["throttle", "pause", "stop"])}`,
       levelChangeId: latest?.id ?? null,
-      details: { level: result.level, paused: ids(result.shed, "pause"), stopped: ids(result.shed, "stop") },
+      details: { level: result.level, throttled: ids(result.shed, "throttle"), paused: ids(result.shed, "pause"), stopped: ids(result.shed, "stop") },
     });
   }
   if (result.restored.length) {
+    const unthrottled = [...ids(result.restored, "unthrottle"), ...result.restored.filter((s) => s.unthrottle).map((s) => s.instanceId)];
     await recordEnergyEvent(db, {
-      at: new Date(),
+      at: new Date(clock.now()),
       kind: "instances_restored",
       severity: "info",
-      message: `Power level ${result.level}: ${summary(result.restored, ["resume", "start"])}`,
+      message: `Power level ${result.level}: ${summary(result.restored, ["resume", "start", "unthrottle"])}`,
       levelChangeId: latest?.id ?? null,
-      details: { level: result.level, resumed: ids(result.restored, "resume"), started: ids(result.restored, "start"), superseded: result.superseded },
+      details: { level: result.level, resumed: ids(result.restored, "resume"), started: ids(result.restored, "start"), unthrottled, superseded: result.superseded },
     });
   }
 }
@@ -266,7 +328,7 @@ export async function signalBackupPower(deps: EmergencyDeps, latest: LevelChange
     const answer = await invokeBackupHook(hook, { signal, changeId: latest.id, from: latest.fromLevel, to: latest.toLevel, at: latest.at.toISOString(), soc: latest.soc });
     const details = { signal, level: latest.toLevel, status: answer?.status ?? null };
     await recordEnergyEvent(tx, {
-      at: new Date(),
+      at: new Date((await energyClockOf(tx)).now()),
       kind: "backup_signalled",
       severity: signal === "switch-to-backup" ? "warning" : "info",
       message: `Backup power hook told to ${signal} (power level ${latest.toLevel})`,

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, lte } from "drizzle-orm";
+import { and, desc, eq, gte, inArray, lt, lte } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { energyLevelChanges, instances, powerNotices } from "../../db/schema";
 import { recordEvents } from "../events/outbox";
@@ -14,17 +14,34 @@ import { shedAction } from "./restrictions";
  * `power_notices` decides, in the same transaction as the event. Instances
  * the level does not shed are skipped. Returns the instances noticed now.
  *
- * The emergency worker calls it at the level change itself, before shedding;
- * a runway forecast can call it ahead of the change with the same episode id.
+ * The runway forecast calls it ahead of a step (server/energy/forecast-warning.ts)
+ * and the emergency worker at the level change itself, before shedding. Both
+ * pass `coveredSince`, the moment the platform was last back at `normal`: an
+ * instance already noticed since then (by the forecast, before the episode had
+ * a level change to be named by) is not noticed again.
  */
-export async function noticePowerEpisode(db: Database, input: { level: PowerLevel; expectedAt: Date; instanceIds: readonly string[]; episodeId: string }): Promise<string[]> {
+export async function noticePowerEpisode(
+  db: Database,
+  input: { level: PowerLevel; expectedAt: Date; instanceIds: readonly string[]; episodeId: string; coveredSince?: Date },
+): Promise<string[]> {
   if (input.instanceIds.length === 0) return [];
   return db.transaction(async (tx) => {
     const rows = await tx
       .select({ id: instances.id, userId: instances.userId, name: instances.name, priority: instances.priority })
       .from(instances)
       .where(inArray(instances.id, [...input.instanceIds]));
+    const covered = input.coveredSince
+      ? new Set(
+          (
+            await tx
+              .select({ instanceId: powerNotices.instanceId })
+              .from(powerNotices)
+              .where(and(inArray(powerNotices.instanceId, [...input.instanceIds]), gte(powerNotices.createdAt, input.coveredSince)))
+          ).map((r) => r.instanceId),
+        )
+      : new Set<string>();
     const shed = rows.flatMap((row) => {
+      if (covered.has(row.id)) return [];
       const action = shedAction(input.level, row.priority);
       return action ? [{ ...row, action }] : [];
     });
@@ -62,4 +79,19 @@ export async function powerEpisodeOf(db: Database, change: LevelChange): Promise
     .orderBy(desc(energyLevelChanges.seq))
     .limit(1);
   return start?.id ?? change.id;
+}
+
+/**
+ * When the platform last came back to `normal` (before the change with
+ * `beforeSeq`, if given): the start of the current approach to an episode.
+ * The epoch when it never left normal.
+ */
+export async function lastBackToNormal(db: Database, beforeSeq?: number): Promise<Date> {
+  const [back] = await db
+    .select({ createdAt: energyLevelChanges.createdAt })
+    .from(energyLevelChanges)
+    .where(and(eq(energyLevelChanges.toLevel, "normal"), beforeSeq === undefined ? undefined : lt(energyLevelChanges.seq, beforeSeq)))
+    .orderBy(desc(energyLevelChanges.seq))
+    .limit(1);
+  return back?.createdAt ?? new Date(0);
 }

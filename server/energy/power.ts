@@ -2,7 +2,7 @@ import { asc, desc, eq, isNull, and } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { energyEvents, energyLevelChanges } from "../../db/schema";
 import { jobId, type JobPayload, type Queues } from "../../workers/queues";
-import type { PowerPolicy } from "../../hardware/policy";
+import type { ChangeCause, PowerPolicy } from "../../hardware/policy";
 import type { PowerLevel } from "./levels";
 
 export type LevelChange = typeof energyLevelChanges.$inferSelect;
@@ -31,6 +31,10 @@ export type LevelChangeInput = {
   /** The reading that caused the change. */
   reading: Record<string, unknown>;
   policy: PowerPolicy;
+  /** `forecast`: the runway forecast stepped the level down ahead of the SOC (default `soc`). */
+  cause?: ChangeCause;
+  /** The forecast behind a `forecast` change (time to the threshold), for the record. */
+  forecast?: Record<string, unknown> | null;
 };
 
 const SEVERITY = { normal: "info", conserve: "warning", critical: "critical", shutdown: "critical" } as const;
@@ -48,16 +52,17 @@ export async function recordLevelChange(db: Database, input: LevelChangeInput): 
       if ((latest?.to ?? "normal") !== input.from) return null;
       const [change] = await tx
         .insert(energyLevelChanges)
-        .values({ seq: (latest?.seq ?? 0) + 1, at: input.at, fromLevel: input.from, toLevel: input.to, soc: input.soc, reading: input.reading, policy: input.policy })
+        .values({ seq: (latest?.seq ?? 0) + 1, at: input.at, fromLevel: input.from, toLevel: input.to, soc: input.soc, reading: input.reading, policy: input.policy, cause: input.cause ?? "soc" })
         .returning();
       const soc = input.soc === null ? "unknown" : `${input.soc.toFixed(1)} %`;
+      const early = input.cause === "forecast" ? " (ahead of the battery: the forecast expects the threshold to be crossed soon)" : "";
       await tx.insert(energyEvents).values({
         at: input.at,
         kind: "level_changed",
         severity: SEVERITY[input.to],
-        message: `Power level ${input.from} → ${input.to} at SOC ${soc}`,
+        message: `Power level ${input.from} → ${input.to} at SOC ${soc}${early}`,
         levelChangeId: change!.id,
-        details: { from: input.from, to: input.to, soc: input.soc },
+        details: { from: input.from, to: input.to, soc: input.soc, cause: input.cause ?? "soc", ...(input.forecast ? { forecast: input.forecast } : {}) },
       });
       return change!;
     });

@@ -2,6 +2,8 @@ import { and, asc, desc, gte, lt, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { energyHourly, energyReadings } from "../../db/schema";
 import { AppError } from "../errors";
+import { accountEnergy } from "./accounting";
+import { energyView } from "./attribution";
 
 /** One decimated window, as the monitor hands it over. */
 export type Sample = Omit<typeof energyReadings.$inferInsert, "id">;
@@ -213,6 +215,17 @@ export async function energyStats(db: Database, opts: { period: Period; now: Dat
     /** Share of the period with telemetry (0–1). */
     coverage: round(Math.min(1, t.seconds / (PERIODS[opts.period] * 3600)), 3)!,
   };
+}
+
+/**
+ * `energy.stats` for a signed-in caller: the platform's figures and, under
+ * `account`, the caller's own share of the load over the same period
+ * (per-tenant solar accounting): kWh by source, sunlight share, CO2 avoided.
+ */
+export async function energyStatsFor(db: Database, opts: { period: Period; now: Date; gridCo2GramsPerKwh: number; userId: string }) {
+  const stats = await energyStats(db, opts);
+  const account = await accountEnergy(db, { userId: opts.userId, from: new Date(stats.from), to: new Date(stats.to) });
+  return { ...stats, account: energyView(account, opts.gridCo2GramsPerKwh) };
 }
 
 /** The newest stored window. */

@@ -19,12 +19,17 @@ export type ShedAction = "pause" | "stop";
  * An instance the emergency paused or stopped comes back as soon as the level
  * admits its priority again, so recovery follows the table too: standard
  * instances at `conserve`, interruptible ones at `normal`.
+ *
+ * `throttles`: the first rung of the ladder. From `conserve` down, running
+ * instances of these priorities keep only EMERGENCY_THROTTLE_PERCENT of their
+ * plan's CPU (a `docker update` of the container's CPU quota) before anything
+ * is paused; `normal` gives the CPU back.
  */
-export const LEVEL_RESTRICTIONS: Record<PowerLevel, { admits: readonly InstancePriority[]; sheds: Partial<Record<InstancePriority, ShedAction>> }> = {
-  normal: { admits: ["critical", "standard", "interruptible"], sheds: {} },
-  conserve: { admits: ["critical", "standard"], sheds: {} },
-  critical: { admits: ["critical"], sheds: { interruptible: "pause" } },
-  shutdown: { admits: ["critical"], sheds: { interruptible: "stop", standard: "stop" } },
+export const LEVEL_RESTRICTIONS: Record<PowerLevel, { admits: readonly InstancePriority[]; sheds: Partial<Record<InstancePriority, ShedAction>>; throttles: readonly InstancePriority[] }> = {
+  normal: { admits: ["critical", "standard", "interruptible"], sheds: {}, throttles: [] },
+  conserve: { admits: ["critical", "standard"], sheds: {}, throttles: ["interruptible"] },
+  critical: { admits: ["critical"], sheds: { interruptible: "pause" }, throttles: ["interruptible"] },
+  shutdown: { admits: ["critical"], sheds: { interruptible: "stop", standard: "stop" }, throttles: ["interruptible"] },
 };
 
 export function admits(level: PowerLevel, priority: InstancePriority): boolean {
@@ -33,6 +38,15 @@ export function admits(level: PowerLevel, priority: InstancePriority): boolean {
 
 export function shedAction(level: PowerLevel, priority: InstancePriority): ShedAction | null {
   return LEVEL_RESTRICTIONS[level].sheds[priority] ?? null;
+}
+
+export function throttles(level: PowerLevel, priority: InstancePriority): boolean {
+  return LEVEL_RESTRICTIONS[level].throttles.includes(priority);
+}
+
+/** CPU a throttled instance keeps, in thousandths of a vCPU (at least 1). */
+export function throttledCpuMillis(cpuMillis: number, percent: number): number {
+  return Math.max(1, Math.round((cpuMillis * percent) / 100));
 }
 
 /**

@@ -3,8 +3,8 @@ import { DEFAULT_POLICY, PowerPolicySchema } from "../../hardware/policy";
 import { adminProcedure, authedProcedure, operatorProcedure, router } from "../trpc";
 import { listEnergyEvents } from "./events";
 import { getPowerPolicy, updatePowerPolicy } from "./policy";
-import { energyHistory, energyStats, PERIODS, RESOLUTIONS } from "./readings";
-import { energyStatus } from "./status";
+import { energyHistory, energyStatsFor, PERIODS, RESOLUTIONS } from "./readings";
+import { energyForecast, energyStatus } from "./status";
 
 /**
  * Who reads what: the platform's power state, history and statistics are open
@@ -39,8 +39,11 @@ const eventsInput = v.optional(
 const policyOutput = (p: Awaited<ReturnType<typeof getPowerPolicy>>) => ({ ...p.policy, updatedAt: p.updatedAt?.toISOString() ?? null, updatedBy: p.updatedBy });
 
 export const energyRouter = router({
-  /** Latest reading, power level, telemetry health, time to empty/full. */
+  /** Latest reading, power level, telemetry and link health, time to empty/full, the runway forecast, the controller's cut-offs. */
   status: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => energyStatus(ctx.db, ctx.config.energy)),
+
+  /** The runway forecast: time to each threshold with its band, and the hourly SOC trajectory of the expected, pessimistic and optimistic runs. */
+  forecast: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => energyForecast(ctx.db, ctx.config.energy)),
 
   /** Points between `from` and `to` (default: the last 24 h) at a resolution. */
   history: authedProcedure
@@ -52,11 +55,11 @@ export const energyRouter = router({
       return energyHistory(ctx.db, { from, to, resolution: input.resolution, sampleSeconds: ctx.config.energy.sampleSeconds });
     }),
 
-  /** Solar and load energy, efficiency and CO2 avoided over a rolling period. */
+  /** Solar and load energy, efficiency and CO2 avoided over a rolling period; `account`: the caller's own share. */
   stats: authedProcedure
     .meta({ scope: "energy:read" })
     .input(statsInput)
-    .query(({ ctx, input }) => energyStats(ctx.db, { period: input.period, now: new Date(), gridCo2GramsPerKwh: ctx.config.energy.gridCo2GramsPerKwh })),
+    .query(({ ctx, input }) => energyStatsFor(ctx.db, { period: input.period, now: new Date(), gridCo2GramsPerKwh: ctx.config.energy.gridCo2GramsPerKwh, userId: ctx.user.id })),
 
   /** Level changes, telemetry lost/restored, controller faults, bridge failures; newest first. */
   events: operatorProcedure
@@ -67,11 +70,14 @@ export const energyRouter = router({
   policy: router({
     get: adminProcedure.query(async ({ ctx }) => policyOutput(await getPowerPolicy(ctx.db))),
 
-    /** Replaces the policy; thresholds must be ordered shutdown < critical < conserve. Audited. */
+    /**
+     * Replaces the policy; thresholds must be ordered shutdown < critical < conserve, and shutdown must clear
+     * the controller's low-voltage disconnect with margin when it is known (POLICY_BELOW_CUTOFF). Audited.
+     */
     update: adminProcedure
       // The schema's cross-field rules (ordered thresholds) defeat a derived example.
       .meta({ example: DEFAULT_POLICY })
       .input(PowerPolicySchema)
-      .mutation(async ({ ctx, input }) => policyOutput(await updatePowerPolicy(ctx.db, { actor: ctx.actor, request: ctx.request }, input))),
+      .mutation(async ({ ctx, input }) => policyOutput(await updatePowerPolicy(ctx.db, { actor: ctx.actor, request: ctx.request }, input, ctx.config.energy))),
   }),
 });

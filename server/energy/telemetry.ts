@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { energyMonitor } from "../../db/schema";
+import { clockOf, type EnergyClock } from "./clock";
 
 /** There is one charge controller, hence one monitor row. */
 export const MONITOR_ID = "controller";
@@ -18,4 +19,10 @@ export async function saveMonitorState(db: Database, state: MonitorState): Promi
 export async function readMonitorState(db: Database) {
   const [row] = await db.select().from(energyMonitor).where(eq(energyMonitor.id, MONITOR_ID));
   return row ?? null;
+}
+
+/** The energy clock the monitor publishes (real time when no monitor has run). */
+export async function energyClockOf(db: Database): Promise<EnergyClock> {
+  const [row] = await db.select({ clock: energyMonitor.clock }).from(energyMonitor).where(eq(energyMonitor.id, MONITOR_ID));
+  return clockOf(row?.clock ?? null);
 }

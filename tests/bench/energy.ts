@@ -3,7 +3,9 @@
 // A controller sends ~1 VE.Direct frame/s (~250 bytes) and a Modbus poll is 5
 // replies every few seconds: the figures below are the headroom over that.
 import { ModbusClient, parseResponse, pollEpever, READ_INPUT, readingFromEpever, registersResponse, type RegisterMap } from "../../hardware/protocols/modbus";
-import { readingFromVeDirect, VeDirectDecoder } from "../../hardware/protocols/vedirect";
+import { VeDirectDecoder } from "../../hardware/protocols/vedirect";
+import { readingFromVeDirect } from "../../hardware/protocols/vedirect-fields";
+import { PlausibilityFilter, plausibilityLimits } from "../../hardware/plausibility";
 import { EpeverResponder, epeverRegisters, veDirectFrame } from "../../hardware/simulator/devices";
 import { ControllerModel } from "../../hardware/simulator/model";
 
@@ -32,12 +34,18 @@ for (let i = 0; i < FRAMES; i++) parts.push(veDirectFrame(model.step(4), { hex: 
 const stream = Buffer.concat(parts);
 const CHUNK = 4096; // what a serial read hands over at a time, at most
 
-function decodeStream(normalise: boolean): number {
+const limits = plausibilityLimits({ chemistry: "lead-acid", cells: 6, nominalVoltage: 12, capacityAh: 100, ratedCurrentA: 50, pvArrayWp: 600 });
+
+function decodeStream(normalise: boolean, judge = false): number {
   let frames = 0;
+  const filter = new PlausibilityFilter(limits);
   const decoder = new VeDirectDecoder({
     onFrame: (frame) => {
       frames++;
-      if (normalise) readingFromVeDirect(frame.fields);
+      if (!normalise) return;
+      const reading = readingFromVeDirect(frame.fields);
+      // One simulated second apart: the jump check compares neighbours.
+      if (judge && !filter.check(reading, frames * 1000).ok) throw new Error("a simulated reading was judged implausible");
     },
   });
   for (let i = 0; i < stream.length; i += CHUNK) decoder.push(stream.subarray(i, i + CHUNK), 0);
@@ -48,6 +56,7 @@ function decodeStream(normalise: boolean): number {
 console.log(`VE.Direct stream: ${FRAMES} frames, ${fmt(stream.length)} bytes (${Math.round(stream.length / FRAMES)} bytes/frame), chunks of ${CHUNK} bytes`);
 const frameRate = measure("VE.Direct decode (checksum, HEX skip, merge)", "frames", () => decodeStream(false));
 measure("VE.Direct decode + normalise to a reading", "frames", () => decodeStream(true));
+measure("VE.Direct decode + normalise + plausibility (ranges, jumps)", "frames", () => decodeStream(true, true));
 console.log(`${"VE.Direct decode throughput".padEnd(58)} ${(((frameRate * stream.length) / FRAMES) / 1e6).toFixed(1).padStart(12)} MB/s  (the line carries 0.0019 MB/s at 19200 baud)`);
 
 // Modbus: the largest reply of a poll (0x3100 × 18 registers, 41 bytes).

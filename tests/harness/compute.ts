@@ -52,18 +52,16 @@ export async function execIn(docker: Docker, container: string, cmd: string[], t
 }
 
 /**
- * Power emergencies act on every instance of the platform, so a file that
- * drives them starts from none: instances earlier files left behind are
- * marked deleted (their open actions failed) and their containers removed.
+ * Power emergencies and energy accounting act on every instance of the
+ * platform, so files about them start from none: instances earlier files
+ * left behind are retired (marked deleted, open actions failed) and their
+ * containers removed.
  */
 export async function retireOtherInstances({ db, docker }: Pick<Services, "db" | "docker">): Promise<void> {
   const left = await db.select({ id: instances.id }).from(instances).where(ne(instances.state, "deleted"));
   if (!left.length) return;
-  const ids = left.map((i) => i.id);
-  await db
-    .update(instanceActions)
-    .set({ status: "failed", error: "test cleanup", finishedAt: new Date() })
-    .where(and(inArray(instanceActions.instanceId, ids), inArray(instanceActions.status, ["pending", "running"])));
-  await db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, ids));
-  await Promise.all(ids.map((id) => docker.getContainer(`${testRun.dockerNamespace}-${id}`).remove({ force: true }).catch(() => {})));
+  const leftIds = left.map((i) => i.id);
+  await db.update(instanceActions).set({ status: "failed", error: "test cleanup", finishedAt: new Date() }).where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));
+  await db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, leftIds));
+  await Promise.all(leftIds.map((id) => docker.getContainer(`${testRun.dockerNamespace}-${id}`).remove({ force: true }).catch(() => {})));
 }

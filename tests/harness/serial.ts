@@ -1,7 +1,7 @@
 import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Database } from "../../db/client";
-import { energyEvents, energyHourly, energyLevelChanges, energyMonitor, energyPolicies, energyReadings } from "../../db/schema";
+import { energyAttributions, energyEvents, energyHourly, energyLevelChanges, energyMonitor, energyPolicies, energyReadings, usageEnergy } from "../../db/schema";
 import { openPtyPair, type PtyPair } from "../../hardware/pty-pair";
 import { testRun } from "./env";
 
@@ -65,4 +65,6 @@ export async function resetEnergyState(db: Database): Promise<void> {
   await db.delete(energyHourly);
   await db.delete(energyPolicies);
   await db.delete(energyMonitor);
+  await db.delete(energyAttributions);
+  await db.delete(usageEnergy);
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { and, asc, eq, gt, inArray, ne } from "drizzle-orm";
-import { auditLog, energyEvents, energyLevelChanges, instanceActions, instances } from "../../db/schema";
+import { and, asc, eq, gt, inArray } from "drizzle-orm";
+import { auditLog, energyEvents, energyLevelChanges, instanceActions } from "../../db/schema";
 import { startMonitor, type Monitor } from "../../hardware/monitor";
 import { DEFAULT_POLICY, type PowerPolicy } from "../../hardware/policy";
 import type { PtyPair } from "../../hardware/pty-pair";
@@ -12,9 +12,9 @@ import { POWER_EMERGENCY_REASON, type InstancePriority } from "../../server/comp
 import { enforcePowerLevel, handlePowerEmergency, InstancesBusyError, POWER_RESTORED_REASON } from "../../server/energy/emergency";
 import type { PowerLevel } from "../../server/energy/levels";
 import { updatePowerPolicy } from "../../server/energy/policy";
-import type { Services } from "../../server/services";
+import { throttledCpuMillis } from "../../server/energy/restrictions";
 import { currentPowerLevel, dispatchPowerEmergency, powerEmergencyPayload, recordLevelChange } from "../../server/energy/power";
-import { actionDone } from "../harness/compute";
+import { actionDone, retireOtherInstances } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { expectAppError } from "../harness/expect";
 import { openTestPtyPair, resetEnergyState, startSimulator } from "../harness/serial";
@@ -100,20 +100,6 @@ afterAll(async () => {
   await hook.stop(true);
   await pair.close();
 }, 60_000);
-
-/**
- * Power emergencies act on every instance of the platform, so this file
- * starts from none: instances earlier files left behind are retired and their
- * containers removed.
- */
-async function retireOtherInstances({ db, docker }: Services) {
-  const left = await db.select({ id: instances.id }).from(instances).where(ne(instances.state, "deleted"));
-  if (!left.length) return;
-  const leftIds = left.map((i) => i.id);
-  await db.update(instanceActions).set({ status: "failed", error: "test cleanup", finishedAt: new Date() }).where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));
-  await db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, leftIds));
-  await Promise.all(leftIds.map((id) => docker.getContainer(containerOf(id)).remove({ force: true }).catch(() => {})));
-}
 
 const containerOf = (instanceId: string) => `${testRun.dockerNamespace}-${instanceId}`;
 const setPolicy = (over: Partial<PowerPolicy>) => updatePowerPolicy(app.services.db, { actor: systemActor("test") }, { ...DEFAULT_POLICY, ...over });
@@ -252,9 +238,11 @@ describe("a night drain read from the serial line", () => {
     expect(ups.map((c) => `${c.fromLevel}>${c.toLevel}`)).toEqual(["shutdown>critical", "critical>conserve", "conserve>normal"]);
     const restored = await eventsOf("instances_restored");
     expect(restored.map((e) => [e.levelChangeId, e.details])).toEqual([
-      [ups[1]!.id, { level: "conserve", resumed: [], started: [ids.web], superseded: false }],
-      [ups[2]!.id, { level: "normal", resumed: [], started: [ids.batch], superseded: false }],
+      [ups[1]!.id, { level: "conserve", resumed: [], started: [ids.web], unthrottled: [], superseded: false }],
+      // Throttled at conserve on the way down: its CPU comes back with the start.
+      [ups[2]!.id, { level: "normal", resumed: [], started: [ids.batch], unthrottled: [ids.batch], superseded: false }],
     ]);
+    expect((await api.compute.instances.get.query({ id: ids.batch })).cpuThrottle).toBeNull();
     expect((await historyOf(ids.web)).slice(-2)).toEqual([
       ["stopped", "provisioning", POWER_RESTORED_REASON],
       ["provisioning", "running", POWER_RESTORED_REASON],
@@ -305,7 +293,11 @@ describe("a state of charge flapping around the critical threshold", () => {
     expect(during.filter((c) => c.toLevel === "normal" || (c.fromLevel === "critical" && c.toLevel === "conserve"))).toHaveLength(0);
     const batch = await settled(ids.batch, "paused");
     expect(batch.instance.stateReason).toBe(POWER_EMERGENCY_REASON);
-    expect((await actionsOf(ids.batch)).slice(actionsBefore).map((a) => [a.kind, a.reason])).toEqual([["pause", POWER_EMERGENCY_REASON]]);
+    // Throttled first if the level passed through conserve, then paused once; never resumed.
+    const actions = (await actionsOf(ids.batch)).slice(actionsBefore).map((a) => [a.kind, a.reason]);
+    expect(actions.at(-1)).toEqual(["pause", POWER_EMERGENCY_REASON]);
+    expect(actions.slice(0, -1).every(([kind, reason]) => kind === "throttle" && reason === POWER_EMERGENCY_REASON)).toBe(true);
+    expect(actions.length).toBeLessThanOrEqual(2);
     expect(await engineState(ids.web)).toBe("running");
     await monitor!.stop();
     monitor = undefined;
@@ -452,5 +444,67 @@ describe("the periodic pass", () => {
     await settled(ids.batch, "paused");
     await changeLevel("normal");
     await settled(ids.batch, "running");
+  }, 60_000);
+});
+
+describe("the ladder: throttle before pause", () => {
+  /** The container's CPU quota as Docker reports it (`docker inspect` HostConfig.NanoCpus). */
+  const nanoCpus = async (instanceId: string) => (await app.services.docker.getContainer(containerOf(instanceId)).inspect()).HostConfig.NanoCpus;
+  const lastActionDone = async (instanceId: string) =>
+    (await eventually(() => actionsOf(instanceId), (actions) => actions.at(-1)?.status === "succeeded", { what: `the last action on ${instanceId} to finish` })).at(-1)!;
+  const quota = (instanceId: string, expected: number) => eventually(() => nanoCpus(instanceId), (n) => n === expected, { what: `the CPU quota of ${instanceId} to be ${expected}` });
+
+  /** The plan's quota and the throttled one (EMERGENCY_THROTTLE_PERCENT, 25 % by default) of the interruptible instance. */
+  async function quotas() {
+    const planMillis = (await api.compute.instances.get.query({ id: ids.batch })).vcpus * 1000;
+    return { planNanoCpus: planMillis * 1e6, throttledNanoCpus: throttledCpuMillis(planMillis, app.services.config.energy.emergency.throttlePercent) * 1e6 };
+  }
+
+  test("at conserve the interruptible container keeps running with a quarter of its CPU; critical pauses it throttled; normal gives it all back", async () => {
+    const { planNanoCpus, throttledNanoCpus } = await quotas();
+    expect(await nanoCpus(ids.batch)).toBe(planNanoCpus);
+    const webBefore = await nanoCpus(ids.web);
+
+    await changeLevel("conserve");
+    await quota(ids.batch, throttledNanoCpus);
+    const throttled = await settled(ids.batch, "running");
+    expect(throttled.instance.cpuThrottle).toEqual({ vcpus: throttledNanoCpus / 1e9, reason: POWER_EMERGENCY_REASON });
+    // Nothing else is touched at conserve.
+    expect(await nanoCpus(ids.web)).toBe(webBefore);
+    expect(await engineState(ids.web)).toBe("running");
+    const throttle = await lastActionDone(ids.batch);
+    expect(throttle).toMatchObject({ kind: "throttle", status: "succeeded", reason: POWER_EMERGENCY_REASON, actorType: "system" });
+    const [audit] = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "compute.instance.throttle"), eq(auditLog.targetId, ids.batch)));
+    expect(audit?.metadata).toMatchObject({ cpuLimitMillis: { from: planNanoCpus / 1e6, to: throttledNanoCpus / 1e6 } });
+    const shed = await eventsOf("instances_shed");
+    expect(shed.at(-1)).toMatchObject({ message: "Power level conserve: throttled 1 instance", details: { throttled: [ids.batch], paused: [], stopped: [] } });
+
+    // The next rung: paused, still throttled (it would come back throttled at conserve).
+    await changeLevel("critical");
+    await settled(ids.batch, "paused");
+    expect(await nanoCpus(ids.batch)).toBe(throttledNanoCpus);
+
+    // Recovery: resumed with its CPU back, in one action.
+    const actionsBefore = (await actionsOf(ids.batch)).length;
+    await changeLevel("normal");
+    await settled(ids.batch, "running");
+    await quota(ids.batch, planNanoCpus);
+    expect((await api.compute.instances.get.query({ id: ids.batch })).cpuThrottle).toBeNull();
+    expect((await actionsOf(ids.batch)).slice(actionsBefore).map((a) => [a.kind, a.reason])).toEqual([["resume", POWER_RESTORED_REASON]]);
+  }, 60_000);
+
+  test("a throttled running instance is given its CPU back on its own when the level recovers", async () => {
+    const { planNanoCpus, throttledNanoCpus } = await quotas();
+    await changeLevel("conserve");
+    await quota(ids.batch, throttledNanoCpus);
+    await lastActionDone(ids.batch);
+    // A restart by its owner keeps the limit: the platform, not the container, holds it.
+    const restarted = await api.compute.instances.restart.mutate({ id: ids.batch });
+    expect((await actionDone(api, restarted.actionId)).status).toBe("succeeded");
+    expect(await nanoCpus(ids.batch)).toBe(throttledNanoCpus);
+    await changeLevel("normal");
+    await quota(ids.batch, planNanoCpus);
+    expect(await lastActionDone(ids.batch)).toMatchObject({ kind: "throttle", reason: POWER_RESTORED_REASON, status: "succeeded" });
+    expect(await engineState(ids.batch)).toBe("running");
   }, 60_000);
 });

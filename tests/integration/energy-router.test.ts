@@ -80,6 +80,7 @@ describe("who may call the energy procedures", () => {
     ["status", (c: ReturnType<typeof client>) => c.energy.status.query()],
     ["history", (c: ReturnType<typeof client>) => c.energy.history.query({})],
     ["stats", (c: ReturnType<typeof client>) => c.energy.stats.query({ period: "day" })],
+    ["forecast", (c: ReturnType<typeof client>) => c.energy.forecast.query()],
   ] as const;
 
   for (const [name, call] of reads) {
@@ -91,7 +92,8 @@ describe("who may call the energy procedures", () => {
     });
 
     test(`energy.${name}: API keys need the energy:read scope`, async () => {
-      const procedure = name === "status" ? (c: any) => c.energy.status() : name === "history" ? (c: any) => c.energy.history({}) : (c: any) => c.energy.stats({ period: "day" });
+      const procedures = { status: (c: any) => c.energy.status(), history: (c: any) => c.energy.history({}), stats: (c: any) => c.energy.stats({ period: "day" }), forecast: (c: any) => c.energy.forecast() };
+      const procedure = procedures[name];
       await expectCallerError(procedure(apiKeyCaller(customer.user, ["compute:read"])), "INSUFFICIENT_SCOPE");
       expect(await procedure(apiKeyCaller(customer.user, ["energy:read"]))).toBeTruthy();
     });
@@ -151,6 +153,27 @@ describe("energy.policy", () => {
   });
 });
 
+describe("energy.policy against the controller's cut-offs", () => {
+  test("a shutdown below the controller's disconnect + margin is refused with the minimum; nothing is written", async () => {
+    const now = new Date();
+    const cutoffs = { source: "epever", lvd: 11.5, lvr: 12.6, uvWarning: 12, uvWarningRecover: 12.2, dischargeLimit: 10.6, tempCompMvPerCell: 3, batteryType: 1, capacityAh: 200, scaled: false };
+    await saveMonitorState(db(), { protocol: "modbus", startedAt: now, updatedAt: now, telemetry: "ok", lastReadingAt: null, lastReading: null, framesDecoded: 0, framesDropped: 0, bridgeState: "running", bridgeRestarts: 0, controllerSettings: { cutoffs } });
+    const error = await expectAppError(client(admin.token).energy.policy.update.mutate(DEFAULT_POLICY), "POLICY_BELOW_CUTOFF");
+    expect(error.data.httpStatus).toBe(412);
+    // 11.5 V + 0.27 V (3 mV/°C × 6 cells × 15 °C) + 0.2 V of sag, at rest.
+    expect(error.data.details).toMatchObject({ field: "thresholds.shutdown", requiredVolts: 11.97, cutoffs: { lvd: 11.5 } });
+    expect(error.message).toContain("11.5 V");
+    expect(await db().select().from(energyPolicies)).toHaveLength(0);
+    const minimum = (error.data.details as { minimumSoc: number }).minimumSoc;
+    // Critical above the controller's own under-voltage warning (12.0 V + sag ≈ 57.2 %) too, so the policy is fully aligned.
+    const saved = await client(admin.token).energy.policy.update.mutate({ ...DEFAULT_POLICY, thresholds: { conserve: 70, critical: 58, shutdown: minimum } });
+    expect(saved.thresholds.shutdown).toBe(minimum);
+    // The status shows the controller's cut-offs and how the policy sits against them.
+    const status = await client(customer.token).energy.status.query();
+    expect(status.controller).toMatchObject({ known: true, ok: true, cutoffs: { lvd: 11.5 }, margins: { temperatureVolts: 0.27, sagVolts: 0.2 } });
+  });
+});
+
 describe("energy.status", () => {
   test("with no monitor ever run: level normal, telemetry unavailable, nothing estimated", async () => {
     const status = await client(customer.token).energy.status.query();
@@ -205,6 +228,33 @@ describe("energy.status", () => {
     const status = await client(customer.token).energy.status.query();
     expect(status.telemetry.state).toBe("lost");
     expect(status.estimate.trend).toBe("unknown");
+  });
+});
+
+describe("energy.forecast", () => {
+  test("without a reading there is nothing to forecast from, and it says why", async () => {
+    expect(await client(customer.token).energy.forecast.query()).toEqual({ forecast: null, trajectory: [], reason: "telemetry is unavailable" });
+  });
+
+  test("from the latest reading: time to each threshold with its band, and the hourly trajectory", async () => {
+    const now = Date.now();
+    // 60 % of 200 Ah × 12 V under 100 W, no history: 10 points (240 Wh) to conserve take 2.4 h.
+    const reading = { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.2, batteryCurrent: -8.2, soc: 60, socSource: "controller" as const, loadPower: 100, pvPower: 0 };
+    await saveMonitorState(db(), { protocol: "vedirect", startedAt: new Date(now - 60_000), updatedAt: new Date(now), telemetry: "ok", lastReadingAt: new Date(now), lastReading: reading, framesDecoded: 10, framesDropped: 0, bridgeState: "running", bridgeRestarts: 0 });
+    const { forecast, trajectory, reason } = await client(customer.token).energy.forecast.query();
+    expect(reason).toBeNull();
+    expect(forecast).toMatchObject({ soc: 60, horizonHours: 48, capacityWh: { rated: 2400, estimated: null, used: 2400 }, historyDays: 0, clearSkyIndex: null });
+    expect(forecast!.thresholds.conserve!.minutes).toEqual({ expected: 144, earliest: 144, latest: 144 });
+    expect(forecast!.thresholds.critical!.minutes.expected).toBe(432);
+    expect(forecast!.thresholds.shutdown!.minutes.expected).toBe(648);
+    expect(forecast!.thresholds.cutoff).toBeUndefined();
+    expect(trajectory[0]).toMatchObject({ expected: 60, pessimistic: 60, optimistic: 60 });
+    expect(trajectory.length).toBeGreaterThanOrEqual(48);
+    expect(trajectory.at(-1)!.expected).toBe(0);
+    // energy.status carries the same forecast.
+    const status = await client(customer.token).energy.status.query();
+    expect(status.forecast!.thresholds.conserve!.minutes.expected).toBe(144);
+    expect(status.forecast!.floor).toBe("normal");
   });
 });
 

@@ -2,10 +2,11 @@ import { describe, expect, test } from "bun:test";
 import { POWER_EMERGENCY_REASON, type ActionKind, type InstancePriority, type InstanceState } from "../../server/compute/states";
 import { planConvergence, POWER_RESTORED_REASON, type Candidate } from "../../server/energy/emergency";
 import { POWER_LEVELS } from "../../server/energy/levels";
-import { admits, LEVEL_RESTRICTIONS, shedAction } from "../../server/energy/restrictions";
+import { admits, LEVEL_RESTRICTIONS, shedAction, throttledCpuMillis, throttles } from "../../server/energy/restrictions";
 
 let n = 0;
-function instance(priority: InstancePriority, state: InstanceState, opts: { reason?: string; open?: ActionKind; openReason?: string; id?: string } = {}): Candidate {
+type Opts = { reason?: string; open?: ActionKind; openReason?: string; id?: string; throttled?: boolean };
+function instance(priority: InstancePriority, state: InstanceState, opts: Opts = {}): Candidate {
   n += 1;
   return {
     id: opts.id ?? `${priority}-${state}-${n}`,
@@ -13,10 +14,12 @@ function instance(priority: InstancePriority, state: InstanceState, opts: { reas
     state,
     stateReason: opts.reason ?? "requested",
     createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)),
+    cpuMillis: 1000,
+    throttledByPower: opts.throttled ?? false,
     openAction: opts.open ? { kind: opts.open, reason: opts.openReason ?? "requested" } : null,
   };
 }
-const held = (priority: InstancePriority, state: "paused" | "stopped", opts: { open?: ActionKind; openReason?: string; id?: string } = {}) => instance(priority, state, { reason: POWER_EMERGENCY_REASON, ...opts });
+const held = (priority: InstancePriority, state: "paused" | "stopped", opts: Omit<Opts, "reason"> = {}) => instance(priority, state, { reason: POWER_EMERGENCY_REASON, ...opts });
 const steps = (plan: ReturnType<typeof planConvergence>["shed"]) => plan.map((s) => [s.instanceId, s.action]);
 
 describe("what each power level restricts", () => {
@@ -37,6 +40,17 @@ describe("what each power level restricts", () => {
       ["critical", "pause", null, null],
       ["shutdown", "stop", "stop", null],
     ]);
+  });
+
+  test("the ladder's first rung: from conserve down interruptible instances are throttled; nothing else ever is", () => {
+    expect(POWER_LEVELS.map((level) => [level, throttles(level, "interruptible"), throttles(level, "standard"), throttles(level, "critical")])).toEqual([
+      ["normal", false, false, false],
+      ["conserve", true, false, false],
+      ["critical", true, false, false],
+      ["shutdown", true, false, false],
+    ]);
+    expect(throttledCpuMillis(500, 25)).toBe(125);
+    expect(throttledCpuMillis(2, 25)).toBe(1);
   });
 
   test("no level both sheds a priority and admits it, so a pass never sheds and restores the same instance", () => {
@@ -119,6 +133,40 @@ describe("planning a convergence", () => {
       instance("standard", "stopping", { id: "stopped-by-owner", open: "stop" }),
     ]);
     expect(plan).toEqual({ shed: [], restore: [], waiting: ["being-paused", "being-stopped"] });
+  });
+
+  test("at conserve, running interruptible instances are throttled before anything is paused; a throttled one is left alone", () => {
+    const plan = planConvergence("conserve", [
+      instance("interruptible", "running", { id: "batch" }),
+      instance("interruptible", "running", { id: "done", throttled: true }),
+      instance("standard", "running", { id: "web" }),
+      instance("critical", "running", { id: "db" }),
+      instance("interruptible", "running", { id: "starting", open: "restart" }),
+    ]);
+    expect(steps(plan.shed)).toEqual([["batch", "throttle"]]);
+    expect(plan.restore).toEqual([]);
+    expect(plan.waiting).toEqual(["starting"]);
+    // Down to critical the throttled ones are paused; one still being throttled is waited for.
+    const critical = planConvergence("critical", [instance("interruptible", "running", { id: "done", throttled: true }), instance("interruptible", "running", { id: "throttling", open: "throttle", openReason: POWER_EMERGENCY_REASON })]);
+    expect(steps(critical.shed)).toEqual([["done", "pause"]]);
+    expect(critical.waiting).toEqual(["throttling"]);
+  });
+
+  test("back at normal, CPU is given back: by itself when running, with the resume or start when held", () => {
+    const plan = planConvergence("normal", [
+      instance("interruptible", "running", { id: "running", throttled: true }),
+      held("interruptible", "paused", { id: "paused", throttled: true }),
+      held("interruptible", "stopped", { id: "stopped", throttled: true }),
+      held("interruptible", "paused", { id: "unthrottled" }),
+    ]);
+    expect(plan.restore.map((s) => [s.instanceId, s.action, s.unthrottle ?? false])).toEqual([
+      ["running", "unthrottle", false],
+      ["paused", "resume", true],
+      ["stopped", "start", true],
+      ["unthrottled", "resume", false],
+    ]);
+    // At conserve they stay throttled (and the held ones held).
+    expect(planConvergence("conserve", [instance("interruptible", "running", { throttled: true }), held("interruptible", "paused", { throttled: true })])).toEqual({ shed: [], restore: [], waiting: [] });
   });
 
   test("a second pass over the result of the first has nothing to do", () => {

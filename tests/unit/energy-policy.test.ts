@@ -7,16 +7,36 @@ import type { PowerLevel } from "../../server/energy/levels";
 const policy = (over: Partial<PowerPolicy> = {}): PowerPolicy => ({ ...DEFAULT_POLICY, ...over });
 
 /** Feeds (second, soc) samples through the policy; returns every change with its time. */
-function run(p: PowerPolicy, samples: Array<[number, number]>, start: PowerLevel = "normal", maxGapMs = Infinity) {
+function run(p: PowerPolicy, samples: Array<[number, number]>, start: PowerLevel = "normal", maxGapMs = Infinity, floor: (second: number) => PowerLevel = () => "normal") {
   let state: PolicyState = initialPolicyState(start);
-  const changes: Array<{ at: number; from: PowerLevel; to: PowerLevel }> = [];
+  const changes: Array<{ at: number; from: PowerLevel; to: PowerLevel; cause?: string }> = [];
   for (const [second, soc] of samples) {
-    const result = evaluatePolicy(p, state, soc, second * 1000, maxGapMs);
+    const result = evaluatePolicy(p, state, soc, second * 1000, maxGapMs, floor(second));
     state = result.state;
-    if (result.change) changes.push({ at: second, ...result.change });
+    if (result.change) changes.push({ at: second, from: result.change.from, to: result.change.to, ...(result.change.cause === "forecast" ? { cause: "forecast" } : {}) });
   }
   return { changes, state };
 }
+
+describe("the forecast's floor", () => {
+  test("steps the level down ahead of the SOC, after the same dwell, and holds it while the forecast does", () => {
+    const samples: Array<[number, number]> = Array.from({ length: 20 }, (_, i) => [i * 10, 60]);
+    // The forecast expects critical from 50 s to 120 s; the SOC stays at 60 % throughout.
+    const floor = (second: number) => (second >= 50 && second < 120 ? ("critical" as const) : ("normal" as const));
+    const { changes } = run(policy({ dwellSeconds: 20, recoveryDwellSeconds: 30 }), samples, "normal", Infinity, floor);
+    expect(changes).toEqual([
+      { at: 70, from: "normal", to: "critical", cause: "forecast" },
+      // Once the floor lifts, 60 % clears every threshold with its hysteresis: back after the recovery dwell.
+      { at: 150, from: "critical", to: "normal" },
+    ]);
+  });
+
+  test("a floor above what the SOC calls for changes nothing", () => {
+    const samples: Array<[number, number]> = Array.from({ length: 10 }, (_, i) => [i * 10, 20]);
+    const { changes } = run(policy({ dwellSeconds: 0 }), samples, "normal", Infinity, () => "conserve");
+    expect(changes).toEqual([{ at: 0, from: "normal", to: "critical" }]);
+  });
+});
 
 describe("power levels from state of charge", () => {
   test("thresholds are 'below': at the threshold the better level holds", () => {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { encodeBlock, readingFromVeDirect, VeDirectDecoder, type VeDirectFrame } from "../../hardware/protocols/vedirect";
+import { encodeBlock, VeDirectDecoder, type VeDirectFrame } from "../../hardware/protocols/vedirect";
+import { readingFromVeDirect } from "../../hardware/protocols/vedirect-fields";
 
 /**
  * Bytes written from the VE.Direct protocol description: a block is
@@ -124,7 +125,7 @@ describe("VE.Direct text decoding", () => {
       expect(tricky[tricky.length - 1]).toBe(byte);
       const { frames, stats } = decode(concat(tricky, block(MPPT), tricky));
       expect(stats.blocks).toBe(3);
-      expect(stats.dropped).toEqual({ checksum: 0, overflow: 0, malformed: 0, gap: 0 });
+      expect(stats.dropped).toEqual({ checksum: 0, overflow: 0, malformed: 0, grammar: 0, truncated: 0, gap: 0 });
       expect(frames.map((f) => f.fields.V)).toEqual(["12800", "13400", "12800"]);
     });
   }
