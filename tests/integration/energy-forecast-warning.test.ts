@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { eq } from "drizzle-orm";
-import { energyEvents, instances } from "../../db/schema";
+import { and, eq, inArray } from "drizzle-orm";
+import { energyEvents, instances, outboxEvents, powerNotices } from "../../db/schema";
 import { DEFAULT_POLICY } from "../../hardware/policy";
 import { POWER_EMERGENCY_REASON } from "../../server/compute/states";
 import { affectedBy, armedWarnings, recordForecastWarning } from "../../server/energy/forecast-warning";
+import { lastBackToNormal, noticePowerEpisode, powerEpisodeOf } from "../../server/energy/notices";
 import { recordLevelChange } from "../../server/energy/power";
 import type { Services } from "../../server/services";
 import { seedInstance } from "../harness/billing";
@@ -12,8 +13,8 @@ import { resetEnergyState } from "../harness/serial";
 import { startTestServices } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
 
-// The seam the tenant notices (power.notice) will be wired to: who a forecast
-// step down will touch, recorded as a forecast_warning event once per approach.
+// Who a forecast step down will touch, recorded as a forecast_warning event once
+// per approach, and the owners told ahead of time (power.notice), once per episode.
 
 let services: Services;
 const ids = { batch: "", job: "", web: "", db: "", parked: "" };
@@ -76,5 +77,43 @@ describe("who a step down will affect", () => {
     // Once the level has changed, the approach is over: a new one is warned about afresh.
     await recordLevelChange(services.db, { from: "normal", to: "critical", at: new Date(at.getTime() + 1000), soc: 29.5, reading: {}, policy: DEFAULT_POLICY });
     expect([...(await armedWarnings(services.db, "critical"))]).toEqual([]);
+  });
+
+  test("owners of the instances a step will pause or stop hear ahead of it, once per episode; the level change does not tell them again", async () => {
+    const notices = async () =>
+      (
+        await services.db
+          .select({ data: outboxEvents.data })
+          .from(outboxEvents)
+          .where(and(eq(outboxEvents.type, "power.notice"), inArray(outboxEvents.userId, [owners.alice, owners.bob])))
+      ).map((row) => row.data as { instanceId: string; action: string; level: string; expectedAt: string; episodeId: string });
+    // A fresh approach: the warning in the test above already told these owners.
+    await resetEnergyState(services.db);
+    await services.db.delete(powerNotices).where(inArray(powerNotices.instanceId, Object.values(ids)));
+    const before = (await notices()).length;
+
+    const at = new Date();
+    const earliestAt = new Date(at.getTime() + 30 * 60_000);
+    const { eventId } = await recordForecastWarning(services.db, { level: "critical", thresholdSoc: 30, at, earliestAt, expectedAt: null, soc: 33 });
+    const ahead = (await notices()).slice(before);
+    // batch and job will be paused; the standard and critical ones are untouched at critical.
+    expect(ahead.map((n) => [n.instanceId, n.action]).sort()).toEqual([[ids.batch, "pause"], [ids.job, "pause"]].sort());
+    for (const notice of ahead) expect(notice).toMatchObject({ level: "critical", expectedAt: earliestAt.toISOString(), episodeId: `forecast-${eventId}` });
+
+    // A later forecast of shutdown in the same approach tells only those not told yet.
+    await recordForecastWarning(services.db, { level: "shutdown", thresholdSoc: 15, at, earliestAt, expectedAt: null, soc: 33 });
+    const more = (await notices()).slice(before + ahead.length);
+    expect(more.map((n) => [n.instanceId, n.action]).sort()).toEqual([[ids.parked, "stop"], [ids.web, "stop"]].sort());
+
+    // The level change itself (the emergency worker's call) adds nothing for the instances already told.
+    const change = (await recordLevelChange(services.db, { from: "normal", to: "shutdown", at: new Date(), soc: 14, reading: {}, policy: DEFAULT_POLICY }))!;
+    const noticed = await noticePowerEpisode(services.db, {
+      level: "shutdown",
+      expectedAt: new Date(),
+      instanceIds: [ids.batch, ids.job, ids.parked, ids.web, ids.db],
+      episodeId: await powerEpisodeOf(services.db, change),
+      coveredSince: await lastBackToNormal(services.db, change.seq),
+    });
+    expect(noticed).toEqual([]);
   });
 });
