@@ -40,8 +40,10 @@ if ! docker image inspect "$deps" >/dev/null 2>&1; then
   rm -rf "$stage" && mkdir -p "$stage"
   cp -r package.json package-lock.json patches ops/app-deps/Dockerfile "$stage/"
   log "installing the production dependencies (npm ci --omit=dev)"
-  # The postinstall step (patch-package, a dev tool) is run from the project's own install instead.
-  (cd "$stage" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >&2 &&
+  # The project's postinstall is patch-package, a dev tool: the staged manifest drops it and the
+  # project's own patch-package applies patches/ (dependencies' install scripts, Bun's included, still run).
+  node -e 'const f=process.argv[1], p=JSON.parse(require("fs").readFileSync(f)); delete p.scripts.postinstall; require("fs").writeFileSync(f, JSON.stringify(p, null, 2))' "$stage/package.json"
+  (cd "$stage" && npm ci --omit=dev --prefer-offline --no-audit --no-fund --loglevel=error >&2 &&
     "$OLDPWD/node_modules/.bin/patch-package" --error-on-fail >&2 && rm -rf patches)
   # npm's bun package holds its 100 MB binary three times (bun, bunx, the platform package): keep one.
   (cd "$stage/node_modules" && ln -sf bun.exe bun/bin/bunx.exe && for copy in @oven/bun-linux-*/bin/bun; do [ -f "$copy" ] && ln -sf "../../../bun/bin/bun.exe" "$copy"; done; true)

@@ -46,8 +46,11 @@ export function rawInputProblem(raw: unknown): InputProblem | null {
  * accepts `[]` as an empty record.
  */
 export function strictRecord<K extends v.GenericSchema<string, string | number | symbol>, V extends v.GenericSchema>(key: K, value: V, message = "must be an object") {
-  return v.pipe(
+  const record = v.record(key, value);
+  // The guard says what it guards, so the API reference can describe the record (server/openapi/schemas.ts).
+  const guard = Object.assign(
     v.custom<Record<string, unknown>>((input) => typeof input === "object" && input !== null && !Array.isArray(input), message),
-    v.record(key, value),
+    { describedBy: record },
   );
+  return v.pipe(guard, record);
 }

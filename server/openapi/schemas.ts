@@ -12,6 +12,13 @@ const CONFIG: ConversionConfig = {
   // Describe what a caller sends: conversion stops where a pipe transforms the value.
   typeMode: "input",
   errorMode: "throw",
+  // strictRecord (server/input.ts): a guard refusing arrays, described by the record it guards.
+  overrideSchema({ valibotSchema }) {
+    const record = (valibotSchema as { describedBy?: v.GenericSchema }).describedBy;
+    if (!record) return undefined;
+    const { $schema: _, ...json } = toJsonSchema(record, CONFIG) as Record<string, JsonSchema>;
+    return json as JsonSchema;
+  },
   overrideAction({ valibotAction, jsonSchema }) {
     if (RESHAPING_ACTIONS.has(valibotAction.type)) return jsonSchema;
     if (valibotAction.type === "regex") return { ...jsonSchema, pattern: portablePattern((valibotAction as unknown as { requirement: RegExp }).requirement) };

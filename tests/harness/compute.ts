@@ -1,6 +1,6 @@
 import type Docker from "dockerode";
 import { and, inArray, ne } from "drizzle-orm";
-import { instanceActions, instances } from "../../db/schema";
+import { instanceActions, instances, instanceStateHistory } from "../../db/schema";
 import type { Services } from "../../server/services";
 import type { TestServer } from "./server";
 import { eventually } from "./server";
@@ -62,6 +62,8 @@ export async function retireOtherInstances({ db, docker }: Pick<Services, "db" |
   if (!left.length) return;
   const leftIds = left.map((i) => i.id);
   await db.update(instanceActions).set({ status: "failed", error: "test cleanup", finishedAt: new Date() }).where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));
-  await db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, leftIds));
+  const rows = await db.update(instances).set({ state: "deleted", deletedAt: new Date() }).where(inArray(instances.id, leftIds)).returning({ id: instances.id });
+  // Recorded in the history too: metering and energy accounting read time from it, and must see them gone from now on.
+  await db.insert(instanceStateHistory).values(rows.map((row) => ({ instanceId: row.id, fromState: null, toState: "deleted" as const, reason: "test cleanup", actorType: "system" })));
   await Promise.all(leftIds.map((id) => docker.getContainer(`${testRun.dockerNamespace}-${id}`).remove({ force: true }).catch(() => {})));
 }

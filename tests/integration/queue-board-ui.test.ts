@@ -76,10 +76,10 @@ describe("what each role is offered", () => {
     const card = page.locator("div", { has: page.getByText(jobId, { exact: true }) }).filter({ has: page.locator("ul[class*=jobActions]") }).last();
     expect(await card.locator("ul[class*=jobActions] button").count()).toBe(2);
     await page.getByRole("button", { name: "Promote all" }).waitFor();
-    // The queue's menu offers pausing only.
+    // The queue's menu offers pausing, and retrying failed jobs when other files of the run left some (a repair the server allows).
     await page.locator("button[class*=trigger-]").last().click();
     const items = (await page.getByRole("menuitem").allTextContents()).map((s) => s.trim());
-    expect(items).toEqual(["Pause"]);
+    expect(items.filter((item) => !/^Retry all \d+ failed jobs?$/.test(item))).toEqual(["Pause"]);
     for (const label of REFUSED_LABELS) expect(items).not.toContain(label);
     // And what is offered works.
     await page.getByRole("menuitem", { name: "Pause" }).click();
