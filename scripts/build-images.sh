@@ -34,7 +34,8 @@ build() {
   docker tag "$tag" "$alias"
 }
 
-deps="sahary/app-deps:$(cat package-lock.json patches/*.patch | sha256sum | cut -c1-12)"
+# Tagged by everything that makes it: the lockfile, the patches and this recipe.
+deps="sahary/app-deps:$(cat package-lock.json patches/*.patch ops/app-deps/Dockerfile scripts/build-images.sh | sha256sum | cut -c1-12)"
 if ! docker image inspect "$deps" >/dev/null 2>&1; then
   stage=.build/app-deps
   rm -rf "$stage" && mkdir -p "$stage"
