@@ -7,6 +7,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import { listenPglite, listenPostgres, type ListenHandlers, type Listener } from "./listen";
 import * as schema from "./schema";
 
 export { schema };
@@ -21,6 +22,8 @@ export type DatabaseHandle = {
   driver: "postgres" | "pglite";
   /** Runs `select 1`; rejects when the database cannot answer. */
   ping(): Promise<void>;
+  /** Subscribes to NOTIFY on `channel` (on PostgreSQL, over one more connection outside the pool). */
+  listen(channel: string, handlers: ListenHandlers): Listener;
   close(): Promise<void>;
 };
 
@@ -47,6 +50,7 @@ function openPostgres(url: string, poolMax: number): DatabaseHandle {
     ping: async () => {
       await client`select 1`;
     },
+    listen: (channel, handlers) => listenPostgres(url, channel, handlers),
     close: () => client.end({ timeout: 5 }),
   };
 }
@@ -64,6 +68,7 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
       ping: async () => {
         await db.execute(sql`select 1`);
       },
+      listen: (channel, handlers) => listenPglite(client, channel, handlers),
       close: async () => {
         await client.close();
         release();

@@ -89,6 +89,14 @@ export function createApp(services: Services) {
   app.route("/", billingRoutes(services));
   app.route("/", queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustProxy)));
 
+  // A change to sessions, users or API keys made through the API applies to the very next request in
+  // every API process: its answer waits until they all confirm they have dropped what they cached.
+  services.authCache.start();
+  app.use("/trpc/*", async (c, next) => {
+    await next();
+    if (c.req.method === "POST" && c.res.status < 300 && changesCredentials(c.req.path)) await services.authCache.settle();
+  });
+
   app.use(
     "/trpc/*",
     trpcServer({
@@ -122,6 +130,14 @@ export type App = ReturnType<typeof createApp>;
 
 function fail(c: HonoContext<AppEnv>, code: AppErrorCode, message: string) {
   return c.json(errorBody(code, message, c.get("requestId") ?? null), httpStatusOf(code) as 400);
+}
+
+/** Mutations under `auth.` and `admin.` are the ones that end sessions, revoke keys or change users. */
+function changesCredentials(path: string): boolean {
+  return path
+    .slice("/trpc/".length)
+    .split(",")
+    .some((procedure) => procedure.startsWith("auth.") || procedure.startsWith("admin."));
 }
 
 function requestInfo(c: HonoContext<AppEnv>, trustProxy: boolean): RequestInfo {

@@ -135,6 +135,8 @@ const EnvSchema = v.object({
   RATE_LIMIT_REGISTER_PER_IP: v.optional(positiveInt, "20"),
   RATE_LIMIT_RESET_PER_IP: v.optional(positiveInt, "20"),
   RATE_LIMIT_MAIL_PER_ACCOUNT: v.optional(positiveInt, "5"),
+  AUTH_CACHE_TTL_MS: v.optional(nonNegativeInt, "30000"),
+  AUTH_CACHE_MAX_ENTRIES: v.optional(positiveInt, "10000"),
   VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
   RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
   EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
@@ -271,6 +273,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         resetPerIp: e.RATE_LIMIT_RESET_PER_IP,
         mailPerAccount: e.RATE_LIMIT_MAIL_PER_ACCOUNT,
       },
+      /** The in-process credential cache (server/auth/cache.ts); a TTL of 0 turns it off. */
+      cache: { ttlMs: e.AUTH_CACHE_TTL_MS, maxEntries: e.AUTH_CACHE_MAX_ENTRIES },
       verifyTokenTtlMs: e.VERIFY_TOKEN_HOURS * 3_600_000,
       resetTokenTtlMs: e.RESET_TOKEN_MINUTES * 60_000,
     },

@@ -3,6 +3,7 @@ import type { Database, DatabaseHandle } from "../db/client";
 import { openDatabase } from "../db/client";
 import { migrateDatabase } from "../db/migrate";
 import { createQueues, type Queues } from "../workers/queues";
+import { createAuthCache, type AuthCache } from "./auth/cache";
 import { createSessionManager, type SessionManager } from "./auth/session";
 import { createStripeClient, type StripeClient } from "./billing/stripe";
 import { seedCatalogue } from "./compute/catalogue";
@@ -28,6 +29,8 @@ export type Services = {
   engines: Engines;
   mailer: MailTransport;
   sessions: SessionManager;
+  /** What credentials resolve to, kept in this process (sessions, API keys, their users). */
+  authCache: AuthCache;
   /** Null when STRIPE_SECRET_KEY is unset (development). */
   stripe: StripeClient | null;
   close(): Promise<void>;
@@ -53,7 +56,8 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
   const queues = createQueues(redis, config.redis.prefix);
   const docker = new Docker({ socketPath: config.docker.socketPath });
   const mailer = createMailTransport(config.mail);
-  const sessions = createSessionManager(database.db, { production: config.production });
+  const authCache = createAuthCache(database, config.auth.cache, log);
+  const sessions = createSessionManager(database.db, { production: config.production, cache: authCache });
   log.info("services ready", { database: database.driver });
 
   return {
@@ -67,9 +71,11 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
     engines: createEngines(config),
     mailer,
     sessions,
+    authCache,
     stripe: createStripeClient(config),
     async close() {
       await queues.close();
+      await authCache.close();
       redis.disconnect();
       mailer.close();
       await database.close();
