@@ -2,15 +2,13 @@ import { trpcServer } from "@hono/trpc-server";
 import { Hono, type Context as HonoContext } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/bun";
-import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
-import { requestId } from "hono/request-id";
-import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import { queueBoardRoutes } from "./admin/queue-board";
 import { billingRoutes } from "./billing/http";
 import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { serializeError } from "./log";
+import { edge } from "./edge";
 import { createMetrics } from "./metrics";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
@@ -29,43 +27,8 @@ export function createApp(services: Services) {
   const metrics = createMetrics();
   const app = new Hono<AppEnv>();
 
-  app.use(
-    requestId({
-      // Accept a caller's id only if it is short and plain, so logs stay clean.
-      generator: () => crypto.randomUUID(),
-      limitLength: 64,
-    }),
-  );
-
-  app.use(async (c, next) => {
-    const started = performance.now();
-    await next();
-    const seconds = (performance.now() - started) / 1000;
-    const route = routePath(c) || "unmatched";
-    metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
-    metrics.httpDuration.observe({ method: c.req.method, route }, seconds);
-    const quiet = route === "/health" || route === "/metrics";
-    log[quiet ? "debug" : "info"]("request", {
-      requestId: c.get("requestId"),
-      method: c.req.method,
-      path: c.req.path,
-      status: c.res.status,
-      durationMs: Math.round(seconds * 100_000) / 100,
-    });
-  });
-
   app.use(secureHeaders({ crossOriginResourcePolicy: "same-site", strictTransportSecurity: config.production ? "max-age=31536000; includeSubDomains" : false }));
-
-  const origins = new Set(config.http.corsOrigins);
-  app.use(
-    cors({
-      origin: (origin) => (origins.has(origin) ? origin : null),
-      credentials: true,
-      allowHeaders: ["content-type", "authorization", "x-request-id", "trpc-accept"],
-      allowMethods: ["GET", "POST", "OPTIONS"],
-      maxAge: 600,
-    }),
-  );
+  app.use(edge(config, log, metrics));
 
   app.use(
     bodyLimit({
