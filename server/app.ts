@@ -1,4 +1,5 @@
 import { trpcServer } from "@hono/trpc-server";
+import type { TRPCError } from "@trpc/server";
 import { Hono, type Context as HonoContext } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/bun";
@@ -9,11 +10,12 @@ import { billingRoutes } from "./billing/http";
 import { appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { serializeError } from "./log";
 import { edge } from "./edge";
+import { fastQueries } from "./fast-query";
 import { createMetrics } from "./metrics";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
-import { createContext, type RequestInfo } from "./trpc";
+import { createContext, type Context, type RequestInfo } from "./trpc";
 import { stripeWebhook } from "./webhooks/stripe";
 
 export type AppEnv = { Variables: { requestId: string } };
@@ -60,20 +62,19 @@ export function createApp(services: Services) {
     if (c.req.method === "POST" && c.res.status < 300 && changesCredentials(c.req.path)) await services.authCache.settle();
   });
 
-  app.use(
-    "/trpc/*",
-    trpcServer({
-      endpoint: "/trpc",
-      router: appRouter,
-      allowMethodOverride: false,
-      createContext: (opts, c) => createContext(services, { headers: opts.req.headers, resHeaders: opts.resHeaders, request: requestInfo(c as HonoContext<AppEnv>, config.http.trustProxy) }),
-      onError: ({ error, path, ctx }) => {
-        if (appCodeForTrpcError(error) === "INTERNAL") {
-          log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
-        }
-      },
-    }),
-  );
+  const trpc = {
+    endpoint: "/trpc",
+    router: appRouter,
+    createContext: (opts: { req: Request; resHeaders: Headers }, c: HonoContext) =>
+      createContext(services, { headers: opts.req.headers, resHeaders: opts.resHeaders, request: requestInfo(c as HonoContext<AppEnv>, config.http.trustProxy) }),
+    onError: ({ error, path, ctx }: { error: TRPCError; path?: string | undefined; ctx?: Context | undefined }) => {
+      if (appCodeForTrpcError(error) === "INTERNAL") {
+        log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
+      }
+    },
+  };
+  app.get("/trpc/*", fastQueries(trpc));
+  app.use("/trpc/*", trpcServer({ ...trpc, allowMethodOverride: false }));
 
   app.notFound((c) => fail(c, "NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`));
 
