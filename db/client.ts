@@ -43,7 +43,7 @@ function openPostgres(url: string, poolMax: number): DatabaseHandle {
     connection: { statement_timeout: 30_000, idle_in_transaction_session_timeout: 60_000, application_name: "sahary" },
     onnotice: () => {},
   });
-  const db = drizzlePostgres(client, { schema }) as unknown as Database;
+  const db = drizzlePostgres(preparingAll(client), { schema }) as unknown as Database;
   return {
     db,
     driver: "postgres",
@@ -53,6 +53,35 @@ function openPostgres(url: string, poolMax: number): DatabaseHandle {
     listen: (channel, handlers) => listenPostgres(url, channel, handlers),
     close: () => client.end({ timeout: 5 }),
   };
+}
+
+/**
+ * Drizzle sends every query it was not asked to `.prepare()` with postgres.js's
+ * `prepare: false`: an unnamed statement, described first to learn its
+ * parameter types — two round trips, and PostgreSQL parses and plans it on
+ * every call. This view of the client (what Drizzle uses: `unsafe`, and
+ * `begin`/`savepoint` for the connections of a transaction) asks for named
+ * statements instead, which postgres.js prepares once per connection and
+ * reuses by query text. Distinct query texts are bounded by the code (lists
+ * of different lengths each count once), and connections are recycled by
+ * `max_lifetime`; postgres.js re-prepares a statement a schema change made stale.
+ */
+function preparingAll(sql: postgres.Sql): postgres.Sql {
+  return new Proxy(sql, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (property === "unsafe") {
+        return (query: string, parameters?: unknown[], options?: object) => target.unsafe(query, parameters as never, { ...options, prepare: true });
+      }
+      if (property === "begin" || property === "savepoint") {
+        return (...args: unknown[]) => {
+          const body = args.pop() as (tx: postgres.Sql) => unknown;
+          return (value as (...a: unknown[]) => unknown).call(target, ...args, (tx: postgres.Sql) => body(preparingAll(tx)));
+        };
+      }
+      return value;
+    },
+  });
 }
 
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {
