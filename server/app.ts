@@ -57,9 +57,9 @@ export function createApp(services: Services) {
   // A change to sessions, users or API keys made through the API applies to the very next request in
   // every API process: its answer waits until they all confirm they have dropped what they cached.
   services.authCache.start();
-  app.use("/trpc/*", async (c, next) => {
+  app.post("/trpc/*", async (c, next) => {
     await next();
-    if (c.req.method === "POST" && c.res.status < 300 && changesCredentials(c.req.path)) await services.authCache.settle();
+    if (c.res.status < 300 && changesCredentials(c.req.path)) await services.authCache.settle();
   });
 
   const trpc = {

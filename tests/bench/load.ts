@@ -15,7 +15,7 @@
  * separately), the PostgreSQL connection peak per process (pool and listener,
  * from pg_stat_activity) against DATABASE_POOL_MAX, and RSS over time.
  *
- * Run: npm run bench:load -- [--duration 60] [--sessions 1000] [--accounts 100] [--poll-ms 1000]
+ * Run: npm run bench:load -- [--duration 60] [--sessions 1000] [--accounts 100] [--poll-ms 2000]
  *        [--create-every-ms 3000] [--create-accounts 10] [--webhook-every-ms 1000] [--api-processes 1]
  *        [--pool-max 10] [--log-level info]
  *
@@ -36,7 +36,7 @@ const { values: args } = parseArgs({
     duration: { type: "string", default: "60" },
     sessions: { type: "string", default: "1000" },
     accounts: { type: "string", default: "100" },
-    "poll-ms": { type: "string", default: "1000" },
+    "poll-ms": { type: "string", default: "2000" },
     "create-every-ms": { type: "string", default: "3000" },
     "create-accounts": { type: "string", default: "10" },
     "webhook-every-ms": { type: "string", default: "1000" },
