@@ -7,6 +7,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import { listenPglite, listenPostgres, type ListenHandlers, type Listener } from "./listen";
 import * as schema from "./schema";
 
 export { schema };
@@ -21,6 +22,8 @@ export type DatabaseHandle = {
   driver: "postgres" | "pglite";
   /** Runs `select 1`; rejects when the database cannot answer. */
   ping(): Promise<void>;
+  /** Subscribes to NOTIFY on `channel` (on PostgreSQL, over one more connection outside the pool). */
+  listen(channel: string, handlers: ListenHandlers): Listener;
   close(): Promise<void>;
 };
 
@@ -43,15 +46,45 @@ function openPostgres(url: string, poolMax: number): DatabaseHandle {
     connection: { statement_timeout: 30_000, idle_in_transaction_session_timeout: 60_000, application_name: "sahary" },
     onnotice: () => {},
   });
-  const db = drizzlePostgres(client, { schema }) as unknown as Database;
+  const db = drizzlePostgres(preparingAll(client), { schema }) as unknown as Database;
   return {
     db,
     driver: "postgres",
     ping: async () => {
       await client`select 1`;
     },
+    listen: (channel, handlers) => listenPostgres(url, channel, handlers),
     close: () => client.end({ timeout: 5 }),
   };
+}
+
+/**
+ * Drizzle sends every query it was not asked to `.prepare()` with postgres.js's
+ * `prepare: false`: an unnamed statement, described first to learn its
+ * parameter types — two round trips, and PostgreSQL parses and plans it on
+ * every call. This view of the client (what Drizzle uses: `unsafe`, and
+ * `begin`/`savepoint` for the connections of a transaction) asks for named
+ * statements instead, which postgres.js prepares once per connection and
+ * reuses by query text. Distinct query texts are bounded by the code (lists
+ * of different lengths each count once), and connections are recycled by
+ * `max_lifetime`; postgres.js re-prepares a statement a schema change made stale.
+ */
+function preparingAll(sql: postgres.Sql): postgres.Sql {
+  return new Proxy(sql, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (property === "unsafe") {
+        return (query: string, parameters?: unknown[], options?: object) => target.unsafe(query, parameters as never, { ...options, prepare: true });
+      }
+      if (property === "begin" || property === "savepoint") {
+        return (...args: unknown[]) => {
+          const body = args.pop() as (tx: postgres.Sql) => unknown;
+          return (value as (...a: unknown[]) => unknown).call(target, ...args, (tx: postgres.Sql) => body(preparingAll(tx)));
+        };
+      }
+      return value;
+    },
+  });
 }
 
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {
@@ -67,6 +100,7 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
       ping: async () => {
         await db.execute(sql`select 1`);
       },
+      listen: (channel, handlers) => listenPglite(client, channel, handlers),
       close: async () => {
         await client.close();
         release();

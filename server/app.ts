@@ -1,11 +1,9 @@
 import { trpcServer } from "@hono/trpc-server";
+import type { TRPCError } from "@trpc/server";
 import { Hono, type Context as HonoContext } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/bun";
-import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
-import { requestId } from "hono/request-id";
-import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import { queueBoardRoutes } from "./admin/queue-board";
 import { callerIds } from "./auth/actor";
@@ -15,6 +13,8 @@ import type { Config } from "./config";
 import { AppError, appCodeForTrpcError, errorBody, httpStatusOf, type AppErrorCode } from "./errors";
 import { edgeRoutes } from "./ingress/edge";
 import { serializeError } from "./log";
+import { edge } from "./edge";
+import { fastQueries } from "./fast-query";
 import { registerPlatformMetrics } from "./metrics/platform";
 import { createMetrics } from "./metrics/registry";
 import { metricsRoute } from "./metrics/route";
@@ -24,7 +24,7 @@ import { listProcedures } from "./procedures";
 import { checkReadiness } from "./readiness";
 import { appRouter } from "./router";
 import type { Services } from "./services";
-import { costOf, createContext, type Meta, type RequestInfo } from "./trpc";
+import { costOf, createContext, type Context, type Meta, type RequestInfo } from "./trpc";
 import { statusRoutes } from "./status/http";
 import { stripeWebhook } from "./webhooks/stripe";
 
@@ -40,31 +40,7 @@ export function createApp(services: Services) {
   registerPlatformMetrics(metrics.registry, services, config.metrics.cacheMs);
   const app = new Hono<AppEnv>();
 
-  app.use(
-    requestId({
-      // Accept a caller's id only if it is short and plain, so logs stay clean.
-      generator: () => crypto.randomUUID(),
-      limitLength: 64,
-    }),
-  );
-
-  app.use(async (c, next) => {
-    const started = performance.now();
-    await next();
-    const seconds = (performance.now() - started) / 1000;
-    const route = routePath(c) || "unmatched";
-    metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
-    metrics.httpDuration.observe({ method: c.req.method, route }, seconds);
-    const quiet = route === "/health" || route === "/metrics";
-    log[quiet ? "debug" : "info"]("request", {
-      requestId: c.get("requestId"),
-      ...c.get("caller"),
-      method: c.req.method,
-      path: c.req.path,
-      status: c.res.status,
-      durationMs: Math.round(seconds * 100_000) / 100,
-    });
-  });
+  app.use(edge(config, log, metrics));
 
   // Every request gets an answer within REQUEST_TIMEOUT_MS: the error envelope with 504 rather than a
   // dropped connection. The work itself is bounded below (statement_timeout, Docker and Stripe timeouts).
@@ -80,20 +56,9 @@ export function createApp(services: Services) {
 
   app.use(secureHeaders({ crossOriginResourcePolicy: "same-site", strictTransportSecurity: config.production ? "max-age=31536000; includeSubDomains" : false }));
 
-  // The ingress proxy's edge answers: for instances' visitors, not API clients (no CORS), and
-  // before the body limit, since they never read a visitor's body.
+  // The ingress proxy's edge answers: for instances' visitors, not API clients, and before the body
+  // limit, since they never read a visitor's body.
   app.route("/", edgeRoutes(services));
-
-  const origins = new Set(config.http.corsOrigins);
-  app.use(
-    cors({
-      origin: (origin) => (origins.has(origin) ? origin : null),
-      credentials: true,
-      allowHeaders: ["content-type", "authorization", "x-request-id", "trpc-accept"],
-      allowMethods: ["GET", "POST", "OPTIONS"],
-      maxAge: 600,
-    }),
-  );
 
   app.use(
     bodyLimit({
@@ -120,36 +85,43 @@ export function createApp(services: Services) {
   app.route("/", statusRoutes(services));
   app.route("/", queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustedProxyHops)));
 
-  app.use(
-    "/trpc/*",
-    trpcServer({
-      endpoint: "/trpc",
-      router: appRouter,
-      allowMethodOverride: false,
-      createContext: async (opts, c: HonoContext<AppEnv>) => {
-        const ctx = await createContext(services, {
-          headers: opts.req.headers,
-          resHeaders: opts.resHeaders,
-          request: requestInfo(c, config.http.trustedProxyHops),
-          cost: opts.info.calls.reduce((sum, call) => sum + costOf(call.procedure?._def.meta as Meta | undefined), 0),
-          observe: metrics.procedures.observe,
-        });
-        c.set("caller", callerIds(ctx.actor));
-        return ctx;
-      },
-      // A refusal that says when to come back says it in the standard header too.
-      responseMeta: ({ errors }) => {
-        const waits = errors.flatMap((error) => (error instanceof AppError && typeof error.details?.retryAfterSeconds === "number" ? [error.details.retryAfterSeconds] : []));
-        return waits.length ? { headers: new Headers({ "Retry-After": String(Math.max(...waits)) }) } : {};
-      },
-      onError: ({ error, path, type, ctx }) => {
-        metrics.procedures.onError(path, type, error);
-        if (appCodeForTrpcError(error) === "INTERNAL") {
-          log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
-        }
-      },
-    }),
-  );
+  // A change to sessions, users or API keys made through the API applies to the very next request in
+  // every API process: its answer waits until they all confirm they have dropped what they cached.
+  services.authCache.start();
+  app.post("/trpc/*", async (c, next) => {
+    await next();
+    if (c.res.status < 300 && changesCredentials(c.req.path)) await services.authCache.settle();
+  });
+
+  const trpc = {
+    endpoint: "/trpc",
+    router: appRouter,
+    // One charge against the caller's budgets for all the calls the request carries (a batch).
+    createContext: async (opts: { req: Request; resHeaders: Headers; info: { calls: ReadonlyArray<{ procedure: { _def: { meta?: unknown } } | null }> } }, c: HonoContext) => {
+      const ctx = await createContext(services, {
+        headers: opts.req.headers,
+        resHeaders: opts.resHeaders,
+        request: requestInfo(c as HonoContext<AppEnv>, config.http.trustedProxyHops),
+        cost: opts.info.calls.reduce((sum, call) => sum + costOf(call.procedure?._def.meta as Meta | undefined), 0),
+        observe: metrics.procedures.observe,
+      });
+      c.set("caller", callerIds(ctx.actor));
+      return ctx;
+    },
+    // A refusal that says when to come back says it in the standard header too.
+    responseMeta: ({ errors }: { errors: readonly TRPCError[] }) => {
+      const waits = errors.flatMap((error) => (error instanceof AppError && typeof error.details?.retryAfterSeconds === "number" ? [error.details.retryAfterSeconds] : []));
+      return waits.length ? { headers: new Headers({ "Retry-After": String(Math.max(...waits)) }) } : {};
+    },
+    onError: ({ error, path, type, ctx }: { error: TRPCError; path?: string | undefined; type: "query" | "mutation" | "subscription" | "unknown"; ctx?: Context | undefined }) => {
+      metrics.procedures.onError(path, type, error);
+      if (appCodeForTrpcError(error) === "INTERNAL") {
+        log.error("procedure failed", { path, requestId: ctx?.request.requestId, error: serializeError(error.cause ?? error) });
+      }
+    },
+  };
+  app.get("/trpc/*", fastQueries(trpc));
+  app.use("/trpc/*", trpcServer({ ...trpc, allowMethodOverride: false }));
 
   app.notFound((c) => fail(c, "NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`));
 
@@ -169,6 +141,14 @@ export type App = ReturnType<typeof createApp>;
 
 function fail(c: HonoContext<AppEnv>, code: AppErrorCode, message: string) {
   return c.json(errorBody(code, message, c.get("requestId") ?? null), httpStatusOf(code) as 400);
+}
+
+/** Mutations under `auth.` and `admin.` are the ones that end sessions, revoke keys or change users. */
+function changesCredentials(path: string): boolean {
+  return path
+    .slice("/trpc/".length)
+    .split(",")
+    .some((procedure) => procedure.startsWith("auth.") || procedure.startsWith("admin."));
 }
 
 function requestInfo(c: HonoContext<AppEnv>, trustedProxyHops: number): RequestInfo {

@@ -197,6 +197,8 @@ const EnvSchema = v.object({
   RATE_LIMIT_MAIL_PER_ACCOUNT: v.optional(positiveInt, "5"),
   RATE_LIMIT_ACCOUNT_PER_MINUTE: v.optional(nonNegativeInt, "1200"),
   RATE_LIMIT_API_KEY_PER_MINUTE: v.optional(nonNegativeInt, "600"),
+  AUTH_CACHE_TTL_MS: v.optional(nonNegativeInt, "30000"),
+  AUTH_CACHE_MAX_ENTRIES: v.optional(positiveInt, "10000"),
   VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
   RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
   EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
@@ -448,6 +450,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         resetPerIp: e.RATE_LIMIT_RESET_PER_IP,
         mailPerAccount: e.RATE_LIMIT_MAIL_PER_ACCOUNT,
       },
+      /** The in-process credential cache (server/auth/cache.ts); a TTL of 0 turns it off. */
+      cache: { ttlMs: e.AUTH_CACHE_TTL_MS, maxEntries: e.AUTH_CACHE_MAX_ENTRIES },
       verifyTokenTtlMs: e.VERIFY_TOKEN_HOURS * 3_600_000,
       resetTokenTtlMs: e.RESET_TOKEN_MINUTES * 60_000,
     },

@@ -3,6 +3,7 @@ import type { Database, DatabaseHandle } from "../db/client";
 import { openDatabase } from "../db/client";
 import { migrateDatabase } from "../db/migrate";
 import { createQueues, type Queues } from "../workers/queues";
+import { createAuthCache, type AuthCache } from "./auth/cache";
 import { createSessionManager, type SessionManager } from "./auth/session";
 import { createStripeClient, type StripeClient } from "./billing/stripe";
 import { seedCatalogue } from "./compute/catalogue";
@@ -32,6 +33,8 @@ export type Services = {
   engines: Engines;
   mailer: MailTransport;
   sessions: SessionManager;
+  /** What credentials resolve to, kept in this process (sessions, API keys, their users). */
+  authCache: AuthCache;
   /** Null when STRIPE_SECRET_KEY is unset (development). */
   stripe: StripeClient | null;
   /** The reverse proxy in front of instances: its admin API and the route sync. */
@@ -67,7 +70,8 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
   const queues = createQueues(redis, config.redis.prefix);
   const docker = new Docker({ socketPath: config.docker.socketPath });
   const mailer = createMailTransport(config.mail);
-  const sessions = createSessionManager(database.db, { production: config.production });
+  const authCache = createAuthCache(database, config.auth.cache, log);
+  const sessions = createSessionManager(database.db, { production: config.production, cache: authCache });
   log.info("services ready", { database: database.driver });
 
   return {
@@ -82,10 +86,12 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
     engines: createEngines(config),
     mailer,
     sessions,
+    authCache,
     stripe: createStripeClient(config),
     ingress: createIngress({ db: database.db, config, log }),
     async close() {
       await queues.close();
+      await authCache.close();
       redis.disconnect();
       mailer.close();
       await database.close();

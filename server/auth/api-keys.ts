@@ -6,6 +6,7 @@ import { AppError } from "../errors";
 import { recordEvent } from "../events/outbox";
 import { SCOPES, type Scope } from "./actor";
 import type { AccountCaller, SessionCaller } from "./accounts";
+import { uncached, type AuthCache } from "./cache";
 import type { SessionUser } from "./session";
 import { credentialMac, generateToken } from "./tokens";
 
@@ -115,6 +116,11 @@ export function looksLikeApiKey(credential: string): boolean {
 }
 
 const lookups = new WeakMap<Database, ReturnType<typeof prepareLookup>>();
+function lookup(db: Database) {
+  let statement = lookups.get(db);
+  if (!statement) lookups.set(db, (statement = prepareLookup(db)));
+  return statement;
+}
 
 function prepareLookup(db: Database) {
   return db
@@ -130,19 +136,25 @@ function prepareLookup(db: Database) {
     .prepare("auth_api_key_lookup");
 }
 
-/** The owner and scopes of a live key, or null. Records last use at most once a minute. */
-export async function authenticateApiKey(db: Database, secret: string, key: string): Promise<{ apiKeyId: string; user: SessionUser; scopes: Scope[] } | null> {
+/**
+ * The owner and scopes of a live key, or null; from the process's credential
+ * cache when given one (./cache.ts). Records last use at most once a minute.
+ */
+export async function authenticateApiKey(db: Database, secret: string, key: string, cache: AuthCache = uncached): Promise<{ apiKeyId: string; user: SessionUser; scopes: Scope[] } | null> {
   if (!API_KEY_PATTERN.test(key)) return null;
-  let lookup = lookups.get(db);
-  if (!lookup) {
-    lookup = prepareLookup(db);
-    lookups.set(db, lookup);
-  }
-  const [row] = await lookup.execute({ keyHash: credentialMac(secret, "api_key", key) });
-  if (!row) return null;
+  const mac = credentialMac(secret, "api_key", key);
   const now = Date.now();
-  if (!row.lastUsedAt || now - row.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) {
-    await db.update(apiKeys).set({ lastUsedAt: new Date(now) }).where(eq(apiKeys.id, row.id));
+  let found = cache.apiKey(mac, now);
+  if (!found) {
+    const ticket = cache.ticket();
+    const [row] = await lookup(db).execute({ keyHash: mac });
+    if (!row) return null;
+    found = cache.putApiKey(ticket, mac, { apiKeyId: row.id, scopes: row.scopes.filter(isScope), lastUsedAt: row.lastUsedAt?.getTime() ?? null, user: row.user }, now);
   }
-  return { apiKeyId: row.id, user: row.user, scopes: row.scopes.filter(isScope) };
+  if (found.lastUsedAt === null || now - found.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
+    // Claimed before the write, so concurrent requests with this key write once.
+    found.lastUsedAt = now;
+    await db.update(apiKeys).set({ lastUsedAt: new Date(now) }).where(eq(apiKeys.id, found.apiKeyId));
+  }
+  return { apiKeyId: found.apiKeyId, user: found.user.user, scopes: found.scopes };
 }

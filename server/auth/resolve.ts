@@ -15,14 +15,14 @@ import { authenticateApiKey, looksLikeApiKey } from "./api-keys";
  * treated as anonymous. With SameSite=Lax and JSON-only mutations this is the
  * CSRF defence (README, "Auth").
  */
-export async function resolveActor(services: Pick<Services, "sessions" | "db" | "config">, headers: Headers): Promise<{ actor: Actor; setCookie?: string }> {
+export async function resolveActor(services: Pick<Services, "sessions" | "authCache" | "db" | "config">, headers: Headers): Promise<{ actor: Actor; setCookie?: string }> {
   const authorization = headers.get("authorization");
   if (authorization) {
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);
     if (!match) return { actor: anonymous };
     const credential = match[1]!;
     if (looksLikeApiKey(credential)) {
-      const key = await authenticateApiKey(services.db, services.config.secret, credential);
+      const key = await authenticateApiKey(services.db, services.config.secret, credential, services.authCache);
       return { actor: key ? { kind: "apiKey", user: key.user, apiKeyId: key.apiKeyId, scopes: key.scopes } : anonymous };
     }
     const found = await services.sessions.validate(credential);
@@ -37,7 +37,7 @@ export async function resolveActor(services: Pick<Services, "sessions" | "db" | 
   if (!found) return { actor: anonymous, setCookie: services.sessions.blankCookie() };
   return {
     actor: { kind: "user", user: found.user, sessionId: found.session.id, via: "cookie" },
-    ...(found.session.refreshed ? { setCookie: services.sessions.cookieFor(token) } : {}),
+    ...(found.session.refreshed ? { setCookie: services.sessions.cookieFor(token, found.session.expiresAt) } : {}),
   };
 }
 

@@ -1,33 +1,19 @@
 import { createHash, createHmac } from "node:crypto";
+import { encodeBase32LowerCaseNoPadding } from "@oslojs/encoding";
 
 /**
  * Random credentials and the one-way forms the database stores.
- * - Session tokens: SHA-256 (the Lucia session id). Unkeyed, so sessions
- *   survive an APP_SECRET rotation.
+ * - Session tokens: SHA-256 (the session id). Unkeyed, so sessions survive
+ *   an APP_SECRET rotation. Node's native digest: it runs on every request,
+ *   and is about five times faster here than a JavaScript SHA-256.
  * - API keys and email tokens: HMAC-SHA256 keyed by APP_SECRET, so a copy of
  *   the database alone cannot even be used to confirm a guessed credential.
  *   Rotating APP_SECRET invalidates them.
  */
 
-const ALPHABET = "abcdefghijklmnopqrstuvwxyz234567";
-
 /** 256 bits from the CSPRNG as 52 lower-case base32 characters (cookie, header and URL safe). */
 export function generateToken(bytes = 32): string {
-  const data = crypto.getRandomValues(new Uint8Array(bytes));
-  let out = "";
-  let buffer = 0;
-  let bits = 0;
-  for (const byte of data) {
-    buffer = (buffer << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += ALPHABET[(buffer >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    buffer &= (1 << bits) - 1;
-  }
-  if (bits > 0) out += ALPHABET[(buffer << (5 - bits)) & 31];
-  return out;
+  return encodeBase32LowerCaseNoPadding(crypto.getRandomValues(new Uint8Array(bytes)));
 }
 
 /** The shape `generateToken()` produces; anything else cannot be a credential of ours. */

@@ -10,7 +10,7 @@ import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
 import { instanceUrl } from "../ingress/addresses";
 import { recordEvents } from "../events/outbox";
-import { after, cursorTime, decodeCursor, page } from "../pagination";
+import { cursorTime, decodeCursor, page } from "../pagination";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
 import { findImage, findPlan } from "./catalogue";
@@ -343,13 +343,29 @@ export async function getInstance(deps: ViewDeps, ownerId: string | null, instan
 
 /**
  * The reads clients poll (an action until it finishes, an instance until it
- * runs), prepared once per database handle.
+ * runs, the instance list), prepared once per database handle.
  */
 const prepared = new WeakMap<Database, ReturnType<typeof prepareReads>>();
 function prepareReads(db: Database) {
+  /** The list, in its four shapes: with or without a state filter, first page or after a cursor. */
+  const list = (byState: boolean, fromCursor: boolean) =>
+    db
+      .select({ instance: instances, id: instances.id, cursorAt: cursorTime(instances.createdAt) })
+      .from(instances)
+      .where(
+        and(
+          eq(instances.userId, sql.placeholder("ownerId")),
+          byState ? eq(instances.state, sql.placeholder("state")) : ne(instances.state, "deleted"),
+          fromCursor ? sql`(${instances.createdAt}, ${instances.id}) < (${sql.placeholder("cursorAt")}::timestamptz, ${sql.placeholder("cursorId")}::uuid)` : undefined,
+        ),
+      )
+      .orderBy(desc(instances.createdAt), desc(instances.id))
+      .limit(sql.placeholder("limit"))
+      .prepare(`compute_instances_list${byState ? "_state" : ""}${fromCursor ? "_after" : ""}`);
   return {
     instance: db.select().from(instances).where(eq(instances.id, sql.placeholder("id"))).prepare("compute_instance_by_id"),
     action: db.select().from(instanceActions).where(eq(instanceActions.id, sql.placeholder("id"))).prepare("compute_action_by_id"),
+    list: [list(false, false), list(false, true), list(true, false), list(true, true)] as const,
   };
 }
 function reads(db: Database) {
@@ -372,18 +388,8 @@ export async function listInstances(deps: ViewDeps, ownerId: string, opts: { sta
   const { db } = deps;
   const limit = opts.limit ?? 20;
   const cursor = opts.cursor ? decodeCursor(opts.cursor) : null;
-  const rows = await db
-    .select({ instance: instances, id: instances.id, cursorAt: cursorTime(instances.createdAt) })
-    .from(instances)
-    .where(
-      and(
-        eq(instances.userId, ownerId),
-        opts.state ? eq(instances.state, opts.state) : ne(instances.state, "deleted"),
-        cursor ? after(instances.createdAt, instances.id, cursor) : undefined,
-      ),
-    )
-    .orderBy(desc(instances.createdAt), desc(instances.id))
-    .limit(limit + 1);
+  const statement = reads(db).list[(opts.state ? 2 : 0) + (cursor ? 1 : 0)]!;
+  const rows = await statement.execute({ ownerId, state: opts.state, cursorAt: cursor?.at, cursorId: cursor?.id, limit: limit + 1 });
   return page(rows, limit, (row) => instanceView(row.instance, deps.config.ingress));
 }
 
