@@ -5,3 +5,5 @@ export * from "./mail";
 export * from "./energy";
 export * from "./billing";
 export * from "./ingress";
+export * from "./volumes";
+export * from "./registries";

@@ -4,7 +4,7 @@ import { auditLog, hosts, instances } from "../../db/schema";
 import { FORCE_STOP_REASON } from "../../server/admin/instances";
 import { STALL_AFTER_MS } from "../../server/admin/queues";
 import { SUSPENSION_REASON } from "../../server/admin/suspension";
-import { syncHosts } from "../../server/compute/hosts";
+import { instanceHoldsCapacity, syncHosts } from "../../server/compute/hosts";
 import { stateHistory } from "../../server/compute/instances";
 import { processors } from "../../workers/processors";
 import { jobId } from "../../workers/queues";
@@ -180,7 +180,8 @@ describe("hosts", () => {
     expect(local.capacity.vcpus).toBeGreaterThan(0);
     expect(local.capacity.memoryMb).toBeGreaterThan(0);
 
-    // What the host reports as reserved agrees with the instances listed on it (every state but deleted).
+    // What the host reports as reserved agrees with the instances listed on it: every one not deleted counts,
+    // only those holding capacity (not stopped by their owner, failed or deleting) count their vCPUs and memory.
     let cursor: string | undefined;
     let vcpus = 0;
     let memoryMb = 0;
@@ -188,13 +189,15 @@ describe("hosts", () => {
     do {
       const result = await api.admin.instances.list.query({ hostId: local.id, limit: 100, cursor });
       for (const item of result.items) {
-        vcpus += item.vcpus;
-        memoryMb += item.memoryMb;
+        if (instanceHoldsCapacity({ state: item.lastKnownState, stateReason: item.stateReason })) {
+          vcpus += item.vcpus;
+          memoryMb += item.memoryMb;
+        }
         count += 1;
       }
       cursor = result.nextCursor ?? undefined;
     } while (cursor);
-    expect(local.allocated).toEqual({ vcpus, memoryMb, instances: count });
+    expect(local.allocated).toEqual({ vcpus, memoryMb, instances: count, volumeMb: 0 });
     expect(local.free).toEqual({ vcpus: local.capacity.vcpus - vcpus, memoryMb: local.capacity.memoryMb - memoryMb });
     const [row] = await app.services.db.select().from(hosts).where(eq(hosts.id, local.id));
     expect(local.capacity.vcpus).toBe(row!.cpuCapacityMillis / 1000);

@@ -37,7 +37,8 @@ describe("the instance state machine", () => {
 
   test("each action's in-between state and outcome are edges from every state it may start from", () => {
     for (const [kind, rule] of Object.entries(ACTION_RULES)) {
-      const outcome = ACTION_OUTCOME[kind as keyof typeof ACTION_OUTCOME];
+      // Only a resize keeps the state it found, and it is not one of these rules.
+      const outcome = ACTION_OUTCOME[kind as keyof typeof ACTION_OUTCOME]!;
       for (const from of rule.from) {
         if (rule.during) {
           expect({ kind, from, to: rule.during, ok: canTransition(from, rule.during) }).toMatchObject({ ok: true });
