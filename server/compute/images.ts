@@ -74,7 +74,9 @@ export async function ensureRegistryImage(docker: Docker, config: Config, refere
   }
   const run = `${repositoryOf(ref)}@${remote.digest}`;
   try {
-    await pull(docker, config, run, remote.compressedBytes, onProgress);
+    await pull(docker, config, run, remote.compressedBytes, onProgress, remote.layers);
+    // Layers the engine already had are not reported one by one.
+    onProgress({ layersTotal: remote.layers, layersDone: remote.layers, bytesTotal: remote.compressedBytes, bytesDone: remote.compressedBytes });
   } catch (error) {
     throw new PermanentFailure(`image ${reference} could not be pulled: ${engineMessage(error).slice(0, 300)}`);
   }
@@ -110,7 +112,7 @@ type PullEvent = { status?: string; id?: string; error?: string; errorDetail?: {
  * as errors): each event is checked. Aborting closes the connection, which
  * cancels the engine's pull.
  */
-async function pull(docker: Docker, config: Config, reference: string, bytesTotal: number, onProgress: (p: PullProgress) => void): Promise<void> {
+async function pull(docker: Docker, config: Config, reference: string, bytesTotal: number, onProgress: (p: PullProgress) => void, layersTotal = 0): Promise<void> {
   const timeoutMs = config.compute.imagePullTimeoutMs;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new Error(`the pull did not finish within ${timeoutMs} ms (IMAGE_PULL_TIMEOUT_MS)`)), timeoutMs);
@@ -122,8 +124,9 @@ async function pull(docker: Docker, config: Config, reference: string, bytesTota
       bytesDone += layer.done ? layer.total : layer.current;
       if (layer.done) done += 1;
     }
-    onProgress({ layersTotal: layers.size, layersDone: done, bytesTotal: Math.max(bytesTotal, bytesDone), bytesDone });
+    onProgress({ layersTotal: Math.max(layersTotal, layers.size), layersDone: done, bytesTotal: Math.max(bytesTotal, bytesDone), bytesDone });
   };
+  report();
   try {
     const stream = await docker.pull(reference, { abortSignal: controller.signal });
     await new Promise<void>((resolve, reject) => {

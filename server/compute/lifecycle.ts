@@ -196,9 +196,9 @@ async function requireContainer(docker: Docker, name: string): Promise<Docker.Co
 function progressWriter(db: Database, actionId: string) {
   let last = 0;
   let pending: Promise<unknown> = Promise.resolve();
-  return (progress: PullProgress) => {
+  const report = (progress: PullProgress) => {
     const now = Date.now();
-    if (now - last < PROGRESS_EVERY_MS && progress.layersDone < progress.layersTotal) return;
+    if (now - last < PROGRESS_EVERY_MS && progress.layersDone < progress.layersTotal && last !== 0) return;
     last = now;
     pending = pending.then(() =>
       db
@@ -208,6 +208,8 @@ function progressWriter(db: Database, actionId: string) {
         .catch(() => undefined),
     );
   };
+  /** Resolves when every write so far is done (so a later one cannot be overtaken). */
+  return { report, settled: () => pending };
 }
 
 /**
@@ -217,7 +219,8 @@ function progressWriter(db: Database, actionId: string) {
  */
 async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action: Action, instance: Instance): Promise<Effect> {
   const { db, config } = deps;
-  const onProgress = progressWriter(db, action.id);
+  const progress = progressWriter(db, action.id);
+  const onProgress = progress.report;
   let writablePaths: string[] = [];
   let image;
   if (instance.imageId) {
@@ -227,6 +230,7 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action
   } else {
     image = await ensureRegistryImage(docker, config, instance.imageReference, instance.imageDigest, onProgress);
   }
+  await progress.settled();
   await db
     .update(instanceActions)
     .set({ progress: sql`case when ${instanceActions.progress} is null then null else jsonb_set(${instanceActions.progress}, '{phase}', '"starting"') end` })
