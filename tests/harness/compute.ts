@@ -1,4 +1,7 @@
 import type Docker from "dockerode";
+import { and, gte, inArray, ne } from "drizzle-orm";
+import { instanceActions, instances } from "../../db/schema";
+import type { Services } from "../../server/services";
 import type { TestServer } from "./server";
 import { eventually } from "./server";
 import { testRun } from "./env";
@@ -46,4 +49,24 @@ export async function execIn(docker: Docker, container: string, cmd: string[], t
     offset += 8 + length;
   }
   return { exitCode: ExitCode, output };
+}
+
+/**
+ * Takes the instances a test file made since `since` out of later files' way
+ * (the suite runs files in random order, and a live instance holds capacity):
+ * their open actions failed, their rows deleted, their containers removed.
+ */
+export async function retireInstancesSince(services: Services, since: Date): Promise<void> {
+  const rows = await services.db
+    .select({ id: instances.id })
+    .from(instances)
+    .where(and(gte(instances.createdAt, since), ne(instances.state, "deleted")));
+  if (!rows.length) return;
+  const ids = rows.map((r) => r.id);
+  await services.db
+    .update(instanceActions)
+    .set({ status: "failed", error: "test cleanup", finishedAt: new Date() })
+    .where(and(inArray(instanceActions.instanceId, ids), inArray(instanceActions.status, ["pending", "running"])));
+  await services.db.update(instances).set({ state: "deleted" }).where(inArray(instances.id, ids));
+  await Promise.all(ids.map((id) => services.docker.getContainer(`${testRun.dockerNamespace}-${id}`).remove({ force: true }).catch(() => undefined)));
 }

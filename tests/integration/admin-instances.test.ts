@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { and, eq } from "drizzle-orm";
-import { auditLog, hosts, instances } from "../../db/schema";
+import { and, eq, ne, sql } from "drizzle-orm";
+import { auditLog, hosts, instances, volumes } from "../../db/schema";
 import { FORCE_STOP_REASON } from "../../server/admin/instances";
 import { STALL_AFTER_MS } from "../../server/admin/queues";
 import { SUSPENSION_REASON } from "../../server/admin/suspension";
@@ -197,7 +197,11 @@ describe("hosts", () => {
       }
       cursor = result.nextCursor ?? undefined;
     } while (cursor);
-    expect(local.allocated).toEqual({ vcpus, memoryMb, instances: count, volumeMb: 0 });
+    const [{ volumeMb }] = (await app.services.db
+      .select({ volumeMb: sql<number>`coalesce(sum(${volumes.sizeMb}), 0)::int` })
+      .from(volumes)
+      .where(and(eq(volumes.hostId, local.id), ne(volumes.state, "deleted")))) as [{ volumeMb: number }];
+    expect(local.allocated).toEqual({ vcpus, memoryMb, instances: count, volumeMb });
     expect(local.free).toEqual({ vcpus: local.capacity.vcpus - vcpus, memoryMb: local.capacity.memoryMb - memoryMb });
     const [row] = await app.services.db.select().from(hosts).where(eq(hosts.id, local.id));
     expect(local.capacity.vcpus).toBe(row!.cpuCapacityMillis / 1000);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
 import { auditLog, users } from "../../db/schema";
-import { actionDone, execIn } from "../harness/compute";
+import { actionDone, execIn, retireInstancesSince } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { expectAppError } from "../harness/expect";
 import { answers, customer, startIngressRig, type IngressRig } from "../harness/ingress";
@@ -22,6 +22,8 @@ let bigImage: string;
 let admin: ReturnType<IngressRig["app"]["client"]>;
 const LIMIT = 8 * 1024 * 1024;
 
+const started = new Date();
+
 beforeAll(async () => {
   [rig, registry] = await Promise.all([startIngressRig({ env: { IMAGE_MAX_BYTES: String(LIMIT), IMAGE_PULL_TIMEOUT_MS: "60000" } }), startTestRegistry()]);
   appImage = await registry.push(await testImage("app", TEST_IMAGES.app), "acme/app:v1");
@@ -31,6 +33,7 @@ beforeAll(async () => {
   admin = rig.app.client({ token: staff.token });
 });
 afterAll(async () => {
+  await retireInstancesSince(rig.app.services, started);
   await rig.close();
   await registry.stop();
 });

@@ -4,7 +4,7 @@ import { EventSource } from "eventsource";
 import { syncHosts } from "../../server/compute/hosts";
 import { openLogFollows } from "../../server/compute/logs";
 import type { AppRouter } from "../../server/router";
-import { actionDone } from "../harness/compute";
+import { actionDone, retireInstancesSince } from "../harness/compute";
 import { eventually, startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
 
@@ -16,6 +16,8 @@ let app: TestServer;
 let token: string;
 let instanceId: string;
 
+const started = new Date();
+
 beforeAll(async () => {
   app = await startTestServer({ workers: true, env: { LOGS_FOLLOW_MAX_SECONDS: "20" } });
   await syncHosts(app.services);
@@ -25,7 +27,10 @@ beforeAll(async () => {
   expect((await actionDone(api, created.actionId)).status).toBe("succeeded");
   instanceId = created.instance.id;
 });
-afterAll(() => app.close());
+afterAll(async () => {
+  await retireInstancesSince(app.services, started);
+  await app.close();
+});
 
 /** A typed client whose subscriptions go over SSE with `authorization` sent on the EventSource's requests. */
 function sseClient(bearer: string | null) {

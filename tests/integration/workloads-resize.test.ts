@@ -7,7 +7,7 @@ import { previousPeriod } from "../../server/billing/periods";
 import { syncHosts } from "../../server/compute/hosts";
 import { setUserQuota } from "../../server/compute/quotas";
 import { seedHistory, seedInstance } from "../harness/billing";
-import { actionDone } from "../harness/compute";
+import { actionDone, retireInstancesSince } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { expectAppError } from "../harness/expect";
 import { startTestServer, type TestServer } from "../harness/server";
@@ -17,11 +17,16 @@ let app: TestServer;
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
 
+const started = new Date();
+
 beforeAll(async () => {
   app = await startTestServer({ workers: true });
   await syncHosts(app.services);
 });
-afterAll(() => app.close());
+afterAll(async () => {
+  await retireInstancesSince(app.services, started);
+  await app.close();
+});
 
 const nameOf = (id: string) => `${testRun.dockerNamespace}-${id}`;
 async function customer() {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { syncHosts } from "../../server/compute/hosts";
-import { actionDone, execIn } from "../harness/compute";
+import { actionDone, execIn, retireInstancesSince } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { eventually, startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
@@ -12,13 +12,18 @@ import { createUserWithSession } from "../harness/users";
 let app: TestServer;
 let api: ReturnType<TestServer["client"]>;
 
+const started = new Date();
+
 beforeAll(async () => {
   app = await startTestServer({ workers: true });
   await syncHosts(app.services);
   const owner = await createUserWithSession(app.services);
   api = app.client({ token: owner.token });
 });
-afterAll(() => app.close());
+afterAll(async () => {
+  await retireInstancesSince(app.services, started);
+  await app.close();
+});
 
 const docker = () => app.services.docker;
 const nameOf = (id: string) => `${testRun.dockerNamespace}-${id}`;

@@ -6,7 +6,7 @@ import { syncHosts } from "../../server/compute/hosts";
 import { reconcileAll } from "../../server/compute/reconcile";
 import { volumeFile } from "../../server/compute/volumes/storage";
 import { setUserQuota } from "../../server/compute/quotas";
-import { actionDone, execIn } from "../harness/compute";
+import { actionDone, execIn, retireInstancesSince } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { expectAppError } from "../harness/expect";
 import { eventually, startTestServer, type TestServer } from "../harness/server";
@@ -21,13 +21,18 @@ let api: ReturnType<TestServer["client"]>;
 let owner: Awaited<ReturnType<typeof createUserWithSession>>;
 const MIB = 1024 * 1024;
 
+const started = new Date();
+
 beforeAll(async () => {
   app = await startTestServer({ workers: true });
   await syncHosts(app.services);
   owner = await createUserWithSession(app.services);
   api = app.client({ token: owner.token });
 });
-afterAll(() => app.close());
+afterAll(async () => {
+  await retireInstancesSince(app.services, started);
+  await app.close();
+});
 
 const docker = () => app.services.docker;
 const nameOf = (id: string) => `${testRun.dockerNamespace}-${id}`;
