@@ -4,6 +4,7 @@ import * as v from "valibot";
 import { SCENARIOS } from "../hardware/simulator/model";
 import { BATTERY_CHEMISTRIES, defaultCells } from "../hardware/soc";
 import { POWER_LEVELS } from "./energy/levels";
+import { isAllowPattern } from "./registries/reference";
 
 /**
  * Every environment variable the platform reads, validated once at start-up.
@@ -134,6 +135,18 @@ const EnvSchema = v.object({
   IMAGE_PULL: v.optional(v.picklist(["missing", "never"], "must be missing or never"), "missing"),
   IMAGE_PULL_TIMEOUT_MS: v.optional(positiveInt, "120000"),
   COMPUTE_RECONCILE_INTERVAL_MS: v.optional(positiveInt, "30000"),
+  IMAGE_MAX_BYTES: v.optional(positiveInt, String(2 * 1024 ** 3)),
+  REGISTRY_ALLOWLIST: v.optional(v.pipe(list, v.check((entries) => entries.every(isAllowPattern), "must be registry hosts, optionally with a port and a repository prefix, e.g. docker.io,ghcr.io/acme,127.0.0.1:5000")), "docker.io"),
+  REGISTRY_INSECURE: v.optional(v.pipe(list, v.check((entries) => entries.every((e) => /^[a-z0-9.-]+(:\d{1,5})?$/.test(e)), "must be host or host:port entries")), ""),
+  INSTANCE_USER: v.optional(v.pipe(v.string(), v.regex(/^[1-9]\d{0,9}:[1-9]\d{0,9}$/, "must be a numeric uid:gid other than root, e.g. 10001:10001")), "10001:10001"),
+  INSTANCE_TMP_PERCENT: v.optional(v.pipe(positiveInt, v.maxValue(100, "must be at most 100")), "25"),
+  INSTANCE_RESTART_MAX: v.optional(nonNegativeInt, "3"),
+  VOLUMES_DIR: v.optional(v.string()),
+  VOLUME_DISK_SHARE: v.optional(v.pipe(positiveNumber, v.maxValue(1, "must be at most 1")), "0.5"),
+  QUOTA_MAX_VOLUMES: v.optional(nonNegativeInt, "10"),
+  QUOTA_MAX_VOLUME_GB: v.optional(nonNegativeInt, "100"),
+  LOGS_FOLLOW_MAX_SECONDS: v.optional(positiveInt, "600"),
+  LOGS_FOLLOW_MAX_BYTES: v.optional(positiveInt, String(8 * 1024 * 1024)),
 
   // Charge controller and energy
   SERIAL_PORT: v.optional(v.string()),
@@ -180,6 +193,7 @@ const EnvSchema = v.object({
   BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: v.optional(v.pipe(percent, v.integer("must be a whole percentage")), "40"),
   BILLING_EGRESS_PRICE_PER_GB_MINOR: v.optional(nonNegativeInt, "1"),
   BILLING_MINIMUM_CHARGE_MINOR: v.optional(positiveInt),
+  BILLING_VOLUME_PRICE_PER_GB_MONTH_MINOR: v.optional(nonNegativeInt, "10"),
   METERING_INTERVAL_MS: v.optional(positiveInt, "60000"),
   METERING_SAMPLE_CONCURRENCY: v.optional(positiveInt, "32"),
   STRIPE_SECRET_KEY: v.optional(v.string()),
@@ -345,12 +359,31 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       hosts: computeHosts,
       dockerTimeoutMs: e.DOCKER_TIMEOUT_MS,
       overcommit: { cpu: e.HOST_CPU_OVERCOMMIT, memory: e.HOST_MEMORY_OVERCOMMIT },
-      defaultQuota: { maxInstances: e.QUOTA_MAX_INSTANCES, maxCpuMillis: Math.round(e.QUOTA_MAX_VCPUS * 1000), maxMemoryMb: e.QUOTA_MAX_MEMORY_MB },
+      defaultQuota: {
+        maxInstances: e.QUOTA_MAX_INSTANCES,
+        maxCpuMillis: Math.round(e.QUOTA_MAX_VCPUS * 1000),
+        maxMemoryMb: e.QUOTA_MAX_MEMORY_MB,
+        maxVolumes: e.QUOTA_MAX_VOLUMES,
+        maxVolumeMb: e.QUOTA_MAX_VOLUME_GB * 1024,
+      },
       pidsLimit: e.INSTANCE_PIDS_LIMIT,
       stopTimeoutS: e.INSTANCE_STOP_TIMEOUT_S,
       imagePull: e.IMAGE_PULL,
       imagePullTimeoutMs: e.IMAGE_PULL_TIMEOUT_MS,
       reconcileIntervalMs: e.COMPUTE_RECONCILE_INTERVAL_MS,
+      imageMaxBytes: e.IMAGE_MAX_BYTES,
+      registries: { allow: e.REGISTRY_ALLOWLIST, insecure: e.REGISTRY_INSECURE },
+      /** The numeric user every container runs as, whatever its image says. */
+      user: { uid: Number(e.INSTANCE_USER.split(":")[0]), gid: Number(e.INSTANCE_USER.split(":")[1]) },
+      /** Each tmpfs (/tmp, an image's VOLUME folders) is capped at this share of the plan's memory, which its pages count against. */
+      tmpPercent: e.INSTANCE_TMP_PERCENT,
+      /** Crashes the engine restarts by itself (on-failure) before the instance goes to `error`. */
+      restartMax: e.INSTANCE_RESTART_MAX,
+      volumes: {
+        dir: e.VOLUMES_DIR ? (isAbsolute(e.VOLUMES_DIR) ? e.VOLUMES_DIR : resolve(e.VOLUMES_DIR)) : `${isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(e.DATA_DIR)}/volumes`,
+        diskShare: e.VOLUME_DISK_SHARE,
+      },
+      logsFollow: { maxSeconds: e.LOGS_FOLLOW_MAX_SECONDS, maxBytes: e.LOGS_FOLLOW_MAX_BYTES },
     },
     energy: {
       /** The monitor runs when a port is configured or a simulator is asked for. */
@@ -418,6 +451,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       taxRateBps: Math.round(e.BILLING_TAX_RATE_PERCENT * 100),
       interruptibleDiscountPercent: e.BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT,
       egressPricePerGbMinor: e.BILLING_EGRESS_PRICE_PER_GB_MINOR,
+      volumePricePerGbMonthMinor: e.BILLING_VOLUME_PRICE_PER_GB_MONTH_MINOR,
       meteringIntervalMs: e.METERING_INTERVAL_MS,
       sampleConcurrency: e.METERING_SAMPLE_CONCURRENCY,
       /** Invoices whose total is above 0 and below this are carried forward, never charged (README, "Minimum charge"). */

@@ -44,6 +44,14 @@ const APP_ERRORS = {
   IDEMPOTENCY_KEY_REUSED: "CONFLICT",
   POWER_RESTRICTED: "SERVICE_UNAVAILABLE",
   HTTP_PORT_INVALID: "BAD_REQUEST",
+  IMAGE_REFERENCE_INVALID: "BAD_REQUEST",
+  REGISTRY_NOT_ALLOWED: "FORBIDDEN",
+  /** No container engine answers: nothing can be created until one does (not a question of room). */
+  ENGINE_OFFLINE: "SERVICE_UNAVAILABLE",
+  VOLUME_NOT_FOUND: "NOT_FOUND",
+  /** No host can make sized volumes (see hosts.volumesNote), or none has the disk left. */
+  VOLUMES_UNAVAILABLE: "SERVICE_UNAVAILABLE",
+  MOUNT_PATH_INVALID: "BAD_REQUEST",
 
   // Ingress (answers the edge gives visitors of an instance's URL)
   INSTANCE_UNAVAILABLE: "SERVICE_UNAVAILABLE",

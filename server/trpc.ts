@@ -86,6 +86,8 @@ const t = initTRPC
   .create({
     // Never derive this from NODE_ENV: a non-production env would send stacks (stack-pitfalls T-4).
     isDev: false,
+    // Subscriptions over SSE: a comment every 5 s keeps a quiet stream alive (Bun closes a connection idle for 10 s).
+    sse: { ping: { enabled: true, intervalMs: 5000 } },
     errorFormatter({ shape, error, ctx }) {
       const appCode = appCodeForTrpcError(error);
       const validation = validationIssues(error.cause, MAX_REPORTED_ISSUES);

@@ -1,7 +1,8 @@
 import { watchEngineEvents } from "../server/compute/events";
 import { syncHosts } from "../server/compute/hosts";
 import { executeAction } from "../server/compute/lifecycle";
-import { reconcileAll, reconcileInstance } from "../server/compute/reconcile";
+import { reconcileAll, reconcileInstance, recordOomKill } from "../server/compute/reconcile";
+import { runVolumeJob } from "../server/compute/volumes/worker";
 import { startProxyReconciler } from "../server/ingress/reconciler";
 import { startTrafficListener } from "../server/ingress/traffic-log";
 import { defineProcessor, isFinalAttempt } from "./base";
@@ -21,6 +22,8 @@ export const lifecycleProcessor = defineProcessor({
     run: ({ actionId }, ctx) => executeAction(ctx, actionId, { finalAttempt: isFinalAttempt(ctx.job) }),
     reconcile: (_payload, ctx) => reconcileAll(ctx),
     reconcileInstance: async ({ instanceId }, ctx) => ({ movedTo: await reconcileInstance(ctx, instanceId) }),
+    recordOom: ({ instanceId, at }, ctx) => recordOomKill(ctx, instanceId, new Date(at)),
+    volume: ({ volumeId }, ctx) => runVolumeJob(ctx, volumeId, { finalAttempt: isFinalAttempt(ctx.job) }),
   },
   background: [
     {
@@ -31,6 +34,10 @@ export const lifecycleProcessor = defineProcessor({
         syncHosts(services).catch((error) => services.log.warn("host sync failed", { error: (error as Error).message }));
         const watchers = services.config.compute.hosts.map((host) =>
           watchEngineEvents(services, host, async (event) => {
+            if (event.action === "oom") {
+              const at = new Date(Number(BigInt(event.timeNano) / 1_000_000n)).toISOString();
+              await services.queues.enqueue("lifecycle", "recordOom", { instanceId: event.instanceId, at }, { jobId: jobId("oom", event.instanceId, event.timeNano) });
+            }
             await services.queues.enqueue("lifecycle", "reconcileInstance", { instanceId: event.instanceId }, { jobId: jobId("event", event.instanceId, event.timeNano) });
           }),
         );

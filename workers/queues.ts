@@ -25,6 +25,10 @@ export const JOBS = {
     reconcile: v.object({}),
     /** Check one instance against its container, after a Docker event. */
     reconcileInstance: v.object({ instanceId: uuid }),
+    /** Count an out-of-memory kill in an instance (a Docker `oom` event). Job id: oom.<instanceId>.<event timeNano>. */
+    recordOom: v.object({ instanceId: uuid, at: v.pipe(v.string(), v.isoTimestamp()) }),
+    /** Make a volume's storage (state creating) or remove it (state deleting). Job id: volume.<ensure|remove>.<volumeId>. */
+    volume: v.object({ volumeId: uuid }),
   },
   emergency: {
     /**

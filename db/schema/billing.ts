@@ -3,6 +3,7 @@ import { bigint, check, index, integer, jsonb, numeric, pgEnum, pgTable, primary
 import { users } from "./auth";
 import { createdAt, id, timestamptz, updatedAt } from "./columns";
 import { instances, instanceState } from "./compute";
+import { volumes } from "./volumes";
 
 /**
  * Where metering stands for each instance: the time it has accounted up to,
@@ -20,6 +21,8 @@ export const meterCursors = pgTable("meter_cursors", {
   reason: text("reason").notNull(),
   /** seq of the last state-history row that (re)started the container: counters restart from zero there. */
   startSeq: bigint("start_seq", { mode: "number" }),
+  /** The instance's plan row (`instance_plans.seq`) in force at `meteredUntil`. */
+  planSeq: integer("plan_seq").notNull().default(0),
   /** startSeq when the baseline below was read; a different startSeq means the counters were reset since. */
   sampleStartSeq: bigint("sample_start_seq", { mode: "number" }),
   containerId: text("container_id"),
@@ -32,7 +35,8 @@ export const meterCursors = pgTable("meter_cursors", {
 });
 
 /**
- * Metered usage per instance per UTC hour. A tick adds what it accounted to
+ * Metered usage per instance per UTC hour and plan (a resize starts a new
+ * `planSeq`, so an hour in which the plan changed has a row for each). A tick adds what it accounted to
  * the hours its window covers, in the same statement that advances the
  * instance's cursor, so a window is added exactly once. Durations are exact
  * milliseconds derived from the state history; counters are deltas.
@@ -45,6 +49,7 @@ export const usageRecords = pgTable(
       .references(() => instances.id),
     /** Start of the UTC hour. */
     hour: timestamptz("hour").notNull(),
+    planSeq: integer("plan_seq").notNull().default(0),
     userId: uuid("user_id")
       .notNull()
       .references(() => users.id),
@@ -59,7 +64,8 @@ export const usageRecords = pgTable(
     txBytes: bigint("tx_bytes", { mode: "number" }).notNull().default(0),
     updatedAt: updatedAt(),
   },
-  (t) => [primaryKey({ columns: [t.instanceId, t.hour] }), index("usage_records_user_hour_idx").on(t.userId, t.hour), index("usage_records_hour_idx").on(t.hour)],
+  // A unique index rather than the primary key: the key (instance, hour) predates plan segments.
+  (t) => [uniqueIndex("usage_records_instance_hour_plan_key").on(t.instanceId, t.hour, t.planSeq), index("usage_records_user_hour_idx").on(t.userId, t.hour), index("usage_records_hour_idx").on(t.hour)],
 );
 
 /**
@@ -119,7 +125,7 @@ export const invoices = pgTable(
   ],
 );
 
-export const invoiceLineKind = pgEnum("invoice_line_kind", ["compute", "egress", "discount", "credit", "carried_forward", "energy"]);
+export const invoiceLineKind = pgEnum("invoice_line_kind", ["compute", "egress", "discount", "credit", "carried_forward", "energy", "storage"]);
 
 /** Line items: charges are positive, discounts and credits negative; `energy` lines are informational (amount 0). */
 export const invoiceLines = pgTable(
@@ -131,6 +137,7 @@ export const invoiceLines = pgTable(
       .references(() => invoices.id, { onDelete: "cascade" }),
     position: integer("position").notNull(),
     instanceId: uuid("instance_id").references(() => instances.id),
+    volumeId: uuid("volume_id").references(() => volumes.id),
     kind: invoiceLineKind("kind").notNull(),
     description: text("description").notNull(),
     /** Hours, GB…: for display; amounts are computed from exact milliseconds and bytes. */

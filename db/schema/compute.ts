@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { bigint, boolean, check, index, integer, jsonb, pgEnum, pgTable, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { bigint, boolean, check, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import { users } from "./auth";
 import { createdAt, id, timestamptz, updatedAt } from "./columns";
 
@@ -21,13 +21,20 @@ export const hosts = pgTable(
     cpuCapacityMillis: integer("cpu_capacity_millis").notNull().default(0),
     memoryCapacityMb: integer("memory_capacity_mb").notNull().default(0),
     storageDriver: text("storage_driver"),
-    /**
-     * null: not yet known (decided by the engine at the first create);
-     * false: the storage driver cannot limit a container's disk, so plans'
-     * disk sizes are not enforced on this host.
-     */
-    diskLimitSupported: boolean("disk_limit_supported"),
     engineVersion: text("engine_version"),
+    /**
+     * The engine remaps container users to a subordinate range (`docker info`
+     * SecurityOptions `name=userns`); `usernsRoot` is the host uid/gid that
+     * container root maps to (from its DockerRootDir, `…/<uid>.<gid>`), so
+     * volume files are owned by the host-side ids of the instance user.
+     */
+    usernsRemap: boolean("userns_remap").notNull().default(false),
+    usernsRoot: jsonb("userns_root").$type<{ uid: number; gid: number } | null>(),
+    /** Sized volumes can be made here (local engine, workers running as root with losetup and mkfs.ext4); `volumesNote` says why not. */
+    volumesSupported: boolean("volumes_supported").notNull().default(false),
+    volumesNote: text("volumes_note"),
+    /** What volumes may allocate on this host's volume folder, in MiB (VOLUME_DISK_SHARE of its filesystem). */
+    volumeCapacityMb: integer("volume_capacity_mb").notNull().default(0),
     lastError: text("last_error"),
     lastSeenAt: timestamptz("last_seen_at"),
     createdAt: createdAt(),
@@ -61,7 +68,12 @@ export const plans = pgTable(
   ],
 );
 
-/** The images customers may run. `capAdd` names the only capabilities given back after dropping all. */
+/**
+ * The catalogue of images. Every instance runs as a non-root user with every
+ * capability dropped, so an image gets no capability back (a non-root process
+ * has none in effect); `writablePaths` are the folders it writes to besides
+ * /tmp, given to it as size-capped tmpfs on its read-only root.
+ */
 export const images = pgTable(
   "images",
   {
@@ -70,7 +82,7 @@ export const images = pgTable(
     name: text("name").notNull(),
     reference: text("reference").notNull(),
     description: text("description").notNull(),
-    capAdd: jsonb("cap_add").$type<string[]>().notNull().default([]),
+    writablePaths: jsonb("writable_paths").$type<string[]>().notNull().default([]),
     /** The port the image serves HTTP on; null for images that serve none (they get no URL). */
     httpPort: integer("http_port"),
     active: boolean("active").notNull().default(true),
@@ -97,11 +109,16 @@ export const instances = pgTable(
     planId: uuid("plan_id")
       .notNull()
       .references(() => plans.id),
-    imageId: uuid("image_id")
-      .notNull()
-      .references(() => images.id),
+    /** The catalogue image, or null for a customer's own image from an allowed registry. */
+    imageId: uuid("image_id").references(() => images.id),
     // Snapshot of the plan and image at creation.
+    /** Normalised like Docker does (`registry/repo:tag` or `…@sha256:…`). */
     imageReference: text("image_reference").notNull(),
+    /** What actually runs: the manifest digest pulled from the registry (`sha256:…`), or the local image id; null until first provisioned. */
+    imageDigest: text("image_digest"),
+    /** Overrides the image's ENTRYPOINT / CMD; never run through a shell. */
+    command: jsonb("command").$type<string[] | null>(),
+    args: jsonb("args").$type<string[] | null>(),
     cpuMillis: integer("cpu_millis").notNull(),
     memoryMb: integer("memory_mb").notNull(),
     diskGb: integer("disk_gb").notNull(),
@@ -139,8 +156,18 @@ export const instances = pgTable(
      */
     cpuThrottleMillis: integer("cpu_throttle_millis"),
     cpuThrottleReason: text("cpu_throttle_reason"),
-    /** null until the container exists; false when the host's storage driver cannot enforce `diskGb`. */
+    /**
+     * null until the container exists. True when nothing the instance writes
+     * can reach the host's disk unbounded: its root is read-only, its scratch
+     * space is size-capped tmpfs (memory), and what persists is on volumes of
+     * a fixed size (or the storage driver caps its writable layer).
+     */
     diskLimitEnforced: boolean("disk_limit_enforced"),
+    /** Out-of-memory kills inside the instance (any of its processes), counted from the engine's `oom` events. */
+    oomKills: integer("oom_kills").notNull().default(0),
+    lastOomKilledAt: timestamptz("last_oom_killed_at"),
+    /** The current row of `instance_plans`: bumped by every resize; metering splits usage where it changes. */
+    planSeq: integer("plan_seq").notNull().default(0),
     idempotencyKey: text("idempotency_key"),
     /** SHA-256 of the create request, to tell a replay from a reused key. */
     requestHash: text("request_hash"),
@@ -186,7 +213,7 @@ export const instanceStateHistory = pgTable(
   (t) => [index("instance_state_history_instance_idx").on(t.instanceId, t.seq)],
 );
 
-export const actionKind = pgEnum("instance_action_kind", ["create", "start", "stop", "restart", "delete", "pause", "resume", "throttle"]);
+export const actionKind = pgEnum("instance_action_kind", ["create", "start", "stop", "restart", "delete", "pause", "resume", "throttle", "resize"]);
 export const actionStatus = pgEnum("instance_action_status", ["pending", "running", "succeeded", "failed"]);
 
 /**
@@ -210,6 +237,10 @@ export const instanceActions = pgTable(
     actorType: text("actor_type").notNull(),
     actorId: uuid("actor_id"),
     error: text("error"),
+    /** What the action needs beyond its kind: a resize's target plan, a delete's `deleteVolumes`. */
+    params: jsonb("params").$type<ActionParams>().notNull().default({}),
+    /** Progress a client can poll while the action runs (an image pull's bytes and layers). */
+    progress: jsonb("progress").$type<ActionProgress | null>(),
     attempts: integer("attempts").notNull().default(0),
     createdAt: createdAt(),
     startedAt: timestamptz("started_at"),
@@ -222,6 +253,36 @@ export const instanceActions = pgTable(
   ],
 );
 
+export type ActionParams = { planId?: string; deleteVolumes?: boolean };
+export type ActionProgress = { phase: "pulling" | "starting"; layersTotal: number; layersDone: number; bytesTotal: number; bytesDone: number; updatedAt: string };
+
+/**
+ * The plan an instance had from each moment on: a row at creation (seq 0)
+ * and one per resize. Usage is metered per row, so each price is billed for
+ * exactly the time it was in force.
+ */
+export const instancePlans = pgTable(
+  "instance_plans",
+  {
+    instanceId: uuid("instance_id")
+      .notNull()
+      .references(() => instances.id),
+    seq: integer("seq").notNull(),
+    planId: uuid("plan_id")
+      .notNull()
+      .references(() => plans.id),
+    planSlug: text("plan_slug").notNull(),
+    cpuMillis: integer("cpu_millis").notNull(),
+    memoryMb: integer("memory_mb").notNull(),
+    diskGb: integer("disk_gb").notNull(),
+    priceHourlyMinor: integer("price_hourly_minor").notNull(),
+    priceMonthlyMinor: integer("price_monthly_minor").notNull(),
+    currency: text("currency").notNull(),
+    fromAt: timestamptz("from_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.instanceId, t.seq] })],
+);
+
 /** Per-user overrides of the configured default quotas; a null column means "the default". */
 export const computeQuotas = pgTable("compute_quotas", {
   userId: uuid("user_id")
@@ -230,5 +291,7 @@ export const computeQuotas = pgTable("compute_quotas", {
   maxInstances: integer("max_instances"),
   maxCpuMillis: integer("max_cpu_millis"),
   maxMemoryMb: integer("max_memory_mb"),
+  maxVolumes: integer("max_volumes"),
+  maxVolumeMb: integer("max_volume_mb"),
   updatedAt: updatedAt(),
 });

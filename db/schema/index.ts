@@ -6,3 +6,5 @@ export * from "./energy";
 export * from "./billing";
 export * from "./ingress";
 export * from "./notifications";
+export * from "./volumes";
+export * from "./registries";

@@ -2,7 +2,8 @@ import { and, desc, eq, ne } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { instances, users } from "../../db/schema";
 import { hostUsage } from "../compute/hosts";
-import { instanceView, stopInstance, type ComputeDeps, type InstanceView, type ViewDeps } from "../compute/instances";
+import { stopInstance, type ComputeDeps, type ViewDeps } from "../compute/instances";
+import { instanceView, type InstanceView } from "../compute/views";
 import type { InstancePriority, InstanceState } from "../compute/states";
 import { after, cursorTime, decodeCursor, page } from "../pagination";
 import type { AdminCaller } from "./users";
@@ -65,10 +66,14 @@ export async function listHosts(db: Database) {
     endpoint: host.endpoint,
     status: host.status,
     capacity: { vcpus: host.cpuCapacityMillis / 1000, memoryMb: host.memoryCapacityMb },
-    allocated: { vcpus: allocated.cpuMillis / 1000, memoryMb: allocated.memoryMb, instances: allocated.instances },
+    allocated: { vcpus: allocated.cpuMillis / 1000, memoryMb: allocated.memoryMb, instances: allocated.instances, volumeMb: allocated.volumeMb },
     free: { vcpus: (host.cpuCapacityMillis - allocated.cpuMillis) / 1000, memoryMb: host.memoryCapacityMb - allocated.memoryMb },
     storageDriver: host.storageDriver,
-    diskLimitSupported: host.diskLimitSupported,
+    volumeCapacityMb: host.volumeCapacityMb,
+    volumesSupported: host.volumesSupported,
+    volumesNote: host.volumesNote,
+    /** The engine remaps container users (userns-remap); volume files are then owned by the shifted ids. */
+    usernsRemap: host.usernsRemap,
     engineVersion: host.engineVersion,
     lastError: host.lastError,
     lastSeenAt: host.lastSeenAt?.toISOString() ?? null,

@@ -4,6 +4,7 @@ import { paymentsForReview } from "../billing/payments";
 import { INSTANCE_STATES, PRIORITIES } from "../compute/states";
 import { adminProcedure, operatorProcedure, router, type RequestInfo } from "../trpc";
 import type { AuthenticatedActor } from "../auth/actor";
+import { addAllowedRegistry, listAllowedRegistries, removeAllowedRegistry } from "../registries/allowlist";
 import { listAudit } from "./audit-log";
 import { forceStopInstance, listAllInstances, listHosts } from "./instances";
 import { queueHealth } from "./queues";
@@ -101,6 +102,14 @@ export const adminRouter = router({
   }),
   hosts: router({
     list: read.query(({ ctx }) => listHosts(ctx.db)),
+  }),
+  /** Registries customers' own images may come from (REGISTRY_ALLOWLIST plus these). */
+  registries: router({
+    list: read.query(({ ctx }) => listAllowedRegistries(ctx.db, ctx.config)),
+    add: write
+      .input(v.strictObject({ pattern: v.pipe(v.string(), v.minLength(1), v.maxLength(300)), note: reason }))
+      .mutation(({ ctx, input }) => addAllowedRegistry(ctx.db, ctx.config, caller(ctx), input)),
+    remove: write.input(v.strictObject({ id: uuid, reason })).mutation(({ ctx, input }) => removeAllowedRegistry(ctx.db, caller(ctx), input)),
   }),
   queues: router({
     health: read.query(({ ctx }) => queueHealth(ctx.queues)),

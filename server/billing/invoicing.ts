@@ -1,7 +1,7 @@
-import { and, asc, eq, gte, inArray, isNull, lt, notExists, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, lt, notExists, sql, type AnyColumn } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../../db/client";
-import { billingCounters, instances, invoiceLines, invoices, usageRecords } from "../../db/schema";
+import { billingCounters, invoiceLines, invoices, usageRecords, volumeUsage } from "../../db/schema";
 import { systemActor, type Actor } from "../auth/actor";
 import { recordAudit } from "../audit";
 import { AppError } from "../errors";
@@ -10,8 +10,8 @@ import type { RequestInfo } from "../trpc";
 import { pgArray } from "./arrays";
 import { METERING_SETTLE_MS, meterUsage, type MeteringDeps } from "./metering";
 import { parsePeriod, type Period } from "./periods";
-import { chargeInstance, instanceLines, invoiceTotals, pricingRules, type LineDraft, type PricingRules } from "./pricing";
-import { pricedInstance, sum } from "./usage";
+import { invoiceTotals, pricingRules, type LineDraft, type PricingRules } from "./pricing";
+import { priceSegments, priceStorage, segmentUsage, storageUsage, type SegmentRow, type StorageRow } from "./segments";
 import { energyByCustomer } from "../energy/accounting";
 import { energyLine } from "./energy-line";
 
@@ -43,8 +43,8 @@ const INVOICE_COUNTER = "invoice";
  * rerun creates nothing and a run that stopped half-way completes the rest.
  *
  * First it closes metering at the period's end (time only, from the state
- * history), then aggregates the period's usage per instance in one query,
- * prices it, and writes invoices, their lines and their numbers a batch of
+ * history), then aggregates the period's usage per instance and plan (a
+ * resize splits it) and per volume, prices it, and writes invoices, their lines and their numbers a batch of
  * customers per transaction.
  *
  * Minimum charge: a total above zero but below BILLING_MINIMUM_CHARGE_MINOR
@@ -62,22 +62,33 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
   await closeMetering(deps, period);
 
   const rules = pricingRules(deps.config);
-  const rows = await periodUsage(deps.db, period);
+  const segments = await segmentUsage(deps.db, { from: period.start, to: period.end, where: notInvoiced(period, usageRecords.userId) });
+  const storage = (await storageUsage(deps.db, { from: period.start, to: period.end, where: notInvoiced(period, volumeUsage.userId) })).filter((row) => row.mbMs > 0);
   const energy = await energyByCustomer(deps.db, { from: period.start, to: period.end });
-  const byCustomer = new Map<string, typeof rows>();
+  const byCustomer = new Map<string, { segments: SegmentRow[]; storage: StorageRow[] }>();
+  const customer = (userId: string) => {
+    let entry = byCustomer.get(userId);
+    if (!entry) byCustomer.set(userId, (entry = { segments: [], storage: [] }));
+    return entry;
+  };
   let skippedInstances = 0;
-  for (const row of rows) {
+  for (const row of segments) {
     if (row.currency !== rules.currency) {
       skippedInstances += 1;
       deps.log.error("instance priced in another currency than BILLING_CURRENCY; not invoiced", { instanceId: row.instanceId, currency: row.currency, billingCurrency: rules.currency });
       continue;
     }
-    let list = byCustomer.get(row.userId);
-    if (!list) byCustomer.set(row.userId, (list = []));
-    list.push(row);
+    customer(row.userId).segments.push(row);
+  }
+  for (const row of storage) {
+    if (row.currency !== rules.currency) {
+      deps.log.error("volume priced in another currency than BILLING_CURRENCY; not invoiced", { volumeId: row.volumeId, currency: row.currency, billingCurrency: rules.currency });
+      continue;
+    }
+    customer(row.userId).storage.push(row);
   }
 
-  for (const userId of await customersWithBalance(deps.db, period)) if (!byCustomer.has(userId)) byCustomer.set(userId, []);
+  for (const userId of await customersWithBalance(deps.db, period)) customer(userId);
 
   const customers = [...byCustomer.entries()];
   let created = 0;
@@ -86,7 +97,7 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
   const minimumChargeMinor = deps.config.billing.minimumChargeMinor;
   for (let i = 0; i < customers.length; i += BATCH) {
     const batch = customers.slice(i, i + BATCH).map(([userId, usage]) => {
-      const draft = draftInvoice(userId, usage, rules);
+      const draft = draftInvoice(userId, usage.segments, usage.storage, period, rules);
       const line = energyLine(energy.get(userId), deps.config.energy.gridCo2GramsPerKwh);
       if (line) draft.lines.push(line);
       return draft;
@@ -123,30 +134,8 @@ async function closeMetering(deps: InvoicingDeps, period: Period): Promise<void>
   }
 }
 
-/** The period's usage per instance, for customers not yet invoiced for it. */
-async function periodUsage(db: Database, period: Period) {
-  return db
-    .select({
-      userId: instances.userId,
-      ...pricedInstance,
-      runningMs: sum(usageRecords.runningMs),
-      pausedMs: sum(usageRecords.pausedMs),
-      emergencyPausedMs: sum(usageRecords.emergencyPausedMs),
-      txBytes: sum(usageRecords.txBytes),
-    })
-    .from(usageRecords)
-    .innerJoin(instances, eq(instances.id, usageRecords.instanceId))
-    .where(
-      and(
-        gte(usageRecords.hour, period.start),
-        lt(usageRecords.hour, period.end),
-        sql`not exists (select 1 from ${invoices} where ${invoices.userId} = ${usageRecords.userId} and ${invoices.period} = ${period.name})`,
-      ),
-    )
-    .groupBy(instances.id)
-    .having(sql`sum(${usageRecords.runningMs} + ${usageRecords.pausedMs} + ${usageRecords.emergencyPausedMs}) > 0 or sum(${usageRecords.txBytes}) > 0`)
-    .orderBy(asc(instances.userId), asc(instances.createdAt), asc(instances.id));
-}
+/** Customers not yet invoiced for the period (so a rerun prices nobody twice). */
+const notInvoiced = (period: Period, userId: AnyColumn) => sql`not exists (select 1 from ${invoices} where ${invoices.userId} = ${userId} and ${invoices.period} = ${period.name})`;
 
 /** Customers with a carried-forward balance from an earlier period and no invoice for this one yet. */
 async function customersWithBalance(db: Database, period: Period): Promise<string[]> {
@@ -170,17 +159,12 @@ async function customersWithBalance(db: Database, period: Period): Promise<strin
   return rows.map((row) => row.userId);
 }
 
-type UsageRow = Awaited<ReturnType<typeof periodUsage>>[number];
 type Draft = { userId: string; lines: LineDraft[]; totals: ReturnType<typeof invoiceTotals> & { carriedInMinor?: number } };
 
-function draftInvoice(userId: string, usage: UsageRow[], rules: PricingRules): Draft {
-  const lines: LineDraft[] = [];
-  const charges = usage.map((row) => {
-    const charge = chargeInstance(row, row, rules);
-    lines.push(...instanceLines({ id: row.instanceId, name: row.name, priority: row.priority, priceHourlyMinor: row.priceHourlyMinor, priceMonthlyMinor: row.priceMonthlyMinor }, row, charge, rules));
-    return charge;
-  });
-  return { userId, lines, totals: invoiceTotals(charges, rules.taxRateBps) };
+function draftInvoice(userId: string, segments: SegmentRow[], storage: StorageRow[], period: Period, rules: PricingRules): Draft {
+  const compute = priceSegments(segments, period, rules);
+  const stored = priceStorage(storage);
+  return { userId, lines: [...compute.lines, ...stored.lines], totals: invoiceTotals(compute.charges, rules.taxRateBps, stored.amounts) };
 }
 
 /**

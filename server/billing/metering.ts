@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, inArray, isNull, lt, lte, ne, or, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { hosts, instances, instanceStateHistory, meterCursors } from "../../db/schema";
+import { hosts, instancePlans, instances, instanceStateHistory, meterCursors } from "../../db/schema";
 import type { Engines } from "../compute/engines";
 import { LIVE_STATES } from "../compute/states";
 import type { Config } from "../config";
@@ -9,7 +9,8 @@ import { pgArray } from "./arrays";
 import type { InstanceShare } from "../energy/attribution";
 import { ContainerNotRunningError, mapBounded, sampleCounters, type CounterSample } from "./counters";
 import { attributeTickEnergy, type TickEnergy } from "../energy/accounting";
-import { accountWindow, apportion, counterDelta, liveMs, type HistoryRow } from "./window";
+import { accountSegments, apportion, counterDelta, liveMs, type HistoryRow, type PlanChange } from "./window";
+import { meterVolumes } from "./volume-metering";
 
 export type MeteringDeps = { db: Database; config: Config; engines: Engines; log: Logger };
 
@@ -25,9 +26,10 @@ const PAGE = 1000;
 
 /**
  * `windows`: cursors this tick tried to advance (a concurrent tick may have taken some; their usage is then not added twice).
+ * `volumes`: volumes whose storage time was accounted.
  * `energy`: the load energy this tick shared out among the instances (null: none measured since the last tick).
  */
-export type MeteringResult = { instances: number; windows: number; sampled: number; sampledViaCgroup: number; sampleFailures: number; until: string; energy: TickEnergy };
+export type MeteringResult = { instances: number; windows: number; sampled: number; sampledViaCgroup: number; sampleFailures: number; volumes: number; until: string; energy: TickEnergy };
 
 /**
  * One metering tick: for every instance that is not deleted (and deleted ones
@@ -46,7 +48,7 @@ export type MeteringResult = { instances: number; windows: number; sampled: numb
  */
 export async function meterUsage(deps: MeteringDeps, opts: { until?: Date; sample?: boolean } = {}): Promise<MeteringResult> {
   const until = opts.until ?? new Date(Date.now() - METERING_SETTLE_MS);
-  const result: MeteringResult = { instances: 0, windows: 0, sampled: 0, sampledViaCgroup: 0, sampleFailures: 0, until: until.toISOString(), energy: null };
+  const result: MeteringResult = { instances: 0, windows: 0, sampled: 0, sampledViaCgroup: 0, sampleFailures: 0, volumes: 0, until: until.toISOString(), energy: null };
   const sample = opts.sample !== false;
   const shares: InstanceShare[] = [];
   let after: string | null = null;
@@ -57,6 +59,7 @@ export async function meterUsage(deps: MeteringDeps, opts: { until?: Date; sampl
     await meterPage(deps, page, until, sample, result, shares);
     if (page.length < PAGE) break;
   }
+  result.volumes = await meterVolumes(deps.db, until);
   if (sample) {
     try {
       result.energy = await attributeTickEnergy(deps.db, deps.config, { until, shares });
@@ -144,6 +147,18 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
     if (!list) history.set(row.instanceId, (list = []));
     list.push(row);
   }
+  // Resizes inside the window: usage is split where the plan (and its price) changed.
+  const planRows = await db
+    .select({ instanceId: instancePlans.instanceId, seq: instancePlans.seq, at: instancePlans.fromAt })
+    .from(instancePlans)
+    .innerJoin(meterCursors, eq(meterCursors.instanceId, instancePlans.instanceId))
+    .where(and(inArray(instancePlans.instanceId, page.map((c) => c.id)), gt(instancePlans.seq, meterCursors.planSeq), lte(instancePlans.fromAt, until)));
+  const planChanges = new Map<string, PlanChange[]>();
+  for (const row of planRows) {
+    let list = planChanges.get(row.instanceId);
+    if (!list) planChanges.set(row.instanceId, (list = []));
+    list.push(row);
+  }
 
   const samples = new Map<string, CounterSample & { at: Date }>();
   /**
@@ -181,7 +196,13 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
   for (const c of page) {
     const cursor = cursors.get(c.id);
     if (!cursor || cursor.meteredUntil >= until || unconfirmed.has(c.id)) continue;
-    const window = accountWindow(cursor.meteredUntil.getTime(), until.getTime(), { state: cursor.state, reason: cursor.reason, startSeq: cursor.startSeq }, history.get(c.id) ?? []);
+    const window = accountSegments(
+      cursor.meteredUntil.getTime(),
+      until.getTime(),
+      { state: cursor.state, reason: cursor.reason, startSeq: cursor.startSeq, planSeq: cursor.planSeq },
+      history.get(c.id) ?? [],
+      planChanges.get(c.id) ?? [],
+    );
     const counters = samples.get(c.id);
     const weights = window.hours.map(liveMs);
     let next = {
@@ -215,13 +236,13 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       memoryBytes = reset || cursor.memoryBytes === null ? counters.memoryBytes : (counters.memoryBytes + cursor.memoryBytes) / 2;
       next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: counters.at };
     }
-    cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, ...next });
+    cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, planSeq: window.planSeq, ...next });
     const liveInWindow = weights.reduce((a, w) => a + w, 0);
     if (sample && (liveInWindow > 0 || deltas.cpuNs > 0)) shares.push({ instanceId: c.id, userId: c.userId, cpuNs: deltas.cpuNs, reservedMillisMs: c.cpuMillis * liveInWindow });
 
     if (window.hours.length === 0 && deltas.cpuNs === 0 && deltas.rxBytes === 0 && deltas.txBytes === 0) continue;
     // Counter growth with no live time in the window (a container stopped since its last sample) goes to the window's last hour.
-    const hoursOut = window.hours.length ? window.hours : [{ hour: Math.floor((until.getTime() - 1) / 3_600_000) * 3_600_000, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0 }];
+    const hoursOut = window.hours.length ? window.hours : [{ hour: Math.floor((until.getTime() - 1) / 3_600_000) * 3_600_000, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, planSeq: window.planSeq }];
     const cpu = apportion(deltas.cpuNs, weights.length ? weights : [0]);
     const rx = apportion(deltas.rxBytes, weights.length ? weights : [0]);
     const tx = apportion(deltas.txBytes, weights.length ? weights : [0]);
@@ -229,6 +250,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       usageRows.push({
         instanceId: c.id,
         hour: new Date(h.hour),
+        planSeq: h.planSeq,
         userId: c.userId,
         runningMs: h.runningMs,
         pausedMs: h.pausedMs,
@@ -259,14 +281,14 @@ async function writeWindows(db: Database, cursorRows: Array<Record<string, strin
         ${col(cursorRows, "state")}::instance_state[], ${col(cursorRows, "reason")}::text[], ${col(cursorRows, "startSeq")}::bigint[],
         ${col(cursorRows, "sampleStartSeq")}::bigint[], ${col(cursorRows, "containerId")}::text[], ${col(cursorRows, "cpuNs")}::bigint[],
         ${col(cursorRows, "rxBytes")}::bigint[], ${col(cursorRows, "txBytes")}::bigint[], ${col(cursorRows, "memoryBytes")}::bigint[],
-        ${col(cursorRows, "sampledAt")}::timestamptz[]
-      ) as t(instance_id, version, metered_until, state, reason, start_seq, sample_start_seq, container_id, cpu_ns, rx_bytes, tx_bytes, memory_bytes, sampled_at)
+        ${col(cursorRows, "sampledAt")}::timestamptz[], ${col(cursorRows, "planSeq")}::int[]
+      ) as t(instance_id, version, metered_until, state, reason, start_seq, sample_start_seq, container_id, cpu_ns, rx_bytes, tx_bytes, memory_bytes, sampled_at, plan_seq)
     ),
     advanced as (
       update meter_cursors c set
         version = c.version + 1, metered_until = i.metered_until, state = i.state, reason = i.reason, start_seq = i.start_seq,
         sample_start_seq = i.sample_start_seq, container_id = i.container_id, cpu_ns = i.cpu_ns, rx_bytes = i.rx_bytes,
-        tx_bytes = i.tx_bytes, memory_bytes = i.memory_bytes, sampled_at = i.sampled_at, updated_at = now()
+        tx_bytes = i.tx_bytes, memory_bytes = i.memory_bytes, sampled_at = i.sampled_at, plan_seq = i.plan_seq, updated_at = now()
       from cursor_in i
       where c.instance_id = i.instance_id and c.version = i.version
       returning c.instance_id
@@ -276,14 +298,14 @@ async function writeWindows(db: Database, cursorRows: Array<Record<string, strin
         ${col(usageRows, "instanceId")}::uuid[], ${col(usageRows, "hour")}::timestamptz[], ${col(usageRows, "userId")}::uuid[],
         ${col(usageRows, "runningMs")}::bigint[], ${col(usageRows, "pausedMs")}::bigint[], ${col(usageRows, "emergencyPausedMs")}::bigint[],
         ${col(usageRows, "cpuNs")}::bigint[], ${col(usageRows, "memoryByteMs")}::numeric[], ${col(usageRows, "rxBytes")}::bigint[],
-        ${col(usageRows, "txBytes")}::bigint[]
-      ) as u(instance_id, hour, user_id, running_ms, paused_ms, emergency_paused_ms, cpu_ns, memory_byte_ms, rx_bytes, tx_bytes)
+        ${col(usageRows, "txBytes")}::bigint[], ${col(usageRows, "planSeq")}::int[]
+      ) as u(instance_id, hour, user_id, running_ms, paused_ms, emergency_paused_ms, cpu_ns, memory_byte_ms, rx_bytes, tx_bytes, plan_seq)
     ),
     added as (
-      insert into usage_records (instance_id, hour, user_id, running_ms, paused_ms, emergency_paused_ms, cpu_ns, memory_byte_ms, rx_bytes, tx_bytes)
-      select u.instance_id, u.hour, u.user_id, u.running_ms, u.paused_ms, u.emergency_paused_ms, u.cpu_ns, u.memory_byte_ms, u.rx_bytes, u.tx_bytes
+      insert into usage_records (instance_id, hour, plan_seq, user_id, running_ms, paused_ms, emergency_paused_ms, cpu_ns, memory_byte_ms, rx_bytes, tx_bytes)
+      select u.instance_id, u.hour, u.plan_seq, u.user_id, u.running_ms, u.paused_ms, u.emergency_paused_ms, u.cpu_ns, u.memory_byte_ms, u.rx_bytes, u.tx_bytes
       from usage_in u join advanced a on a.instance_id = u.instance_id
-      on conflict (instance_id, hour) do update set
+      on conflict (instance_id, hour, plan_seq) do update set
         running_ms = usage_records.running_ms + excluded.running_ms,
         paused_ms = usage_records.paused_ms + excluded.paused_ms,
         emergency_paused_ms = usage_records.emergency_paused_ms + excluded.emergency_paused_ms,

@@ -35,6 +35,28 @@ export function pricingRules(config: Config): PricingRules {
   return { currency, taxRateBps, interruptibleDiscountPercent, egressPricePerGbMinor };
 }
 
+/** The billing month of a volume's price: 730 hours (365 × 24 / 12). */
+export const STORAGE_MONTH_MS = 730 * HOUR_MS;
+
+/** A volume's charge for `mbMs` (MiB × milliseconds) at its price per GiB-month. */
+export function storageCharge(mbMs: number, priceGbMonthMinor: number): number {
+  return divideRoundHalfUp(BigInt(Math.round(mbMs)) * BigInt(priceGbMonthMinor), BigInt(STORAGE_MONTH_MS) * 1024n);
+}
+
+export function storageLine(volume: { id: string; name: string; sizeMb: number; priceGbMonthMinor: number }, mbMs: number): LineDraft {
+  return {
+    instanceId: null,
+    volumeId: volume.id,
+    kind: "storage",
+    description: `volume ${volume.name} (${volume.sizeMb} MiB)`,
+    quantity: round6(mbMs / (1024 * STORAGE_MONTH_MS)),
+    unit: "GiB-month",
+    unitPriceMinor: volume.priceGbMonthMinor,
+    amountMinor: storageCharge(mbMs, volume.priceGbMonthMinor),
+    details: { volumeId: volume.id, sizeMb: volume.sizeMb, gibHours: round6(mbMs / (1024 * HOUR_MS)) },
+  };
+}
+
 /** round(numerator / denominator), halves away from zero, for non-negative integers. */
 export function divideRoundHalfUp(numerator: bigint | number, denominator: bigint | number): number {
   const n = BigInt(numerator);
@@ -64,28 +86,31 @@ export type InstanceCharge = {
   uncappedMinor: number;
   computeMinor: number;
   capped: boolean;
+  capMinor: number;
   discountPercent: number;
   discountMinor: number;
   creditMinor: number;
   egressMinor: number;
 };
 
-export function chargeInstance(usage: InstanceUsage, price: InstancePrice, rules: PricingRules): InstanceCharge {
+/** `capMinor`: the segment's share of the monthly price when the plan changed within the period (default: the whole monthly price). */
+export function chargeInstance(usage: InstanceUsage, price: InstancePrice, rules: PricingRules, capMinor: number = price.priceMonthlyMinor): InstanceCharge {
   const billableMs = usage.runningMs + usage.pausedMs + usage.emergencyPausedMs;
   const uncappedMinor = divideRoundHalfUp(BigInt(billableMs) * BigInt(price.priceHourlyMinor), HOUR_MS);
-  const computeMinor = Math.min(uncappedMinor, price.priceMonthlyMinor);
+  const computeMinor = Math.min(uncappedMinor, capMinor);
   const discountPercent = price.priority === "interruptible" ? rules.interruptibleDiscountPercent : 0;
   const discountMinor = divideRoundHalfUp(BigInt(computeMinor) * BigInt(discountPercent), 100);
   const creditAtRate = divideRoundHalfUp(BigInt(usage.emergencyPausedMs) * BigInt(price.priceHourlyMinor) * BigInt(100 - discountPercent), BigInt(HOUR_MS) * 100n);
   const creditMinor = Math.min(creditAtRate, computeMinor - discountMinor);
   const egressMinor = divideRoundHalfUp(BigInt(usage.txBytes) * BigInt(rules.egressPricePerGbMinor), GB);
-  return { billableMs, uncappedMinor, computeMinor, capped: uncappedMinor > price.priceMonthlyMinor, discountPercent, discountMinor, creditMinor, egressMinor };
+  return { billableMs, uncappedMinor, computeMinor, capped: uncappedMinor > capMinor, capMinor, discountPercent, discountMinor, creditMinor, egressMinor };
 }
 
 export type InvoiceTotals = { subtotalMinor: number; discountMinor: number; creditMinor: number; taxRateBps: number; taxMinor: number; totalMinor: number };
 
-export function invoiceTotals(charges: InstanceCharge[], taxRateBps: number): InvoiceTotals {
-  let subtotalMinor = 0;
+/** `storageMinor`: the volumes' charges, added to the subtotal. */
+export function invoiceTotals(charges: InstanceCharge[], taxRateBps: number, storageMinor: number[] = []): InvoiceTotals {
+  let subtotalMinor = storageMinor.reduce((a, b) => a + b, 0);
   let discountMinor = 0;
   let creditMinor = 0;
   for (const charge of charges) {
@@ -100,7 +125,8 @@ export function invoiceTotals(charges: InstanceCharge[], taxRateBps: number): In
 
 export type LineDraft = {
   instanceId: string | null;
-  kind: "compute" | "egress" | "discount" | "credit" | "carried_forward" | "energy";
+  volumeId?: string;
+  kind: "compute" | "egress" | "discount" | "credit" | "carried_forward" | "energy" | "storage";
   description: string;
   quantity: number;
   unit: string;
@@ -112,13 +138,18 @@ export type LineDraft = {
 const round6 = (n: number) => Math.round(n * 1e6) / 1e6;
 const hours = (ms: number) => round6(ms / HOUR_MS);
 
-/** The invoice lines of one instance: compute, then egress, discount and credit when they are not zero. */
-export function instanceLines(instance: { id: string; name: string } & InstancePrice, usage: InstanceUsage, charge: InstanceCharge, rules: PricingRules): LineDraft[] {
+/**
+ * The invoice lines of one instance (or of one plan segment of it, named by
+ * `plan` when the instance was resized in the period): compute, then egress,
+ * discount and credit when they are not zero.
+ */
+export function instanceLines(instance: { id: string; name: string; plan?: string } & InstancePrice, usage: InstanceUsage, charge: InstanceCharge, rules: PricingRules): LineDraft[] {
+  const label = instance.plan ? `${instance.name} (${instance.plan})` : instance.name;
   const lines: LineDraft[] = [
     {
       instanceId: instance.id,
       kind: "compute",
-      description: `${instance.name}: compute${charge.capped ? " (monthly cap)" : ""}`,
+      description: `${label}: compute${charge.capped ? " (monthly cap)" : ""}`,
       quantity: hours(charge.billableMs),
       unit: "hour",
       unitPriceMinor: instance.priceHourlyMinor,
@@ -128,8 +159,9 @@ export function instanceLines(instance: { id: string; name: string } & InstanceP
         pausedSeconds: usage.pausedMs / 1000,
         emergencyPausedSeconds: usage.emergencyPausedMs / 1000,
         capped: charge.capped,
-        monthlyCapMinor: instance.priceMonthlyMinor,
+        monthlyCapMinor: charge.capMinor,
         priority: instance.priority,
+        ...(instance.plan ? { plan: instance.plan } : {}),
       },
     },
   ];
@@ -137,7 +169,7 @@ export function instanceLines(instance: { id: string; name: string } & InstanceP
     lines.push({
       instanceId: instance.id,
       kind: "egress",
-      description: `${instance.name}: outbound traffic`,
+      description: `${label}: outbound traffic`,
       quantity: round6(usage.txBytes / GB),
       unit: "GB",
       unitPriceMinor: rules.egressPricePerGbMinor,
@@ -149,7 +181,7 @@ export function instanceLines(instance: { id: string; name: string } & InstanceP
     lines.push({
       instanceId: instance.id,
       kind: "discount",
-      description: `${instance.name}: interruptible discount ${charge.discountPercent}%`,
+      description: `${label}: interruptible discount ${charge.discountPercent}%`,
       quantity: 1,
       unit: "discount",
       unitPriceMinor: -charge.discountMinor,
@@ -161,7 +193,7 @@ export function instanceLines(instance: { id: string; name: string } & InstanceP
     lines.push({
       instanceId: instance.id,
       kind: "credit",
-      description: `${instance.name}: credit for time paused by a power emergency`,
+      description: `${label}: credit for time paused by a power emergency`,
       quantity: hours(usage.emergencyPausedMs),
       unit: "hour",
       unitPriceMinor: -divideRoundHalfUp(BigInt(instance.priceHourlyMinor) * BigInt(100 - charge.discountPercent), 100),

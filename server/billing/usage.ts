@@ -1,6 +1,6 @@
-import { and, asc, eq, gte, inArray, lt, ne, sql, type AnyColumn } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNotNull, lt, ne, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { instances, meterCursors, usageRecords } from "../../db/schema";
+import { instancePlans, instances, meterCursors, usageRecords, volumes } from "../../db/schema";
 import { findInstance } from "../compute/instances";
 import { POWER_EMERGENCY_REASON } from "../compute/states";
 import type { Config } from "../config";
@@ -8,10 +8,9 @@ import { accountEnergy, energyByInstance } from "../energy/accounting";
 import { addEnergy, energyView, noEnergy } from "../energy/attribution";
 import { AppError } from "../errors";
 import { HOUR_MS, hourFloor, periodOf } from "./periods";
-import { chargeInstance, instanceLines, invoiceTotals, pricingRules } from "./pricing";
+import { invoiceTotals, pricingRules } from "./pricing";
+import { priceSegments, priceStorage, segmentUsage, storageUsage, sum, type SegmentRow, type StorageRow } from "./segments";
 
-/** A usage total; an instance with no records in the range sums to 0, not null. */
-export const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
 
 /** What pricing needs to know of an instance: its identity and its copy of the plan's prices. */
 export const pricedInstance = {
@@ -109,48 +108,70 @@ async function meteredUntil(db: Database, ownerId: string): Promise<string | nul
 
 /**
  * `billing.estimate`: the current period's charges so far (as an invoice
- * would price them today) and projected to the period's end, assuming every
- * instance stays in the state it is in now.
+ * would price them today, per plan segment and volume) and projected to the
+ * period's end, assuming every instance stays in the state and on the plan it
+ * is on now and every volume stays.
  */
 export async function estimate(deps: { db: Database; config: Config }, ownerId: string) {
   const { db, config } = deps;
   const rules = pricingRules(config);
   const now = new Date();
   const period = periodOf(now);
-  const rows = (await usageByInstance(db, { userId: ownerId, from: period.start, to: period.end })).filter((row) => row.currency === rules.currency);
+  const rows = (await segmentUsage(db, { from: period.start, to: period.end, where: eq(instances.userId, ownerId) })).filter((row) => row.currency === rules.currency);
+  const storage = (await storageUsage(db, { from: period.start, to: period.end, where: eq(volumes.userId, ownerId) })).filter((row) => row.currency === rules.currency);
 
-  // Instances that will accrue time but have no usage yet this period (just created) are projected too.
+  // Instances that will accrue time but have no usage yet this period (just created) are projected too, on their current plan.
   const live = await db
     .select({
-      ...pricedInstance,
+      userId: instances.userId,
+      instanceId: instances.id,
+      name: instances.name,
+      priority: instances.priority,
+      planSeq: instancePlans.seq,
+      planSlug: instancePlans.planSlug,
+      fromAt: instancePlans.fromAt,
+      priceHourlyMinor: instancePlans.priceHourlyMinor,
+      priceMonthlyMinor: instancePlans.priceMonthlyMinor,
+      currency: instancePlans.currency,
       state: instances.state,
       stateReason: instances.stateReason,
       meteredUntil: meterCursors.meteredUntil,
     })
     .from(instances)
+    .innerJoin(instancePlans, and(eq(instancePlans.instanceId, instances.id), eq(instancePlans.seq, instances.planSeq)))
     .leftJoin(meterCursors, eq(meterCursors.instanceId, instances.id))
     .where(and(eq(instances.userId, ownerId), inArray(instances.state, ["running", "paused"]), eq(instances.currency, rules.currency)));
+  const liveVolumes = await db
+    .select()
+    .from(volumes)
+    .where(and(eq(volumes.userId, ownerId), ne(volumes.state, "deleted"), isNotNull(volumes.availableAt), eq(volumes.currency, rules.currency)));
 
-  const zero = { runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, txBytes: 0 };
-  const soFar = rows.map((row) => ({ instance: row, usage: { runningMs: row.runningMs, pausedMs: row.pausedMs, emergencyPausedMs: row.emergencyPausedMs, txBytes: row.txBytes } }));
-  const projected = new Map(soFar.map((entry) => [entry.instance.instanceId, { instance: entry.instance, usage: { ...entry.usage } }]));
+  const key = (row: { instanceId: string; planSeq: number }) => `${row.instanceId}/${row.planSeq}`;
+  const projected = new Map(rows.map((row) => [key(row), { ...row }]));
   for (const instance of live) {
     const from = Math.max(instance.meteredUntil?.getTime() ?? now.getTime(), period.start.getTime());
     const rest = Math.max(0, period.end.getTime() - from);
-    let entry = projected.get(instance.instanceId);
-    if (!entry) projected.set(instance.instanceId, (entry = { instance: { ...instance, ...zero, cpuNs: 0, memoryByteMs: 0, rxBytes: 0 }, usage: { ...zero } }));
-    if (instance.state === "running") entry.usage.runningMs += rest;
-    else if (instance.stateReason === POWER_EMERGENCY_REASON) entry.usage.emergencyPausedMs += rest;
-    else entry.usage.pausedMs += rest;
+    let entry = projected.get(key(instance));
+    if (!entry) projected.set(key(instance), (entry = { ...instance, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, txBytes: 0 }));
+    if (instance.state === "running") entry.runningMs += rest;
+    else if (instance.stateReason === POWER_EMERGENCY_REASON) entry.emergencyPausedMs += rest;
+    else entry.pausedMs += rest;
+  }
+  const projectedStorage = new Map(storage.map((row) => [row.volumeId, { ...row }]));
+  for (const volume of liveVolumes) {
+    const from = Math.max(volume.meteredUntil?.getTime() ?? volume.availableAt!.getTime(), period.start.getTime());
+    const rest = Math.max(0, period.end.getTime() - from);
+    let entry = projectedStorage.get(volume.id);
+    if (!entry) projectedStorage.set(volume.id, (entry = { userId: volume.userId, volumeId: volume.id, name: volume.name, sizeMb: volume.sizeMb, priceGbMonthMinor: volume.priceGbMonthMinor, currency: volume.currency, mbMs: 0 }));
+    entry.mbMs += volume.sizeMb * rest;
   }
 
-  const price = (entries: Array<{ instance: (typeof rows)[number]; usage: typeof zero }>) => {
-    const lines = entries.flatMap(({ instance, usage }) => instanceLines({ id: instance.instanceId, ...instance }, usage, chargeInstance(usage, instance, rules), rules));
-    const totals = invoiceTotals(
-      entries.map(({ instance, usage }) => chargeInstance(usage, instance, rules)),
-      rules.taxRateBps,
-    );
-    return { ...totals, lines: lines.map(({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor }) => ({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor })) };
+  const price = (segments: SegmentRow[], volumeRows: StorageRow[]) => {
+    const compute = priceSegments(segments, period, rules);
+    const stored = priceStorage(volumeRows);
+    const totals = invoiceTotals(compute.charges, rules.taxRateBps, stored.amounts);
+    const lines = [...compute.lines, ...stored.lines].map(({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor }) => ({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor }));
+    return { ...totals, lines };
   };
 
   return {
@@ -159,8 +180,8 @@ export async function estimate(deps: { db: Database; config: Config }, ownerId: 
     periodEnd: period.end.toISOString(),
     currency: rules.currency,
     meteredUntil: await meteredUntil(db, ownerId),
-    soFar: price(soFar),
-    projected: price([...projected.values()]),
+    soFar: price(rows, storage),
+    projected: price([...projected.values()], [...projectedStorage.values()]),
     /** This period's share of the measured load so far (informational: energy is not priced). */
     energy: energyView(await accountEnergy(db, { userId: ownerId, from: period.start, to: period.end }), config.energy.gridCo2GramsPerKwh),
   };

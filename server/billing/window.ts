@@ -87,3 +87,36 @@ export function apportion(total: number, weights: readonly number[]): number[] {
   shares[largest] = shares[largest]! + total - shares.reduce((a, b) => a + b, 0);
   return shares;
 }
+
+export type PlanChange = { seq: number; at: Date };
+export type SegmentUsage = HourUsage & { planSeq: number };
+
+/**
+ * As `accountWindow`, split where the instance's plan changed (a resize):
+ * each part of the window is attributed to the plan in force then, so an
+ * hour in which the plan changed yields one entry per plan. `planSeq` is the
+ * plan in force at `fromMs`; `changes` are those stamped inside the window.
+ */
+export function accountSegments(
+  fromMs: number,
+  toMs: number,
+  start: CursorState & { planSeq: number },
+  rows: readonly HistoryRow[],
+  changes: readonly PlanChange[],
+): { hours: SegmentUsage[]; end: CursorState; planSeq: number } {
+  const hours: SegmentUsage[] = [];
+  let state: CursorState = { state: start.state, reason: start.reason, startSeq: start.startSeq };
+  let planSeq = start.planSeq;
+  let t = fromMs;
+  const ordered = [...changes].sort((a, b) => a.seq - b.seq);
+  for (const change of [...ordered, null]) {
+    const end = change ? Math.min(Math.max(change.at.getTime(), t), toMs) : toMs;
+    const inside = rows.filter((row) => row.at.getTime() > t && (change ? row.at.getTime() <= end : true));
+    const part = accountWindow(t, end, state, inside);
+    hours.push(...part.hours.map((h) => ({ ...h, planSeq })));
+    state = part.end;
+    t = end;
+    if (change) planSeq = change.seq;
+  }
+  return { hours, end: state, planSeq };
+}

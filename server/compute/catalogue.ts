@@ -24,7 +24,6 @@ const DEFAULT_IMAGES: NewImage[] = [
     name: "BusyBox 1.35",
     reference: "sahary/busybox:1.35",
     description: "BusyBox shell and tools; serves /www over HTTP on port 8080 by default.",
-    capAdd: [],
     httpPort: 8080,
     sortOrder: 10,
   },
@@ -33,8 +32,9 @@ const DEFAULT_IMAGES: NewImage[] = [
     name: "nginx 1.27 (Alpine)",
     reference: "nginx:1.27-alpine",
     description: "nginx web server on port 80.",
-    // The master process binds port 80 as root, then drops to the nginx user.
-    capAdd: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"],
+    // Run as the non-root instance user: it binds :80 without a capability (unprivileged ports start at 0 in its
+    // network namespace) and writes its cache and pid file to tmpfs; "user nginx" is then ignored.
+    writablePaths: ["/var/cache/nginx", "/var/run"],
     httpPort: 80,
     sortOrder: 20,
   },
@@ -43,8 +43,7 @@ const DEFAULT_IMAGES: NewImage[] = [
     name: "Redis 7 (Alpine)",
     reference: "redis:7-alpine",
     description: "Redis on port 6379.",
-    // The entrypoint chowns its data folder and drops to the redis user.
-    capAdd: ["CHOWN", "SETUID", "SETGID"],
+    // As the non-root instance user its entrypoint skips the chown and the user switch; /data is its VOLUME (tmpfs unless a volume is mounted there).
     // Not HTTP: instances of it get no URL.
     httpPort: null,
     sortOrder: 30,
@@ -111,5 +110,5 @@ export function planView(plan: Plan) {
 }
 
 export function imageView(image: Image) {
-  return { id: image.id, slug: image.slug, name: image.name, reference: image.reference, description: image.description, httpPort: image.httpPort };
+  return { id: image.id, slug: image.slug, name: image.name, reference: image.reference, description: image.description, httpPort: image.httpPort, writablePaths: image.writablePaths };
 }

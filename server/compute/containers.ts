@@ -1,5 +1,7 @@
+import { createHash } from "node:crypto";
 import type Docker from "dockerode";
 import type { Config } from "../config";
+import type { ReadyImage } from "./images";
 import type { Instance } from "./instances";
 
 /**
@@ -13,6 +15,9 @@ export const LABELS = {
   instance: "sahary.instance",
   owner: "sahary.owner",
   kind: "sahary.kind",
+  /** A hash of the create options: a stopped container made from other options is made again. */
+  spec: "sahary.spec",
+  volume: "sahary.volume",
 } as const;
 
 const MIB = 1024 * 1024;
@@ -36,7 +41,18 @@ export function statusCode(error: unknown): number | undefined {
   return typeof code === "number" ? code : undefined;
 }
 
-function engineMessage(error: unknown): string {
+const UNREACHABLE = new Set(["ECONNREFUSED", "ENOENT", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EACCES", "EHOSTUNREACH", "ENETUNREACH", "ConnectionRefused", "FailedToOpenSocket"]);
+
+/** Whether a failed engine call means the engine is not answering (as opposed to answering with an error). */
+export function engineUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; name?: unknown; message?: unknown } | null;
+  if (!e || statusCode(error) !== undefined) return false;
+  if (typeof e.code === "string" && UNREACHABLE.has(e.code)) return true;
+  if (e.name === "AbortError" || e.name === "TimeoutError") return true;
+  return typeof e.message === "string" && /socket hang up|timeout|connect/i.test(e.message);
+}
+
+export function engineMessage(error: unknown): string {
   const json = (error as { json?: { message?: unknown } })?.json;
   return typeof json?.message === "string" ? json.message : (error as Error)?.message ?? String(error);
 }
@@ -47,32 +63,6 @@ export async function inspectContainer(docker: Docker, name: string): Promise<Do
   } catch (error) {
     if (statusCode(error) === 404) return null;
     throw error;
-  }
-}
-
-/**
- * Makes sure the image is on the engine. Never waits on a registry longer than
- * IMAGE_PULL_TIMEOUT_MS, and with IMAGE_PULL=never does not try at all.
- */
-export async function ensureImage(docker: Docker, config: Config, reference: string): Promise<void> {
-  try {
-    await docker.getImage(reference).inspect();
-    return;
-  } catch (error) {
-    if (statusCode(error) !== 404) throw error;
-  }
-  if (config.compute.imagePull === "never") {
-    throw new PermanentFailure(`image ${reference} is not present on this host and pulling is disabled (IMAGE_PULL=never)`);
-  }
-  try {
-    const signal = AbortSignal.timeout(config.compute.imagePullTimeoutMs);
-    const stream = await docker.pull(reference, { abortSignal: signal });
-    await new Promise<void>((resolve, reject) => {
-      signal.addEventListener("abort", () => reject(new Error(`no progress within ${config.compute.imagePullTimeoutMs} ms`)), { once: true });
-      docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()));
-    });
-  } catch (error) {
-    throw new PermanentFailure(`image ${reference} is not present on this host and could not be pulled: ${engineMessage(error).slice(0, 200)}`);
   }
 }
 
@@ -134,23 +124,56 @@ export async function removeTenantNetwork(docker: Docker, config: Config, userId
   return removed;
 }
 
+export type ContainerInputs = {
+  network: string;
+  publishAddress: string;
+  image: ReadyImage;
+  /** Folders the catalogue entry says the image writes to besides /tmp. */
+  writablePaths: readonly string[];
+  volumes: ReadonlyArray<{ dockerName: string; mountPath: string }>;
+};
+
+/** Whether `path` is `base` or inside it. */
+const within = (path: string, base: string) => path === base || path.startsWith(base === "/" ? "/" : `${base}/`);
+
 /**
- * The instance's HTTP port is published on the engine host at `publishAddress`
- * (loopback for the local engine, the host's private address for a remote
- * one) on a port the engine picks at each start; the ingress proxy dials it.
- * Containers cannot reach their host's loopback, and Docker's rules drop
- * traffic from one tenant's bridge to another's even when it is addressed to
- * a published port, so tenants stay isolated (tests/integration/ingress-isolation).
+ * The container an instance runs as. Hardened whatever the image says:
+ *
+ * - read-only root; scratch space is tmpfs (noexec, nosuid, nodev, owned by the instance user)
+ *   at /tmp, at the catalogue entry's writable folders and at every VOLUME
+ *   folder of the image — so a VOLUME line never makes an anonymous volume on
+ *   the host's disk. Each is capped at INSTANCE_TMP_PERCENT of the plan's
+ *   memory, and its pages count against the plan's memory limit;
+ * - a numeric non-root user (INSTANCE_USER) instead of the image's USER;
+ * - every capability dropped and none given back (a non-root process would
+ *   not hold them anyway); unprivileged ports start at 0 in the container's
+ *   own network namespace, so binding :80 needs no capability;
+ * - no-new-privileges, a pids limit, memory == memory+swap, private IPC;
+ * - the engine restarts a crashed container up to INSTANCE_RESTART_MAX times
+ *   (on-failure; a stop or kill from outside is never restarted), then the
+ *   reconciler reports the instance in `error`.
+ *
+ * The command and args are argv arrays handed to the engine as such (no
+ * shell). The instance's HTTP port is published on the engine host at
+ * `publishAddress` (loopback for the local engine) on a port the engine picks
+ * at each start; the ingress proxy dials it. Containers cannot reach their
+ * host's loopback, and Docker's rules drop traffic from one tenant's bridge to
+ * another's even when addressed to a published port (tests/integration/ingress-isolation).
  */
-export function containerSpec(
-  config: Config,
-  instance: Instance,
-  opts: { network: string; capAdd: string[]; diskLimit: boolean; publishAddress: string },
-): Docker.ContainerCreateOptions {
+export function containerSpec(config: Config, instance: Instance, inputs: ContainerInputs): Docker.ContainerCreateOptions {
   const httpPort = instance.httpPort === null ? null : `${instance.httpPort}/tcp`;
-  return {
+  const tmpfsMb = Math.max(1, Math.floor((instance.memoryMb * config.compute.tmpPercent) / 100));
+  const scratch = [...new Set(["/tmp", ...inputs.writablePaths, ...inputs.image.volumePaths])]
+    // A volume mounted at (or above) the folder serves it instead.
+    .filter((path) => !inputs.volumes.some((volume) => within(path, volume.mountPath)))
+    .sort();
+  const { uid, gid } = config.compute.user;
+  const spec: Docker.ContainerCreateOptions = {
     name: containerName(config, instance.id),
-    Image: instance.imageReference,
+    Image: inputs.image.run,
+    ...(instance.command ? { Entrypoint: instance.command } : {}),
+    ...(instance.args ? { Cmd: instance.args } : {}),
+    User: `${uid}:${gid}`,
     ...(httpPort ? { ExposedPorts: { [httpPort]: {} } } : {}),
     Hostname: instance.name,
     Env: Object.entries(instance.env).map(([key, value]) => `${key}=${value}`),
@@ -166,59 +189,43 @@ export function containerSpec(
       MemorySwap: instance.memoryMb * MIB,
       NanoCpus: cpuLimitMillis(instance) * 1_000_000,
       PidsLimit: config.compute.pidsLimit,
+      ReadonlyRootfs: true,
+      // Owned by the instance user: runc gives a tmpfs over a folder the image has that folder's mode (0755 root is common), whatever mode= says.
+      Tmpfs: Object.fromEntries(scratch.map((path) => [path, `rw,noexec,nosuid,nodev,size=${tmpfsMb}m,mode=1777,uid=${uid},gid=${gid}`])),
+      // NoCopy: the image's files at the mount path are not copied into the volume (they would count against it, owned by the image's users).
+      Mounts: inputs.volumes.map((volume) => ({ Type: "volume", Source: volume.dockerName, Target: volume.mountPath, ReadOnly: false, VolumeOptions: { NoCopy: true } }) as Docker.MountSettings),
       SecurityOpt: ["no-new-privileges:true"],
       CapDrop: ["ALL"],
-      CapAdd: opts.capAdd,
+      Sysctls: { "net.ipv4.ip_unprivileged_port_start": "0" },
+      IpcMode: "private",
       // An init reaps zombies and forwards SIGTERM, so stop does not wait out the grace period.
       Init: true,
       Privileged: false,
-      NetworkMode: opts.network,
-      // The platform, not the engine, decides what runs: a crash is reported, not silently restarted.
-      RestartPolicy: { Name: "no" },
+      NetworkMode: inputs.network,
+      RestartPolicy: config.compute.restartMax > 0 ? { Name: "on-failure", MaximumRetryCount: config.compute.restartMax } : { Name: "no" },
       LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
-      ...(httpPort ? { PortBindings: { [httpPort]: [{ HostIp: opts.publishAddress, HostPort: "" }] } } : {}),
-      ...(opts.diskLimit ? { StorageOpt: { size: `${instance.diskGb}G` } } : {}),
+      ...(httpPort ? { PortBindings: { [httpPort]: [{ HostIp: inputs.publishAddress, HostPort: "" }] } } : {}),
     },
   };
+  spec.Labels![LABELS.spec] = createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 32);
+  return spec;
 }
 
-const STORAGE_OPT_REFUSED = /storage-?opt|storage option|quota|size option/i;
-
 /**
- * Returns the instance's container, creating it if no earlier attempt did.
- * With a disk limit requested on an engine that refuses it, creates it without
- * and says so (`diskLimitEnforced: false`).
+ * Returns the instance's container, creating it if no earlier attempt did. A
+ * container that is not running and was made from another spec (a resize, an
+ * image re-pulled, volumes re-created after a reboot, a platform upgrade) is
+ * made again: its root is read-only, so nothing but scratch space is lost.
  */
-export async function ensureContainer(
-  docker: Docker,
-  config: Config,
-  instance: Instance,
-  opts: { capAdd: string[]; tryDiskLimit: boolean; serialize: Serialize; publishAddress: string },
-): Promise<{ info: Docker.ContainerInspectInfo; diskLimitEnforced: boolean; diskLimitRefused: boolean }> {
-  const name = containerName(config, instance.id);
+export async function ensureContainer(docker: Docker, spec: Docker.ContainerCreateOptions): Promise<Docker.ContainerInspectInfo> {
+  const name = spec.name!;
   const existing = await inspectContainer(docker, name);
-  if (existing) return { info: existing, diskLimitEnforced: Boolean(existing.HostConfig.StorageOpt?.size), diskLimitRefused: false };
-
-  await ensureImage(docker, config, instance.imageReference);
-  let diskLimitRefused = false;
-  const create = async (diskLimit: boolean) => {
-    const network = await opts.serialize(() => ensureTenantNetwork(docker, config, instance.userId));
-    await docker.createContainer(containerSpec(config, instance, { network, capAdd: opts.capAdd, diskLimit, publishAddress: opts.publishAddress }));
-  };
+  if (existing) {
+    if (existing.State.Running || existing.Config.Labels?.[LABELS.spec] === spec.Labels![LABELS.spec]) return existing;
+    await removeContainer(docker, existing.Id);
+  }
   try {
-    try {
-      await create(opts.tryDiskLimit);
-    } catch (error) {
-      if (opts.tryDiskLimit && STORAGE_OPT_REFUSED.test(engineMessage(error)) && statusCode(error) !== 409) {
-        diskLimitRefused = true;
-        await create(false);
-      } else if (statusCode(error) === 404 && /network/i.test(engineMessage(error))) {
-        // The tenant's network was removed between ensuring it and creating (its last other instance was deleted).
-        await create(opts.tryDiskLimit);
-      } else {
-        throw error;
-      }
-    }
+    await docker.createContainer(spec);
   } catch (error) {
     // 409: a concurrent attempt created it under the same name; use that one.
     if (statusCode(error) !== 409) {
@@ -229,7 +236,7 @@ export async function ensureContainer(
   // After a 409 the engine may hold the name for a create still in flight: give it a moment to appear.
   for (let waited = 0; ; waited += 50) {
     const info = await inspectContainer(docker, name);
-    if (info) return { info, diskLimitEnforced: Boolean(info.HostConfig.StorageOpt?.size), diskLimitRefused };
+    if (info) return info;
     if (waited >= 5000) throw new Error(`container ${name} did not appear after its creation`);
     await Bun.sleep(50);
   }

@@ -10,27 +10,19 @@ import { POWER_EMERGENCY_REASON, POWER_RESTORED_REASON, type InstanceState } fro
  */
 const SETTLED: readonly InstanceState[] = ["running", "paused", "stopped", "error", "deleted"];
 
-/** Why an instance went to error, when its cause has an event of its own. */
-export type FailureCause = "oom";
-
 /**
  * The customer events a state change makes, written by `changeState` in the
  * same transaction. Power: a pause or stop the emergency made
  * (POWER_EMERGENCY_REASON) is `power.paused`; running again through recovery
  * (POWER_RESTORED_REASON) is `power.resumed`.
  */
-export function stateChangeEvents(instance: Instance, to: InstanceState, reason: string, cause?: FailureCause): NewEvent[] {
+export function stateChangeEvents(instance: Instance, to: InstanceState, reason: string): NewEvent[] {
   const userId = instance.userId;
   const subject = { instanceId: instance.id, name: instance.name };
   const events: NewEvent[] = [];
   if (SETTLED.includes(to)) events.push({ type: "instance.state_changed", userId, data: { ...subject, from: instance.state, to, reason } });
-  if (to === "error") {
-    events.push(
-      cause === "oom"
-        ? { type: "instance.oom_killed", userId, data: { ...subject, memoryMb: instance.memoryMb, reason } }
-        : { type: "instance.failed", userId, data: { ...subject, from: instance.state, reason } },
-    );
-  }
+  // An OOM kill has its own event, raised per kill from the engine's `oom` event (reconcile.ts, recordOomKill).
+  if (to === "error") events.push({ type: "instance.failed", userId, data: { ...subject, from: instance.state, reason } });
   if ((to === "paused" || to === "stopped") && reason === POWER_EMERGENCY_REASON) {
     events.push({ type: "power.paused", userId, data: { ...subject, priority: instance.priority, state: to } });
   }

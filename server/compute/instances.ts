@@ -1,24 +1,23 @@
-import { createHash } from "node:crypto";
 import { and, asc, desc, eq, inArray, ne, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { instanceActions, instances, instanceStateHistory } from "../../db/schema";
+import { hosts, instanceActions, instances, instanceStateHistory, volumes, type ActionParams } from "../../db/schema";
 import { jobId, type Queues } from "../../workers/queues";
 import { actorUserId, systemActor, type Actor } from "../auth/actor";
 import { recordAudit } from "../audit";
-import type { Config, IngressConfig } from "../config";
+import type { Config } from "../config";
 import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
-import { instanceUrl } from "../ingress/addresses";
 import { recordEvents } from "../events/outbox";
 import { cursorTime, decodeCursor, page } from "../pagination";
 import type { Logger } from "../log";
 import type { RequestInfo } from "../trpc";
-import { findImage, findPlan } from "./catalogue";
-import { stateChangeEvents, type FailureCause } from "./customer-events";
-import { placeInstance } from "./hosts";
+import { findPlan } from "./catalogue";
+import { stateChangeEvents } from "./customer-events";
+import { assertHostRoom, hostUnreachable, instanceHoldsCapacity } from "./hosts";
 import { assertWithinQuota, lockUserForCreate } from "./quotas";
-import { assertNoOverdueInvoices } from "./standing";
-import { ACTION_RULES, assertTransition, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "./states";
+import { ACTION_RULES, assertTransition, PRIORITY_SHED_ORDER, type ActionKind, type InstanceState } from "./states";
+import { actionView, instanceView } from "./views";
+import { volumeView } from "./volumes/service";
 
 export type Instance = typeof instances.$inferSelect;
 export type Action = typeof instanceActions.$inferSelect;
@@ -27,148 +26,11 @@ export type Action = typeof instanceActions.$inferSelect;
 export type ComputeDeps = { db: Database; queues: Queues; config: Config; log: Logger };
 export type Who = { actor: Actor; request?: RequestInfo | null };
 
-export type CreateInstanceInput = {
-  name: string;
-  planId: string;
-  imageId: string;
-  priority?: InstancePriority | undefined;
-  env?: Record<string, string> | undefined;
-  idempotencyKey?: string | undefined;
-  /** The port to serve at the instance's URL: absent for the image's, null for no URL. */
-  httpPort?: number | null | undefined;
-};
-
-/**
- * Accepts a new instance: checks plan, image, that the power level admits
- * its priority, the owner's quota and host capacity, then records the instance, its first state, the create action and
- * the audit row in one transaction and enqueues the lifecycle job. Answers at
- * once; the client polls the action. A repeated `idempotencyKey` returns the
- * first instance and action (`replayed: true`).
- */
-export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: string }, input: CreateInstanceInput) {
-  const { db, config } = deps;
-  const userId = who.ownerId;
-  const priority = input.priority ?? "standard";
-  const env = input.env ?? {};
-  const requestHash = hashRequest({ name: input.name, planId: input.planId, imageId: input.imageId, priority, env, httpPort: input.httpPort });
-
-  const result = await db.transaction(async (tx) => {
-    await lockUserForCreate(tx, userId);
-
-    if (input.idempotencyKey) {
-      const [earlier] = await tx
-        .select()
-        .from(instances)
-        .where(and(eq(instances.userId, userId), eq(instances.idempotencyKey, input.idempotencyKey)));
-      if (earlier) {
-        if (earlier.requestHash !== requestHash) {
-          throw new AppError("IDEMPOTENCY_KEY_REUSED", "This idempotency key was used for a different request", { details: { instanceId: earlier.id } });
-        }
-        const [first] = await tx
-          .select({ id: instanceActions.id })
-          .from(instanceActions)
-          .where(and(eq(instanceActions.instanceId, earlier.id), eq(instanceActions.kind, "create")));
-        return { instance: earlier, actionId: first!.id, replayed: true };
-      }
-    }
-
-    const plan = await findPlan(tx, input.planId);
-    const image = await findImage(tx, input.imageId);
-    const httpPort = resolveHttpPort(image, input.httpPort);
-    await assertPowerAdmits(tx, priority);
-    await assertNoOverdueInvoices(tx, config, userId);
-    await assertWithinQuota(tx, config, userId, plan);
-    const [sameName] = await tx
-      .select({ id: instances.id })
-      .from(instances)
-      .where(and(eq(instances.userId, userId), eq(instances.name, input.name), ne(instances.state, "deleted")));
-    if (sameName) throw new AppError("CONFLICT", `You already have an instance named ${input.name}`, { details: { instanceId: sameName.id } });
-    const host = await placeInstance(tx, plan);
-
-    const [instance] = await tx
-      .insert(instances)
-      .values({
-        userId,
-        hostId: host.id,
-        name: input.name,
-        planId: plan.id,
-        imageId: image.id,
-        imageReference: image.reference,
-        cpuMillis: plan.cpuMillis,
-        memoryMb: plan.memoryMb,
-        diskGb: plan.diskGb,
-        priceHourlyMinor: plan.priceHourlyMinor,
-        priceMonthlyMinor: plan.priceMonthlyMinor,
-        currency: plan.currency,
-        httpPort,
-        priority,
-        env,
-        state: "pending",
-        stateReason: "created",
-        idempotencyKey: input.idempotencyKey ?? null,
-        requestHash,
-      })
-      .returning();
-    const [action] = await tx
-      .insert(instanceActions)
-      .values({ instanceId: instance!.id, userId, kind: "create", reason: "requested", actorType: who.actor.kind, actorId: actorUserId(who.actor) })
-      .returning({ id: instanceActions.id });
-    await tx.insert(instanceStateHistory).values({
-      instanceId: instance!.id,
-      fromState: null,
-      toState: "pending",
-      reason: "created",
-      actorType: who.actor.kind,
-      actorId: actorUserId(who.actor),
-      actionId: action!.id,
-    });
-    await recordAudit(tx, who, {
-      action: "compute.instance.create",
-      targetType: "instance",
-      targetId: instance!.id,
-      metadata: { actionId: action!.id, plan: plan.slug, image: image.reference, hostId: host.id },
-    });
-    return { instance: instance!, actionId: action!.id, replayed: false };
-  }).catch((error: unknown) => {
-    // Two live instances named alike whose ids start with the same 8 hex digits would share a host name.
-    if (violates(error, "instances_live_host_label_key")) throw new AppError("CONFLICT", "Another instance holds this instance's host name; retry the request", { cause: error });
-    throw error;
-  });
-
-  if (!result.replayed) await enqueueAction(deps, result.actionId);
-  return { instance: instanceView(result.instance, config.ingress), actionId: result.actionId, replayed: result.replayed };
-}
-
-/**
- * The container port the instance's URL serves: the image's by default (a
- * catalogue image serves on the port it declares), none when asked for none.
- * Asking for a port the image does not serve is refused, naming the field.
- */
-function resolveHttpPort(image: { reference: string; httpPort: number | null }, requested: number | null | undefined): number | null {
-  if (requested === undefined) return image.httpPort;
-  if (requested === null) return null;
-  if (image.httpPort === null) {
-    throw new AppError("HTTP_PORT_INVALID", `${image.reference} serves no HTTP, so its instances cannot have a URL; leave out httpPort`, { details: { field: "httpPort", imageHttpPort: null } });
-  }
-  if (requested !== image.httpPort) {
-    throw new AppError("HTTP_PORT_INVALID", `${image.reference} serves HTTP on port ${image.httpPort}; catalogue images serve on the port they declare`, {
-      details: { field: "httpPort", imageHttpPort: image.httpPort },
-    });
-  }
-  return requested;
-}
-
-function violates(error: unknown, constraint: string): boolean {
-  for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if ((e as { code?: unknown }).code === "23505" && (e as { constraint_name?: unknown; constraint?: unknown }).constraint_name === constraint) return true;
-    if ((e as { code?: unknown }).code === "23505" && (e as { constraint?: unknown }).constraint === constraint) return true;
-  }
-  return false;
-}
-
 export type RequestActionInput = {
   instanceId: string;
-  kind: Exclude<ActionKind, "create">;
+  kind: Exclude<ActionKind, "create" | "resize">;
+  /** A delete's: also delete the instance's volumes (kept by default). */
+  params?: ActionParams;
   /** Recorded on the action and in the state history, e.g. "requested" or "power_emergency". */
   reason?: string;
   /** Restricts the request to this owner's instances (NOT_FOUND otherwise); null for platform actors. */
@@ -195,12 +57,20 @@ const TAKES_CPU_LIMIT: ReadonlyArray<RequestActionInput["kind"]> = ["throttle", 
  * in a state the action may start from and have no other action in flight
  * (INVALID_TRANSITION otherwise), except that a delete cancels an action the
  * worker has not picked up yet. Start and resume also need a power level
- * that admits the instance's priority (POWER_RESTRICTED otherwise).
+ * that admits the instance's priority (POWER_RESTRICTED otherwise); a start
+ * of an instance that gave its capacity back (stopped, failed) needs quota
+ * and room on its host again. While the instance's host is unreachable,
+ * every action is DEPENDENCY_UNAVAILABLE (503): nothing could carry it out.
  */
 export async function requestAction(deps: ComputeDeps, who: Who, input: RequestActionInput) {
-  const { db } = deps;
+  const { db, config } = deps;
   const reason = input.reason ?? "requested";
   const result = await db.transaction(async (tx) => {
+    // The quota lock comes first, as in create: a start takes capacity back.
+    if (input.kind === "start") {
+      const [owner] = await tx.select({ userId: instances.userId }).from(instances).where(eq(instances.id, input.instanceId));
+      if (owner) await lockUserForCreate(tx, owner.userId);
+    }
     const instance = await lockInstance(tx, input.instanceId, input.ownerId);
     const rule = ACTION_RULES[input.kind];
     if (!rule.from.includes(instance.state)) {
@@ -208,10 +78,16 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
         details: { state: instance.state, action: input.kind },
       });
     }
+    await assertHostReachable(tx, instance.hostId);
     // Starting or resuming adds load; a user's request and the power-emergency recovery alike wait for a level that admits it.
     if (input.kind === "start" || input.kind === "resume") await assertPowerAdmits(tx, instance.priority);
     if (input.kind === "throttle" ? !input.cpuThrottle : input.cpuThrottle && !TAKES_CPU_LIMIT.includes(input.kind)) {
       throw new AppError("VALIDATION_FAILED", `A CPU limit goes with throttle, start or resume, not ${input.kind}`, { details: { action: input.kind } });
+    }
+    if (input.kind === "start" && !instanceHoldsCapacity(instance)) {
+      const need = { cpuMillis: instance.cpuMillis, memoryMb: instance.memoryMb };
+      await assertWithinQuota(tx, config, instance.userId, need, { excludeInstanceId: instance.id });
+      await assertHostRoom(tx, instance.hostId, instance.id, { ...need, volumeMb: 0 });
     }
     const [open] = await tx
       .select()
@@ -231,7 +107,7 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
     const actorId = actorUserId(who.actor);
     const [action] = await tx
       .insert(instanceActions)
-      .values({ instanceId: instance.id, userId: instance.userId, kind: input.kind, reason, actorType: who.actor.kind, actorId })
+      .values({ instanceId: instance.id, userId: instance.userId, kind: input.kind, reason, params: input.params ?? {}, actorType: who.actor.kind, actorId })
       .returning();
     let current = rule.during ? await changeState(tx, instance, rule.during, { reason, by: attributionOf(who.actor), actionId: action!.id }) : instance;
     if (input.cpuThrottle) {
@@ -251,9 +127,58 @@ export async function requestAction(deps: ComputeDeps, who: Who, input: RequestA
       targetType: "instance",
       targetId: instance.id,
       reason: input.note ?? reason,
-      metadata,
+      metadata: input.params && Object.keys(input.params).length ? { ...metadata, params: input.params } : metadata,
     });
     return { instance: current, actionId: action!.id };
+  });
+  await enqueueAction(deps, result.actionId);
+  return { instance: instanceView(result.instance, deps.config.ingress), actionId: result.actionId };
+}
+
+/** DEPENDENCY_UNAVAILABLE while the host's engine is recorded offline (the reconciler's host sync decides). */
+export async function assertHostReachable(tx: Database, hostId: string): Promise<void> {
+  const [host] = await tx.select().from(hosts).where(eq(hosts.id, hostId));
+  if (host && host.status !== "active") throw hostUnreachable(host);
+}
+
+/**
+ * Moves a running or stopped instance to another plan, as an action the
+ * worker carries out: live (`docker update`) where the engine can, else by
+ * stopping and starting the container with the new limits; a stopped one's
+ * new limits apply at its next start. Quota and the host's room are checked
+ * for the difference when the instance holds capacity. Billing switches to
+ * the new plan when the worker has applied it (metering splits the hour
+ * there); until then the instance keeps its plan.
+ */
+export async function resizeInstance(deps: ComputeDeps, who: Who, input: { instanceId: string; planId: string; ownerId: string | null }) {
+  const { db, config } = deps;
+  const result = await db.transaction(async (tx) => {
+    const [owner] = await tx.select({ userId: instances.userId }).from(instances).where(eq(instances.id, input.instanceId));
+    if (owner) await lockUserForCreate(tx, owner.userId);
+    const instance = await lockInstance(tx, input.instanceId, input.ownerId);
+    if (instance.state !== "running" && instance.state !== "stopped") {
+      throw new AppError("INVALID_TRANSITION", `Cannot resize an instance that is ${instance.state}; resize it while it is running or stopped`, { details: { state: instance.state, action: "resize" } });
+    }
+    await assertHostReachable(tx, instance.hostId);
+    const plan = await findPlan(tx, input.planId);
+    if (plan.id === instance.planId) throw new AppError("CONFLICT", `The instance is already on plan ${plan.slug}`, { details: { planId: plan.id } });
+    if (plan.currency !== instance.currency) throw new AppError("CONFLICT", `Plan ${plan.slug} is priced in ${plan.currency}, the instance in ${instance.currency}`, { details: { planId: plan.id } });
+    if (instanceHoldsCapacity(instance)) {
+      const need = { cpuMillis: plan.cpuMillis, memoryMb: plan.memoryMb };
+      await assertWithinQuota(tx, config, instance.userId, need, { excludeInstanceId: instance.id });
+      await assertHostRoom(tx, instance.hostId, instance.id, { ...need, volumeMb: 0 });
+    }
+    const [open] = await tx
+      .select()
+      .from(instanceActions)
+      .where(and(eq(instanceActions.instanceId, instance.id), inArray(instanceActions.status, ["pending", "running"])));
+    if (open) throw new AppError("INVALID_TRANSITION", `Another action (${open.kind}) is in progress on this instance; retry when it has finished`, { details: { actionInProgress: open.id } });
+    const [action] = await tx
+      .insert(instanceActions)
+      .values({ instanceId: instance.id, userId: instance.userId, kind: "resize", reason: "requested", params: { planId: plan.id }, actorType: who.actor.kind, actorId: actorUserId(who.actor) })
+      .returning();
+    await recordAudit(tx, who, { action: "compute.instance.resize", targetType: "instance", targetId: instance.id, metadata: { actionId: action!.id, fromPlanId: instance.planId, toPlan: plan.slug } });
+    return { instance, actionId: action!.id };
   });
   await enqueueAction(deps, result.actionId);
   return { instance: instanceView(result.instance, deps.config.ingress), actionId: result.actionId };
@@ -269,8 +194,7 @@ export async function lockInstance(tx: Database, instanceId: string, ownerId: st
 /**
  * Moves an instance along an edge of the state machine and records it in the
  * state history and the customer event stream (customer-events.ts). Call with
- * the instance row locked (`lockInstance`). `cause` names a failure that has
- * an event of its own (an OOM kill).
+ * the instance row locked (`lockInstance`).
  */
 export async function changeState(
   tx: Database,
@@ -281,7 +205,6 @@ export async function changeState(
     by: Attribution;
     actionId?: string | null;
     set?: Partial<typeof instances.$inferInsert>;
-    cause?: FailureCause;
     /**
      * When the change happened, if it is recorded late (the reconciler dating
      * a container's death at its finish). Billing reads the history by time:
@@ -310,7 +233,7 @@ export async function changeState(
     actionId: opts.actionId ?? null,
     ...(at ? { at } : {}),
   });
-  await recordEvents(tx, stateChangeEvents(instance, to, opts.reason, opts.cause));
+  await recordEvents(tx, stateChangeEvents(instance, to, opts.reason));
   return updated;
 }
 
@@ -337,8 +260,16 @@ export const actionJobId = (actionId: string) => jobId("action", actionId);
 /** For views: instance addresses depend on the ingress settings. */
 export type ViewDeps = { db: Database; config: Pick<Config, "ingress"> };
 
+/** The instance with its host's reachability (state `unknown` while its engine does not answer) and its volumes. */
 export async function getInstance(deps: ViewDeps, ownerId: string | null, instanceId: string) {
-  return instanceView(await findInstance(deps.db, ownerId, instanceId), deps.config.ingress);
+  const instance = await findInstance(deps.db, ownerId, instanceId);
+  const [host] = await deps.db.select({ status: hosts.status }).from(hosts).where(eq(hosts.id, instance.hostId));
+  const attached = await deps.db
+    .select()
+    .from(volumes)
+    .where(and(eq(volumes.instanceId, instance.id), ne(volumes.state, "deleted")))
+    .orderBy(asc(volumes.mountPath));
+  return { ...instanceView(instance, deps.config.ingress, host ?? null), volumes: attached.map(volumeView) };
 }
 
 /**
@@ -350,8 +281,9 @@ function prepareReads(db: Database) {
   /** The list, in its four shapes: with or without a state filter, first page or after a cursor. */
   const list = (byState: boolean, fromCursor: boolean) =>
     db
-      .select({ instance: instances, id: instances.id, cursorAt: cursorTime(instances.createdAt) })
+      .select({ instance: instances, hostStatus: hosts.status, id: instances.id, cursorAt: cursorTime(instances.createdAt) })
       .from(instances)
+      .innerJoin(hosts, eq(hosts.id, instances.hostId))
       .where(
         and(
           eq(instances.userId, sql.placeholder("ownerId")),
@@ -390,7 +322,7 @@ export async function listInstances(deps: ViewDeps, ownerId: string, opts: { sta
   const cursor = opts.cursor ? decodeCursor(opts.cursor) : null;
   const statement = reads(db).list[(opts.state ? 2 : 0) + (cursor ? 1 : 0)]!;
   const rows = await statement.execute({ ownerId, state: opts.state, cursorAt: cursor?.at, cursorId: cursor?.id, limit: limit + 1 });
-  return page(rows, limit, (row) => instanceView(row.instance, deps.config.ingress));
+  return page(rows, limit, (row) => instanceView(row.instance, deps.config.ingress, { status: row.hostStatus }));
 }
 
 export async function getAction(db: Database, ownerId: string | null, actionId: string) {
@@ -449,61 +381,4 @@ export function stopInstance(deps: ComputeDeps, instanceId: string, opts: Platfo
 
 export function startInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest & WithCpuLimit) {
   return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "start", reason: opts.reason, ownerId: null, ...cpuLimit(opts) });
-}
-
-function hashRequest(request: { name: string; planId: string; imageId: string; priority: string; env: Record<string, string>; httpPort: number | null | undefined }): string {
-  const env = Object.fromEntries(Object.entries(request.env).sort(([a], [b]) => (a < b ? -1 : 1)));
-  return createHash("sha256")
-    .update(JSON.stringify({ ...request, env }))
-    .digest("hex");
-}
-
-/** An instance as clients see it. `url` is where visitors reach it (null without an HTTP port, and `urlNote` says why). */
-export function instanceView(instance: Instance, ingress: Pick<IngressConfig, "domain" | "tls" | "httpPort" | "httpsPort">) {
-  const url = instanceUrl(ingress, instance);
-  return {
-    id: instance.id,
-    name: instance.name,
-    state: instance.state,
-    stateReason: instance.stateReason,
-    stateChangedAt: instance.stateChangedAt.toISOString(),
-    priority: instance.priority,
-    planId: instance.planId,
-    imageId: instance.imageId,
-    imageReference: instance.imageReference,
-    vcpus: instance.cpuMillis / 1000,
-    /** The power policy's CPU limit below the plan, while it lasts. */
-    cpuThrottle: instance.cpuThrottleMillis === null ? null : { vcpus: instance.cpuThrottleMillis / 1000, reason: instance.cpuThrottleReason },
-    memoryMb: instance.memoryMb,
-    diskGb: instance.diskGb,
-    diskLimitEnforced: instance.diskLimitEnforced,
-    priceHourlyMinor: instance.priceHourlyMinor,
-    priceMonthlyMinor: instance.priceMonthlyMinor,
-    currency: instance.currency,
-    env: instance.env,
-    hostId: instance.hostId,
-    ipAddress: instance.ipAddress,
-    httpPort: instance.httpPort,
-    url,
-    urlNote: url ? null : "no URL: the image serves no HTTP, or the instance was created with httpPort null",
-    createdAt: instance.createdAt.toISOString(),
-    updatedAt: instance.updatedAt.toISOString(),
-    deletedAt: instance.deletedAt?.toISOString() ?? null,
-  };
-}
-
-export type InstanceView = ReturnType<typeof instanceView>;
-
-export function actionView(action: Action) {
-  return {
-    id: action.id,
-    instanceId: action.instanceId,
-    kind: action.kind,
-    status: action.status,
-    reason: action.reason,
-    error: action.error,
-    createdAt: action.createdAt.toISOString(),
-    startedAt: action.startedAt?.toISOString() ?? null,
-    finishedAt: action.finishedAt?.toISOString() ?? null,
-  };
 }

@@ -1,31 +1,36 @@
 import type Docker from "dockerode";
 import { and, eq, ne, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { images, instanceActions, instances } from "../../db/schema";
+import { images, instanceActions, instancePlans, instances, plans, volumes } from "../../db/schema";
 import type { Config } from "../config";
 import type { RouteNotifier } from "../ingress/sync";
 import type { Logger } from "../log";
 import {
+  containerName,
+  containerSpec,
   ensureContainer,
   ensureRunning,
+  ensureTenantNetwork,
   inspectContainer,
   ipAddressOf,
+  LABELS,
   PermanentFailure,
   publishAddressOf,
   removeContainer,
   removeTenantNetwork,
   statusCode,
   stopContainer,
-  containerName,
   cpuLimitMillis,
-  LABELS,
   upstreamOf,
   type Serialize,
 } from "./containers";
 import type { Engines } from "./engines";
-import { getHost, recordDiskLimitSupport, type Host } from "./hosts";
+import { getHost, type Host } from "./hosts";
+import { ensureCatalogueImage, ensureRegistryImage, type PullProgress } from "./images";
 import { changeState, lockInstance, type Action, type Instance } from "./instances";
 import { ACTION_OUTCOME, ACTION_RULES, type InstanceState } from "./states";
+import { prepareInstanceVolumes } from "./volumes/worker";
+import { removeVolumeStorage } from "./volumes/storage";
 
 export type LifecycleDeps = { db: Database; config: Config; engines: Engines; log: Logger; ingress: { routes: RouteNotifier } };
 
@@ -33,8 +38,12 @@ export type LifecycleDeps = { db: Database; config: Config; engines: Engines; lo
 const TAKES_DOWN: readonly Action["kind"][] = ["pause", "stop", "restart", "delete"];
 /** How long an action waits for the proxy before it goes ahead regardless. */
 const ROUTE_WAIT_MS = 2000;
+/** Pull progress is written at most this often. */
+const PROGRESS_EVERY_MS = 500;
 
-type Effect = { set?: Partial<typeof instances.$inferInsert> };
+type Tx = Parameters<Parameters<Database["transaction"]>[0]>[0];
+/** What a successful action records with its outcome: instance columns, and other rows in the same transaction. */
+type Effect = { set?: Partial<typeof instances.$inferInsert>; after?: (tx: Tx, instance: Instance) => Promise<void> };
 
 /**
  * Carries out one action against the instance's engine. Safe to run any number
@@ -106,12 +115,14 @@ async function completeAction(db: Database, actionId: string, effect: Effect): P
     const [action] = await tx.select().from(instanceActions).where(eq(instanceActions.id, actionId));
     // A concurrent run of the same job finished it first.
     if (action!.status !== "running") return;
-    const outcome = ACTION_OUTCOME[action!.kind];
-    if (outcome !== null && instance.state !== outcome) {
-      await changeState(tx, instance, outcome, { reason: action!.reason, by: action!, actionId, set: effect.set });
+    const outcome = ACTION_OUTCOME[action!.kind] ?? instance.state;
+    let current = instance;
+    if (instance.state !== outcome) {
+      current = await changeState(tx, instance, outcome, { reason: action!.reason, by: action!, actionId, set: effect.set });
     } else if (effect.set) {
-      await tx.update(instances).set(effect.set).where(eq(instances.id, instance.id));
+      [current] = (await tx.update(instances).set(effect.set).where(eq(instances.id, instance.id)).returning()) as [Instance];
     }
+    await effect.after?.(tx, current);
     await tx.update(instanceActions).set({ status: "succeeded", error: null, finishedAt: new Date() }).where(eq(instanceActions.id, actionId));
   });
 }
@@ -129,7 +140,7 @@ export async function failAction(db: Database, actionId: string, message: string
       .set({ status: "failed", error: message.slice(0, 1000), finishedAt: new Date() })
       .where(eq(instanceActions.id, actionId));
     const kind = action!.kind;
-    const during: InstanceState[] = kind === "create" ? ["pending", "provisioning"] : [ACTION_RULES[kind].during].filter((s) => s !== null);
+    const during: InstanceState[] = kind === "create" ? ["pending", "provisioning"] : kind === "resize" ? [] : [ACTION_RULES[kind].during].filter((s) => s !== null);
     if (during.includes(instance.state)) {
       await changeState(tx, instance, "error", { reason: `${action!.kind} failed: ${message}`.slice(0, 1000), by: action!, actionId });
     }
@@ -142,13 +153,13 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
   switch (action.kind) {
     case "create":
     case "start":
-      return provision(deps, docker, host, instance);
+      return provision(deps, docker, host, action, instance);
     case "stop":
       await stopContainer(docker, config, name);
       return { set: { ipAddress: null, upstream: null } };
     case "restart": {
       const info = await inspectContainer(docker, name);
-      if (!info) return provision(deps, docker, host, instance);
+      if (!info) return provision(deps, docker, host, action, instance);
       const container = docker.getContainer(info.Id);
       await applyCpuLimit(docker, info, instance);
       if (info.State.Paused) await container.unpause();
@@ -157,9 +168,7 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
       return { set: { containerId: running.Id, ipAddress: ipAddressOf(running), upstream: upstreamOf(running, instance.httpPort, publishAddressOf(config, host)) } };
     }
     case "delete":
-      await removeContainer(docker, name);
-      await cleanUpTenantNetwork(deps, docker, instance);
-      return { set: { containerId: null, ipAddress: null, upstream: null, deletedAt: new Date() } };
+      return remove(deps, docker, action, instance);
     case "pause": {
       const info = await requireContainer(docker, name);
       if (info.State.Paused) return {};
@@ -181,6 +190,8 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
       await applyCpuLimit(docker, info, instance);
       return {};
     }
+    case "resize":
+      return resize(deps, docker, host, action, instance);
   }
 }
 
@@ -197,37 +208,152 @@ async function requireContainer(docker: Docker, name: string): Promise<Docker.Co
   return info;
 }
 
-/** Creates the container if no earlier attempt did, and starts it. */
-async function provision(deps: LifecycleDeps, docker: Docker, host: Host, instance: Instance): Promise<Effect> {
+/** Writes an image pull's progress on the action, at most every PROGRESS_EVERY_MS, for clients polling it. */
+function progressWriter(db: Database, actionId: string) {
+  let last = 0;
+  let pending: Promise<unknown> = Promise.resolve();
+  const report = (progress: PullProgress) => {
+    const now = Date.now();
+    if (now - last < PROGRESS_EVERY_MS && progress.layersDone < progress.layersTotal && last !== 0) return;
+    last = now;
+    pending = pending.then(() =>
+      db
+        .update(instanceActions)
+        .set({ progress: { phase: "pulling", ...progress, updatedAt: new Date(now).toISOString() } })
+        .where(and(eq(instanceActions.id, actionId), eq(instanceActions.status, "running")))
+        .catch(() => undefined),
+    );
+  };
+  /** Resolves when every write so far is done (so a later one cannot be overtaken). */
+  return { report, settled: () => pending };
+}
+
+/**
+ * Makes sure the image is on the engine (within the limits for an own
+ * image), the volumes are ready, the container exists with the current spec,
+ * and starts it.
+ */
+async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action: Action, instance: Instance): Promise<Effect> {
   const { db, config } = deps;
-  const [image] = await db.select({ capAdd: images.capAdd }).from(images).where(eq(images.id, instance.imageId));
-  const tryDiskLimit = host.diskLimitSupported !== false;
+  const progress = progressWriter(db, action.id);
+  const onProgress = progress.report;
+  let writablePaths: string[] = [];
+  let image;
+  if (instance.imageId) {
+    const [entry] = await db.select({ writablePaths: images.writablePaths }).from(images).where(eq(images.id, instance.imageId));
+    writablePaths = entry?.writablePaths ?? [];
+    image = await ensureCatalogueImage(docker, config, instance.imageReference, onProgress);
+  } else {
+    image = await ensureRegistryImage(docker, config, instance.imageReference, instance.imageDigest, onProgress);
+  }
+  await progress.settled();
+  await db
+    .update(instanceActions)
+    .set({ progress: sql`case when ${instanceActions.progress} is null then null else jsonb_set(${instanceActions.progress}, '{phase}', '"starting"') end` })
+    .where(eq(instanceActions.id, action.id));
+  const mounts = await prepareInstanceVolumes(deps, docker, host, instance);
   const serialize = tenantNetworkLock(db, instance.userId, host.id);
   const publishAddress = publishAddressOf(config, host);
-  const created = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit, serialize, publishAddress });
-  if (created.info.Config.Labels?.[LABELS.instance] !== instance.id) {
-    throw new PermanentFailure(`container ${created.info.Name} exists but does not belong to this instance`);
+  const make = async () => {
+    const network = await serialize(() => ensureTenantNetwork(docker, config, instance.userId));
+    return ensureContainer(docker, containerSpec(config, instance, { network, publishAddress, image, writablePaths, volumes: mounts }));
+  };
+  const created = await make();
+  if (created.Config.Labels?.[LABELS.instance] !== instance.id) {
+    throw new PermanentFailure(`container ${created.Name} exists but does not belong to this instance`);
   }
-  if (created.diskLimitRefused) await recordDiskLimitSupport(db, host.id, false);
-  else if (tryDiskLimit && created.diskLimitEnforced && host.diskLimitSupported === null) await recordDiskLimitSupport(db, host.id, true);
-
-  await applyCpuLimit(docker, created.info, instance);
+  await applyCpuLimit(docker, created, instance);
   let running: Docker.ContainerInspectInfo;
   try {
-    running = await ensureRunning(docker, created.info);
+    running = await ensureRunning(docker, created);
   } catch (error) {
     // Created, then its tenant network was removed before it ever ran: make it again.
-    if (statusCode(error) !== 404 || created.info.State.StartedAt !== "0001-01-01T00:00:00Z") throw error;
-    await removeContainer(docker, created.info.Id);
-    const again = await ensureContainer(docker, config, instance, { capAdd: image?.capAdd ?? [], tryDiskLimit: created.diskLimitEnforced, serialize, publishAddress });
-    running = await ensureRunning(docker, again.info);
+    if (statusCode(error) !== 404 || created.State.StartedAt !== "0001-01-01T00:00:00Z") throw error;
+    await removeContainer(docker, created.Id);
+    running = await ensureRunning(docker, await make());
   }
   return {
     set: {
       containerId: running.Id,
       ipAddress: ipAddressOf(running),
       upstream: upstreamOf(running, instance.httpPort, publishAddress),
-      diskLimitEnforced: created.diskLimitEnforced,
+      imageDigest: image.digest,
+      // Read-only root, capped tmpfs, sized volumes: nothing the instance writes reaches the host's disk unbounded.
+      diskLimitEnforced: Boolean(running.HostConfig.ReadonlyRootfs),
+    },
+  };
+}
+
+/**
+ * Removes the container; the instance's volumes are kept (detached, for
+ * another instance) unless the delete asked for `deleteVolumes`.
+ */
+async function remove(deps: LifecycleDeps, docker: Docker, action: Action, instance: Instance): Promise<Effect> {
+  await removeContainer(docker, containerName(deps.config, instance.id));
+  await cleanUpTenantNetwork(deps, docker, instance);
+  const attached = await deps.db
+    .select({ id: volumes.id })
+    .from(volumes)
+    .where(and(eq(volumes.instanceId, instance.id), ne(volumes.state, "deleted")));
+  const deleteVolumes = action.params.deleteVolumes === true;
+  if (deleteVolumes) for (const { id } of attached) await removeVolumeStorage(docker, deps.config, id);
+  return {
+    set: { containerId: null, ipAddress: null, upstream: null, deletedAt: new Date() },
+    after: async (tx) => {
+      if (!attached.length) return;
+      const detached = { instanceId: null, mountPath: null };
+      await tx
+        .update(volumes)
+        .set(deleteVolumes ? { ...detached, state: "deleted", deletedAt: sql`coalesce(${volumes.deletedAt}, now())` } : detached)
+        .where(and(eq(volumes.instanceId, instance.id), ne(volumes.state, "deleted")));
+    },
+  };
+}
+
+/**
+ * Applies a new plan's limits. A running container is updated live (CPU,
+ * memory and swap together); if the engine refuses (e.g. memory below what
+ * the processes use now), it is stopped, made again with the new limits and
+ * started. A stopped one is made again at its next start (its spec changed).
+ * The new plan is recorded, and billed from, when the limits are in force.
+ */
+async function resize(deps: LifecycleDeps, docker: Docker, host: Host, action: Action, instance: Instance): Promise<Effect> {
+  const { db, config } = deps;
+  const [plan] = await db.select().from(plans).where(eq(plans.id, action.params.planId ?? ""));
+  if (!plan) throw new PermanentFailure("the plan to resize to no longer exists");
+  const resized: Instance = { ...instance, planId: plan.id, cpuMillis: plan.cpuMillis, memoryMb: plan.memoryMb, diskGb: plan.diskGb };
+  const MIB = 1024 * 1024;
+  let extra: Partial<typeof instances.$inferInsert> = {};
+  const info = await inspectContainer(docker, containerName(config, instance.id));
+  if (info?.State.Running && instance.state === "running") {
+    try {
+      // A power-policy CPU limit in force stays in force (below the new plan's CPU).
+      const cpuMillis = Math.min(plan.cpuMillis, cpuLimitMillis(resized));
+      await docker.getContainer(info.Id).update({ Memory: plan.memoryMb * MIB, MemorySwap: plan.memoryMb * MIB, NanoCpus: cpuMillis * 1_000_000 });
+    } catch (error) {
+      // No status: the engine did not answer (retried). Any answer is a refusal of the live update.
+      if (statusCode(error) === undefined) throw error;
+      deps.log.info("live resize refused; restarting with the new limits", { instanceId: instance.id, error: (error as Error).message });
+      await stopContainer(docker, config, info.Id);
+      const effect = await provision(deps, docker, host, action, resized);
+      extra = effect.set ?? {};
+    }
+  }
+  return {
+    set: { ...extra, planId: plan.id, cpuMillis: plan.cpuMillis, memoryMb: plan.memoryMb, diskGb: plan.diskGb, priceHourlyMinor: plan.priceHourlyMinor, priceMonthlyMinor: plan.priceMonthlyMinor, currency: plan.currency, planSeq: instance.planSeq + 1 },
+    after: async (tx, current) => {
+      await tx.insert(instancePlans).values({
+        instanceId: instance.id,
+        seq: current.planSeq,
+        planId: plan.id,
+        planSlug: plan.slug,
+        cpuMillis: plan.cpuMillis,
+        memoryMb: plan.memoryMb,
+        diskGb: plan.diskGb,
+        priceHourlyMinor: plan.priceHourlyMinor,
+        priceMonthlyMinor: plan.priceMonthlyMinor,
+        currency: plan.currency,
+      });
     },
   };
 }

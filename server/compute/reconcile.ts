@@ -1,39 +1,72 @@
 import type Docker from "dockerode";
-import { and, eq, inArray, lt, ne } from "drizzle-orm";
+import { and, eq, inArray, lt, ne, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { hosts, instanceActions, instances } from "../../db/schema";
 import type { Queues } from "../../workers/queues";
 import type { Config } from "../config";
+import { recordEvent } from "../events/outbox";
 import type { RouteNotifier } from "../ingress/sync";
 import type { Logger } from "../log";
 import { containerName, inspectContainer, LABELS, publishAddressOf, removeContainer, removeTenantNetwork, upstreamOf } from "./containers";
 import type { Engines } from "./engines";
 import { getHost, syncHosts, type Host } from "./hosts";
-import type { FailureCause } from "./customer-events";
 import { actionJobId, changeState, enqueueAction, lockInstance, type Instance } from "./instances";
 import { failAction, tenantNetworkLock } from "./lifecycle";
+import { reconcileVolumes } from "./volumes/worker";
 import { LIVE_STATES, type InstanceState } from "./states";
 
 export type ReconcileDeps = { db: Database; config: Config; engines: Engines; log: Logger; queues: Queues; ingress: { routes: RouteNotifier } };
 
 const RECONCILER = { actorType: "system", actorId: null };
 
+/** 128 + SIGTERM: the init forwarded a SIGTERM and the program ended on it, as a `docker stop` does. */
+const EXIT_SIGTERM = 143;
+
 /**
  * What the container says the instance's state should be, and why; null when
- * it agrees. A container that ended says when (`at`): the instance stopped
- * then, not when the platform noticed (after an engine restart, minutes later),
- * and billing counts it so.
+ * it agrees. A container the engine is restarting after a crash (its
+ * on-failure policy) is still up. One that ended on SIGTERM or with code 0
+ * was stopped (from outside the platform, or by itself): `stopped`, not
+ * `error`. Anything else that ended it is an error with the reason.
  */
-function drift(instance: Instance, info: Docker.ContainerInspectInfo | null): { to: InstanceState; reason: string; cause?: FailureCause; at?: Date } | null {
+export function drift(instance: Pick<Instance, "state">, info: Docker.ContainerInspectInfo | null): { to: InstanceState; reason: string; at?: Date } | null {
   if (!info) return { to: "error", reason: "container vanished" };
   const state = info.State;
   if (state.Running && state.Paused) return instance.state === "paused" ? null : { to: "paused", reason: "container was paused outside the platform" };
-  if (state.Running) return instance.state === "running" ? null : { to: "running", reason: "container was unpaused outside the platform" };
+  if (state.Running || state.Restarting) return instance.state === "running" ? null : { to: "running", reason: "container was unpaused outside the platform" };
+  // The instance stopped when its container did, not when the platform noticed (after an engine restart, minutes
+  // later): billing counts it so.
   const finished = Date.parse(state.FinishedAt);
   const at = Number.isFinite(finished) && finished > 0 ? new Date(finished) : undefined;
-  if (state.OOMKilled) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode})`, cause: "oom", at };
+  const restarts = info.RestartCount ? `, after ${info.RestartCount} automatic restart${info.RestartCount === 1 ? "" : "s"}` : "";
+  if (state.OOMKilled && state.ExitCode !== EXIT_SIGTERM && state.ExitCode !== 0) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode}${restarts})`, at };
+  if (state.ExitCode === EXIT_SIGTERM) return { to: "stopped", reason: "container was stopped outside the platform (SIGTERM, exit code 143)", at };
   if (state.ExitCode === 0) return { to: "stopped", reason: "container exited (exit code 0)", at };
-  return { to: "error", reason: `container died (exit code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ""})`, at };
+  return { to: "error", reason: `container died (exit code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ""}${restarts})`, at };
+}
+
+/**
+ * Counts an out-of-memory kill inside the instance (PID 1 or any child: the
+ * engine's `oom` event fires for either), shown to its owner as `oom`. The
+ * event's job id makes a replayed event count once.
+ */
+export async function recordOomKill(deps: Pick<ReconcileDeps, "db" | "log">, instanceId: string, at: Date): Promise<void> {
+  await deps.db.transaction(async (tx) => {
+    const [updated] = await tx
+      .update(instances)
+      .set({ oomKills: sql`${instances.oomKills} + 1`, lastOomKilledAt: sql`greatest(${instances.lastOomKilledAt}, ${at.toISOString()}::timestamptz)` })
+      .where(and(eq(instances.id, instanceId), ne(instances.state, "deleted")))
+      .returning();
+    if (!updated) return;
+    // Its owner hears of each kill (the container may live on when a child was killed); a death it causes is instance.failed.
+    await recordEvent(tx, {
+      type: "instance.oom_killed",
+      userId: updated.userId,
+      occurredAt: at,
+      data: { instanceId, name: updated.name, memoryMb: updated.memoryMb, reason: `a process in the instance was killed for exceeding its ${updated.memoryMb} MB memory limit (${updated.oomKills} so far)` },
+    });
+    deps.log.warn("out-of-memory kill in instance", { instanceId, kills: updated.oomKills });
+  });
 }
 
 /**
@@ -69,7 +102,6 @@ export async function reconcileInstance(deps: ReconcileDeps, instanceId: string)
       reason: observed.reason,
       by: RECONCILER,
       set,
-      ...(observed.cause ? { cause: observed.cause } : {}),
       ...(observed.at ? { at: observed.at } : {}),
     });
     deps.log.warn("instance reconciled", { instanceId, from: locked.state, to: observed.to, reason: observed.reason });
@@ -89,8 +121,11 @@ export async function reconcileAll(deps: ReconcileDeps, opts: { staleActionMs?: 
   const hostRows = await syncHosts(deps);
   let reconciled = 0;
   let orphansRemoved = 0;
+  let volumesReattached = 0;
   for (const host of hostRows.filter((h) => h.status === "active")) {
     try {
+      // Volumes first: after a reboot their files must be attached before anything starts.
+      volumesReattached += (await reconcileVolumes(deps, host)).reattached;
       const found = await reconcileHost(deps, host);
       reconciled += found.reconciled;
       orphansRemoved += found.orphansRemoved;
@@ -100,7 +135,7 @@ export async function reconcileAll(deps: ReconcileDeps, opts: { staleActionMs?: 
     }
   }
   const actions = await recoverStaleActions(deps, opts.staleActionMs ?? 2 * 60_000);
-  return { hosts: hostRows.length, reconciled, orphansRemoved, ...actions };
+  return { hosts: hostRows.length, reconciled, orphansRemoved, volumesReattached, ...actions };
 }
 
 async function reconcileHost(deps: ReconcileDeps, host: Host) {
@@ -120,7 +155,7 @@ async function reconcileHost(deps: ReconcileDeps, host: Host) {
   for (const instance of hostInstances) {
     if (!LIVE_STATES.includes(instance.state)) continue;
     const container = containers.find((c) => c.Labels[LABELS.instance] === instance.id);
-    const agrees = container && (instance.state === "running" ? container.State === "running" : container.State === "paused");
+    const agrees = container && (instance.state === "running" ? container.State === "running" || container.State === "restarting" : container.State === "paused");
     if (!agrees && (await reconcileInstance(deps, instance.id))) reconciled += 1;
   }
 

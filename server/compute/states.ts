@@ -37,7 +37,7 @@ export function canTransition(from: InstanceState, to: InstanceState): boolean {
  * state the instance shows while the lifecycle worker carries it out (none for
  * pause and resume, which are near-instant and have no in-between state).
  */
-export const ACTION_RULES: Record<Exclude<ActionKind, "create">, { from: readonly InstanceState[]; during: InstanceState | null }> = {
+export const ACTION_RULES: Record<Exclude<ActionKind, "create" | "resize">, { from: readonly InstanceState[]; during: InstanceState | null }> = {
   start: { from: ["stopped", "error"], during: "provisioning" },
   stop: { from: ["running", "paused", "error"], during: "stopping" },
   restart: { from: ["running"], during: "stopping" },
@@ -48,7 +48,7 @@ export const ACTION_RULES: Record<Exclude<ActionKind, "create">, { from: readonl
   throttle: { from: ["running", "paused"], during: null },
 };
 
-/** The state a successful action leaves the instance in; null: the state it was in. */
+/** The state a successful action leaves the instance in; null: the state it had (a throttle leaves the state alone; a resize keeps a running instance running and a stopped one stopped). */
 export const ACTION_OUTCOME: Record<ActionKind, InstanceState | null> = {
   create: "running",
   start: "running",
@@ -58,6 +58,7 @@ export const ACTION_OUTCOME: Record<ActionKind, InstanceState | null> = {
   pause: "paused",
   resume: "running",
   throttle: null,
+  resize: null,
 };
 
 export function assertTransition(from: InstanceState, to: InstanceState, what: string): void {

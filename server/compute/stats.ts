@@ -2,9 +2,9 @@ import type Docker from "dockerode";
 import type { Database } from "../../db/client";
 import type { Config } from "../config";
 import { AppError } from "../errors";
-import { containerName, statusCode } from "./containers";
+import { containerName, engineUnavailable, statusCode } from "./containers";
 import type { Engines } from "./engines";
-import { getHost } from "./hosts";
+import { getHost, hostUnreachable } from "./hosts";
 import { findInstance, type Instance } from "./instances";
 import { LIVE_STATES } from "./states";
 
@@ -30,15 +30,14 @@ export async function instanceStats(deps: StatsDeps, ownerId: string | null, ins
  */
 export async function sampleStats(deps: StatsDeps, instance: Instance) {
   const host = await getHost(deps.db, instance.hostId);
+  if (host.status !== "active") throw hostUnreachable(host);
   const container = deps.engines.get(host.endpoint).getContainer(containerName(deps.config, instance.id));
   let raw: Docker.ContainerStats;
   try {
     raw = await container.stats({ stream: false, abortSignal: AbortSignal.timeout(STATS_TIMEOUT_MS) } as { stream: false });
   } catch (error) {
     if (statusCode(error) === 404) return null;
-    if ((error as Error).name === "AbortError" || (error as Error).name === "TimeoutError") {
-      throw new AppError("DEPENDENCY_UNAVAILABLE", "The container engine did not answer in time", { cause: error });
-    }
+    if (engineUnavailable(error)) throw new AppError("DEPENDENCY_UNAVAILABLE", "The container engine did not answer", { cause: error });
     throw error;
   }
   return { instanceId: instance.id, ...summarizeStats(raw, instance.cpuMillis / 1000) };

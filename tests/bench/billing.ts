@@ -21,7 +21,7 @@ import { mapBounded, readCgroupCounters, readDockerCounters } from "../../server
 import { runInvoicing } from "../../server/billing/invoicing";
 import { meterUsage } from "../../server/billing/metering";
 import { syncHosts } from "../../server/compute/hosts";
-import { createInstance } from "../../server/compute/instances";
+import { createInstance } from "../../server/compute/create";
 import { setUserQuota } from "../../server/compute/quotas";
 import { systemActor } from "../../server/auth/actor";
 import { loadConfig } from "../../server/config";

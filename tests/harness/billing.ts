@@ -1,5 +1,5 @@
 import { eq, sql } from "drizzle-orm";
-import { hosts, images, instances, instanceStateHistory, plans, usageRecords, users } from "../../db/schema";
+import { hosts, images, instancePlans, instances, instanceStateHistory, plans, usageRecords, users } from "../../db/schema";
 import type { Services } from "../../server/services";
 
 type Db = Pick<Services, "db">;
@@ -43,6 +43,19 @@ export async function seedInstance(
       ...(opts.createdAt ? { createdAt: opts.createdAt, stateChangedAt: opts.createdAt } : {}),
     })
     .returning();
+  await db.insert(instancePlans).values({
+    instanceId: instance!.id,
+    seq: 0,
+    planId: plan!.id,
+    planSlug: plan!.slug,
+    cpuMillis: instance!.cpuMillis,
+    memoryMb: instance!.memoryMb,
+    diskGb: instance!.diskGb,
+    priceHourlyMinor: instance!.priceHourlyMinor,
+    priceMonthlyMinor: instance!.priceMonthlyMinor,
+    currency: instance!.currency,
+    fromAt: instance!.createdAt,
+  });
   return instance!;
 }
 

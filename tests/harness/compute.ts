@@ -1,5 +1,5 @@
 import type Docker from "dockerode";
-import { and, inArray, ne } from "drizzle-orm";
+import { and, gte, inArray, ne, type SQL } from "drizzle-orm";
 import { instanceActions, instances, instanceStateHistory } from "../../db/schema";
 import type { Services } from "../../server/services";
 import type { TestServer } from "./server";
@@ -54,11 +54,23 @@ export async function execIn(docker: Docker, container: string, cmd: string[], t
 /**
  * Power emergencies and energy accounting act on every instance of the
  * platform, so files about them start from none: instances earlier files
- * left behind are retired (marked deleted, open actions failed) and their
- * containers removed.
+ * left behind are retired (open actions failed, marked deleted in the row and
+ * the history, containers removed).
  */
-export async function retireOtherInstances({ db, docker }: Pick<Services, "db" | "docker">): Promise<void> {
-  const left = await db.select({ id: instances.id }).from(instances).where(ne(instances.state, "deleted"));
+export function retireOtherInstances(services: Pick<Services, "db" | "docker">): Promise<void> {
+  return retire(services);
+}
+
+/**
+ * Takes the instances a test file made since `since` out of later files' way
+ * (the suite runs files in random order, and a live instance holds capacity).
+ */
+export function retireInstancesSince(services: Pick<Services, "db" | "docker">, since: Date): Promise<void> {
+  return retire(services, gte(instances.createdAt, since));
+}
+
+async function retire({ db, docker }: Pick<Services, "db" | "docker">, which?: SQL): Promise<void> {
+  const left = await db.select({ id: instances.id }).from(instances).where(and(ne(instances.state, "deleted"), which));
   if (!left.length) return;
   const leftIds = left.map((i) => i.id);
   await db.update(instanceActions).set({ status: "failed", error: "test cleanup", finishedAt: new Date() }).where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));

@@ -39,7 +39,10 @@ export async function customer(app: TestServer) {
 }
 
 /** Creates an instance and waits until its action finished; returns the instance as `get` shows it. */
-export async function launch(api: Client, input: { name: string; imageId?: string; priority?: "critical" | "standard" | "interruptible" }) {
+export async function launch(
+  api: Client,
+  input: { name: string; imageId?: string; priority?: "critical" | "standard" | "interruptible"; volumes?: Array<{ name: string; sizeMb: number; mountPath: string }> },
+) {
   const { instance, actionId } = await api.compute.instances.create.mutate({ planId: "nano", imageId: "busybox", ...input });
   const action = await actionDone(api, actionId);
   if (action.status !== "succeeded") throw new Error(`create ${input.name} failed: ${action.error}`);

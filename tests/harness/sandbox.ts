@@ -70,7 +70,7 @@ export function defineSandbox(kind: "test" | "bench") {
       }
     },
 
-    /** Removes the namespace's containers and networks, the prefix's Redis keys, the database and the data folder. */
+    /** Removes the namespace's containers, networks and volumes (and the loop devices of volume files in the data folder), the prefix's Redis keys, the database and the data folder. */
     async destroy(): Promise<{ containersRemoved: number }> {
       const docker = new Docker({ socketPath: dockerSocket });
       const filters = { label: [`sahary.namespace=${dockerNamespace}`] };
@@ -78,6 +78,9 @@ export function defineSandbox(kind: "test" | "bench") {
       await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
       const networks = await docker.listNetworks({ filters }).catch(() => []);
       await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(() => {})));
+      const { Volumes: volumes } = await docker.listVolumes({ filters }).catch(() => ({ Volumes: [] as Array<{ Name: string }> }));
+      await Promise.all((volumes ?? []).map((v) => docker.getVolume(v.Name).remove().catch(() => {})));
+      await detachLoops(dataDir);
 
       const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
       try {
@@ -101,4 +104,14 @@ export function defineSandbox(kind: "test" | "bench") {
       return { containersRemoved: containers.length };
     },
   };
+}
+
+/** Detaches the loop devices whose backing file lives under `dir` (volumes a run made). */
+async function detachLoops(dir: string): Promise<void> {
+  const list = Bun.spawnSync(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], { stderr: "ignore" });
+  if (list.exitCode !== 0) return;
+  const parsed = JSON.parse(list.stdout.toString() || "{}") as { loopdevices?: Array<{ name: string; "back-file": string | null }> };
+  for (const device of parsed.loopdevices ?? []) {
+    if (device["back-file"]?.startsWith(`${dir}/`)) Bun.spawnSync(["losetup", "-d", device.name], { stderr: "ignore" });
+  }
 }

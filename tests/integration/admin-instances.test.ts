@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { and, eq } from "drizzle-orm";
-import { auditLog, hosts, instances } from "../../db/schema";
+import { and, eq, ne, sql } from "drizzle-orm";
+import { auditLog, hosts, instances, volumes } from "../../db/schema";
 import { FORCE_STOP_REASON } from "../../server/admin/instances";
 import { STALL_AFTER_MS } from "../../server/admin/queues";
 import { SUSPENSION_REASON } from "../../server/admin/suspension";
-import { syncHosts } from "../../server/compute/hosts";
+import { instanceHoldsCapacity, syncHosts } from "../../server/compute/hosts";
 import { stateHistory } from "../../server/compute/instances";
 import { processors } from "../../workers/processors";
 import { jobId } from "../../workers/queues";
@@ -180,7 +180,8 @@ describe("hosts", () => {
     expect(local.capacity.vcpus).toBeGreaterThan(0);
     expect(local.capacity.memoryMb).toBeGreaterThan(0);
 
-    // What the host reports as reserved agrees with the instances listed on it (every state but deleted).
+    // What the host reports as reserved agrees with the instances listed on it: every one not deleted counts,
+    // only those holding capacity (not stopped by their owner, failed or deleting) count their vCPUs and memory.
     let cursor: string | undefined;
     let vcpus = 0;
     let memoryMb = 0;
@@ -188,13 +189,19 @@ describe("hosts", () => {
     do {
       const result = await api.admin.instances.list.query({ hostId: local.id, limit: 100, cursor });
       for (const item of result.items) {
-        vcpus += item.vcpus;
-        memoryMb += item.memoryMb;
+        if (instanceHoldsCapacity({ state: item.lastKnownState, stateReason: item.stateReason })) {
+          vcpus += item.vcpus;
+          memoryMb += item.memoryMb;
+        }
         count += 1;
       }
       cursor = result.nextCursor ?? undefined;
     } while (cursor);
-    expect(local.allocated).toEqual({ vcpus, memoryMb, instances: count });
+    const [{ volumeMb }] = (await app.services.db
+      .select({ volumeMb: sql<number>`coalesce(sum(${volumes.sizeMb}), 0)::int` })
+      .from(volumes)
+      .where(and(eq(volumes.hostId, local.id), ne(volumes.state, "deleted")))) as [{ volumeMb: number }];
+    expect(local.allocated).toEqual({ vcpus, memoryMb, instances: count, volumeMb });
     expect(local.free).toEqual({ vcpus: local.capacity.vcpus - vcpus, memoryMb: local.capacity.memoryMb - memoryMb });
     const [row] = await app.services.db.select().from(hosts).where(eq(hosts.id, local.id));
     expect(local.capacity.vcpus).toBe(row!.cpuCapacityMillis / 1000);

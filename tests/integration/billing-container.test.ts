@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq, sql } from "drizzle-orm";
 import { extractText, getDocumentProxy } from "unpdf";
-import { instances, invoices, usageRecords } from "../../db/schema";
+import { instancePlans, instances, invoices, usageRecords } from "../../db/schema";
 import { runInvoicing } from "../../server/billing/invoicing";
 import { formatMoney } from "../../server/billing/pdf";
 import { periodOf } from "../../server/billing/periods";
@@ -38,7 +38,9 @@ describe("a real container, metered and invoiced", () => {
     const api = app.client({ token: owner.token });
     const created = await api.compute.instances.create.mutate({ name: "metered", planId: "nano", imageId: "busybox" });
     const id = created.instance.id;
+    // Invoices price each plan segment at its own row's prices.
     await app.services.db.update(instances).set({ priceHourlyMinor: PRICE_HOURLY, priceMonthlyMinor: 1_000_000_000 }).where(eq(instances.id, id));
+    await app.services.db.update(instancePlans).set({ priceHourlyMinor: PRICE_HOURLY, priceMonthlyMinor: 1_000_000_000 }).where(eq(instancePlans.instanceId, id));
 
     expect((await actionDone(api, created.actionId)).status).toBe("succeeded");
     const runStart = Date.now();

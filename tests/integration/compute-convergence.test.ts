@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { hosts, instanceActions, instances } from "../../db/schema";
-import { ensureContainer } from "../../server/compute/containers";
+import { containerSpec, ensureContainer, ensureTenantNetwork } from "../../server/compute/containers";
 import { syncHosts } from "../../server/compute/hosts";
 import { stateHistory } from "../../server/compute/instances";
 import { executeAction, tenantNetworkLock } from "../../server/compute/lifecycle";
@@ -85,7 +85,9 @@ describe("lifecycle jobs are idempotent", () => {
     await app.services.db.update(instanceActions).set({ status: "running", attempts: 1, startedAt: new Date() }).where(eq(instanceActions.id, actionId));
     await app.services.db.update(instances).set({ state: "provisioning" }).where(eq(instances.id, instance.id));
     const crashed = await row(instance.id);
-    await ensureContainer(docker(), app.services.config, crashed, { capAdd: [], tryDiskLimit: false, serialize: tenantNetworkLock(app.services.db, crashed.userId, crashed.hostId), publishAddress: "127.0.0.1" });
+    const network = await tenantNetworkLock(app.services.db, crashed.userId, crashed.hostId)(() => ensureTenantNetwork(docker(), app.services.config, crashed.userId));
+    const image = { run: crashed.imageReference, digest: "unknown", volumePaths: [] };
+    await ensureContainer(docker(), containerSpec(app.services.config, crashed, { network, publishAddress: "127.0.0.1", image, writablePaths: [], volumes: [] }));
 
     expect((await run(actionId)).status).toBe("succeeded");
     const containers = await containersOf(docker(), instance.id);
@@ -122,18 +124,19 @@ describe("lifecycle jobs are idempotent", () => {
     await destroy(instance.id);
   });
 
-  test("an engine that refuses disk limits is detected, remembered, and the instance says its disk is not enforced", async () => {
-    const [local] = await app.services.db.select().from(hosts).where(eq(hosts.name, "local"));
-    if (local!.diskLimitSupported === false) {
-      // Forget what the driver check concluded, so the create has to ask the engine.
-      await app.services.db.update(hosts).set({ diskLimitSupported: null }).where(eq(hosts.id, local!.id));
-    }
-    const id = await runningInstance("disk");
-    const info = await docker().getContainer(nameOf(id)).inspect();
-    const enforced = Boolean(info.HostConfig.StorageOpt?.size);
-    expect((await row(id)).diskLimitEnforced).toBe(enforced);
-    const [after] = await app.services.db.select().from(hosts).where(eq(hosts.id, local!.id));
-    expect(after!.diskLimitSupported).toBe(enforced);
+  test("a stopped container made from an older spec is made again at start, with the current one", async () => {
+    const id = await runningInstance("respec");
+    const { actionId: stopId } = await api.compute.instances.stop.mutate({ id });
+    expect((await run(stopId)).status).toBe("succeeded");
+    const before = await docker().getContainer(nameOf(id)).inspect();
+    // As a resize of a stopped instance leaves it: the plan in the database differs from the container's.
+    await app.services.db.update(instances).set({ memoryMb: 512 }).where(eq(instances.id, id));
+    const { actionId: startId } = await api.compute.instances.start.mutate({ id });
+    expect((await run(startId)).status).toBe("succeeded");
+    const after = await docker().getContainer(nameOf(id)).inspect();
+    expect(after.Id).not.toBe(before.Id);
+    expect(after.HostConfig.Memory).toBe(512 * 1024 * 1024);
+    expect(await containersOf(docker(), id)).toHaveLength(1);
     await destroy(id);
   });
 });

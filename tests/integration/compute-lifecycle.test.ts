@@ -1,6 +1,4 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { eq } from "drizzle-orm";
-import { hosts } from "../../db/schema";
 import { listInstancesByPriority, pauseInstance, resumeInstance, stateHistory, stopInstance, startInstance } from "../../server/compute/instances";
 import { syncHosts } from "../../server/compute/hosts";
 import { actionDone, containersOf, execIn } from "../harness/compute";
@@ -68,6 +66,12 @@ describe("an instance's life", () => {
     expect(hc.SecurityOpt).toContain("no-new-privileges:true");
     expect(hc.Init).toBe(true);
     expect(hc.Privileged).toBe(false);
+    expect(hc.ReadonlyRootfs).toBe(true);
+    expect(info.Config.User).toBe("10001:10001");
+    expect(hc.RestartPolicy).toEqual({ Name: "on-failure", MaximumRetryCount: 3 });
+    // 25 % of the nano plan's 256 MiB, owned by the instance user.
+    expect((hc as { Tmpfs?: Record<string, string> }).Tmpfs).toEqual({ "/tmp": "rw,noexec,nosuid,nodev,size=64m,mode=1777,uid=10001,gid=10001" });
+    expect(info.Mounts.filter((m) => m.Type === "volume" || m.Type === "bind")).toEqual([]);
     expect(info.Config.Labels).toMatchObject({ "sahary.namespace": testRun.dockerNamespace, "sahary.instance": instanceId, "sahary.owner": owner.user.id });
     expect(info.Config.Env).toContain("GREETING=salam");
     expect(info.Name).toBe(`/${testRun.dockerNamespace}-${instanceId}`);
@@ -80,14 +84,22 @@ describe("an instance's life", () => {
     expect(net.Labels).toMatchObject({ "sahary.namespace": testRun.dockerNamespace, "sahary.owner": owner.user.id });
   });
 
-  test("the disk limit is reported as the engine enforces it, never pretended", async () => {
+  test("inside: / is read-only, the user is not root and holds no capability, /tmp is capped", async () => {
+    const name = `${testRun.dockerNamespace}-${instanceId}`;
+    expect((await execIn(docker(), name, ["id", "-u"])).output.trim()).toBe("10001");
+    const root = await execIn(docker(), name, ["sh", "-c", "touch /probe 2>&1; echo rc=$?"]);
+    expect(root.output).toContain("Read-only file system");
+    expect(root.output).toContain("rc=1");
+    const caps = await execIn(docker(), name, ["sh", "-c", "grep -E '^Cap(Prm|Eff|Amb)' /proc/self/status"]);
+    for (const line of caps.output.trim().split("\n")) expect(line).toMatch(/\t0000000000000000$/);
+    const tmp = await execIn(docker(), name, ["sh", "-c", "dd if=/dev/zero of=/tmp/fill bs=1M count=100 2>&1; echo rc=$?; rm -f /tmp/fill"]);
+    expect(tmp.output).toContain("No space left on device");
+  });
+
+  test("the disk is enforced: read-only root, capped scratch space, no anonymous volumes", async () => {
     const instance = await api.compute.instances.get.query({ id: instanceId });
-    const info = await inspect(instanceId);
-    const enforced = Boolean(info.HostConfig.StorageOpt?.size);
-    expect(instance.diskLimitEnforced).toBe(enforced);
-    const [host] = await app.services.db.select().from(hosts).where(eq(hosts.id, instance.hostId));
-    expect(host!.diskLimitSupported).toBe(enforced);
-    if (enforced) expect(info.HostConfig.StorageOpt!.size).toBe("5G");
+    expect(instance.diskLimitEnforced).toBe(true);
+    expect(instance.imageDigest).toMatch(/^sha256:[a-f0-9]{64}$/);
   });
 
   test("the state history records each step with its reason", async () => {

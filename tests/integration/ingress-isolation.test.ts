@@ -24,8 +24,9 @@ beforeAll(async () => {
   const a = await customer(rig.app);
   const b = await customer(rig.app);
   bobApi = b.api;
-  alice = await launch(a.api, { name: "shop" });
-  bob = await launch(b.api, { name: "shop" });
+  // The root is read-only: the site folder is a volume each can write to.
+  alice = await launch(a.api, { name: "shop", volumes: [{ name: "shop-www", sizeMb: 32, mountPath: "/www" }] });
+  bob = await launch(b.api, { name: "shop", volumes: [{ name: "shop-www", sizeMb: 32, mountPath: "/www" }] });
   // Each container says whose it is.
   for (const [instance, owner] of [[alice, "alice"], [bob, "bob"]] as const) {
     const wrote = await execIn(rig.app.services.docker, container(instance.id), ["sh", "-c", `echo owner=${owner} > /www/who.txt`]);

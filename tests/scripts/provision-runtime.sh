@@ -83,6 +83,12 @@ if ! command -v caddy >/dev/null 2>&1; then
   fi
 fi
 
+# Sized volumes: an ext4 file per volume on a loop device (fallocate and losetup from util-linux, mkfs.ext4 from
+# e2fsprogs); the workers must run as root for them (hosts.volumes_note says why when they cannot).
+for tool in fallocate losetup mkfs.ext4; do
+  if ! PATH="$PATH:/usr/sbin:/sbin" command -v $tool >/dev/null 2>&1; then apt_install util-linux e2fsprogs || true; break; fi
+done
+
 # The catalogue's busybox image.
 IMAGE=sahary/busybox:1.35
 if docker info >/dev/null 2>&1 && ! docker image inspect "$IMAGE" >/dev/null 2>&1; then

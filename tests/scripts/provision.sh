@@ -42,5 +42,14 @@ command -v curl >/dev/null 2>&1 || apt_install curl
 command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
+# The workload tests push images to a registry they run themselves on loopback (docker-registry serve).
+if ! command -v docker-registry >/dev/null 2>&1; then
+  log "installing docker-registry"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends docker-registry >/dev/null 2>&1 ||
+    { as_root apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y --no-install-recommends docker-registry >/dev/null; }
+  # Debian starts its own service on :5000 with a configuration that refuses every request; the tests run their own.
+  if [ -d /run/systemd/system ]; then as_root systemctl disable --now docker-registry.service >/dev/null 2>&1 || true; fi
+fi
+
 sh tests/scripts/provision-runtime.sh
-log "ready: postgres, socat, openssl, fault-suite tools, curl, chromium, debootstrap, docker-compose"
+log "ready: postgres, socat, openssl, fault-suite tools, curl, chromium, debootstrap, docker-compose, docker-registry"

@@ -6,7 +6,7 @@ describe("compute configuration", () => {
     const { compute } = loadConfig({ DOCKER_SOCKET: "/run/docker.sock" });
     expect(compute.hosts).toEqual([{ name: "local", endpoint: "unix:///run/docker.sock" }]);
     expect(compute.overcommit).toEqual({ cpu: 4, memory: 1 });
-    expect(compute.defaultQuota).toEqual({ maxInstances: 10, maxCpuMillis: 4000, maxMemoryMb: 8192 });
+    expect(compute.defaultQuota).toEqual({ maxInstances: 10, maxCpuMillis: 4000, maxMemoryMb: 8192, maxVolumes: 10, maxVolumeMb: 100 * 1024 });
     expect(compute.imagePull).toBe("missing");
   });
 

@@ -86,13 +86,12 @@ describe("compute's events for a state change", () => {
   const instance = { id: crypto.randomUUID(), userId: USER, name: "batch", state: "running", priority: "interruptible", memoryMb: 128 } as Instance;
   const types = (...args: Parameters<typeof stateChangeEvents>) => stateChangeEvents(...args).map((e) => e.type);
 
-  test("settled states only; errors also say why, an OOM kill as its own type", () => {
+  test("settled states only; errors also say why (an OOM kill has its own event, from the engine's oom event)", () => {
     expect(types({ ...instance, state: "pending" }, "provisioning", "created")).toEqual([]);
     expect(types({ ...instance, state: "running" }, "stopping", "requested")).toEqual([]);
     expect(types({ ...instance, state: "stopping" }, "stopped", "requested")).toEqual(["instance.state_changed"]);
     expect(types(instance, "error", "container died")).toEqual(["instance.state_changed", "instance.failed"]);
-    expect(types(instance, "error", "killed for memory", "oom")).toEqual(["instance.state_changed", "instance.oom_killed"]);
-    expect(stateChangeEvents(instance, "error", "killed for memory", "oom")[1]!.data).toMatchObject({ memoryMb: 128, name: "batch" });
+    expect(types(instance, "error", "container was killed for exceeding its memory limit")).toEqual(["instance.state_changed", "instance.failed"]);
   });
 
   test("pauses and stops for power, and recovery, are power events; the same moves for other reasons are not", () => {
