@@ -41,9 +41,15 @@ export const mailProcessor = defineProcessor({
     },
 
     async sweep(_payload, ctx) {
-      const ids = await staleQueuedMail(ctx.db, STALE_AFTER_MS);
-      for (const id of ids) await dispatchMail(ctx.queues, id);
-      return { requeued: ids.length };
+      let requeued = 0;
+      for (let after: string | null = null; ; ) {
+        const ids = await staleQueuedMail(ctx.db, STALE_AFTER_MS, after);
+        for (const id of ids) await dispatchMail(ctx.queues, id);
+        requeued += ids.length;
+        if (ids.length < 500) break;
+        after = ids.at(-1)!;
+      }
+      return { requeued };
     },
   },
 });

@@ -238,7 +238,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
     }
     cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, planSeq: window.planSeq, ...next });
     const liveInWindow = weights.reduce((a, w) => a + w, 0);
-    if (sample && (liveInWindow > 0 || deltas.cpuNs > 0)) shares.push({ instanceId: c.id, userId: c.userId, cpuNs: deltas.cpuNs, reservedMillisMs: c.cpuMillis * liveInWindow });
+    if (sample && (liveInWindow > 0 || deltas.cpuNs > 0)) shares.push({ instanceId: c.id, userId: c.userId, cpuNs: deltas.cpuNs, reservedMillisMs: c.cpuMillis * liveInWindow, liveFrom: cursor.meteredUntil.getTime() });
 
     if (window.hours.length === 0 && deltas.cpuNs === 0 && deltas.rxBytes === 0 && deltas.txBytes === 0) continue;
     // Counter growth with no live time in the window (a container stopped since its last sample) goes to the window's last hour.

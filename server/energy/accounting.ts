@@ -2,7 +2,7 @@ import { and, asc, desc, eq, gte, lt, lte, sql, type AnyColumn } from "drizzle-o
 import type { Database } from "../../db/client";
 import { energyAttributions, energyEvents, energyHourly, energyReadings, usageEnergy } from "../../db/schema";
 import type { Config } from "../config";
-import { addEnergy, attributeLoadEnergy, noEnergy, type EnergyWindow, type InstanceShare, type Sources } from "./attribution";
+import { addEnergy, attributeLoadEnergy, clipToWindow, noEnergy, type EnergyWindow, type InstanceShare, type Sources } from "./attribution";
 import { quantile } from "./forecast";
 
 const HOUR_MS = 3_600_000;
@@ -51,7 +51,9 @@ export async function attributeTickEnergy(db: Database, config: Config, tick: { 
   const until = new Date(rows.at(-1)!.at.getTime() + windowMs);
   const onBackup = await backupTimeline(db, from, until);
   const windows: EnergyWindow[] = rows.map((r) => ({ at: r.at.getTime(), seconds: r.seconds, loadWh: r.loadWh, pvWh: r.pvWh, onBackup: onBackup(r.at.getTime()) }));
-  const result = attributeLoadEnergy(windows, tick.shares, await idlePowerW(db, energy, tick.until));
+  // Reservations count where there was load measured: from the first stored window on.
+  const shares = tick.shares.map((share) => clipToWindow(share, tick.until.getTime(), rows[0]!.at.getTime(), until.getTime()));
+  const result = attributeLoadEnergy(windows, shares, await idlePowerW(db, energy, tick.until));
   const t = result.totals;
 
   return db.transaction(async (tx) => {

@@ -34,7 +34,20 @@ export type InstanceShare = {
   cpuNs: number;
   /** vCPU-milliseconds reserved: the plan's CPU (thousandths) × live milliseconds in the tick. */
   reservedMillisMs: number;
+  /**
+   * Where the metering window the reservation covers began (ms). It can start
+   * before the energy window being shared out (an instance whose metering
+   * caught up late): only the overlapping part of its reservation counts.
+   */
+  liveFrom?: number;
 };
+
+/** The share with its reservation cut to the part of `[liveFrom, tickUntil]` that lies in `[from, until]` (assumed evenly spread). */
+export function clipToWindow(share: InstanceShare, tickUntil: number, from: number, until: number): InstanceShare {
+  if (share.liveFrom === undefined || tickUntil <= share.liveFrom) return share;
+  const overlap = Math.max(0, Math.min(tickUntil, until) - Math.max(share.liveFrom, from));
+  return { ...share, reservedMillisMs: share.reservedMillisMs * (overlap / (tickUntil - share.liveFrom)) };
+}
 
 export type Sources = { loadWh: number; solarWh: number; batteryWh: number; backupWh: number };
 

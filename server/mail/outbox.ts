@@ -1,4 +1,4 @@
-import { and, eq, lt } from "drizzle-orm";
+import { and, asc, eq, gt, lt } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { mailMessages, type MailAttachment } from "../../db/schema";
 import { jobId, type Queues } from "../../workers/queues";
@@ -23,12 +23,18 @@ export async function dispatchMail(queues: Queues, messageId: string): Promise<v
   await queues.enqueue("mail", "send", { messageId }, { jobId: jobId("mail", messageId) });
 }
 
-/** Outbox messages still queued after `olderThanMs` (their enqueue may have been lost). */
-export async function staleQueuedMail(db: Database, olderThanMs: number): Promise<string[]> {
+/**
+ * Outbox messages still queued after `olderThanMs` (their enqueue may have
+ * been lost), a page at a time in id order: pass the last id of a page to get
+ * the next. Every one must be seen, however many wait (a mail relay that was
+ * down leaves thousands).
+ */
+export async function staleQueuedMail(db: Database, olderThanMs: number, afterId: string | null = null, limit = 500): Promise<string[]> {
   const rows = await db
     .select({ id: mailMessages.id })
     .from(mailMessages)
-    .where(and(eq(mailMessages.status, "queued"), lt(mailMessages.createdAt, new Date(Date.now() - olderThanMs))))
-    .limit(500);
+    .where(and(eq(mailMessages.status, "queued"), lt(mailMessages.createdAt, new Date(Date.now() - olderThanMs)), afterId ? gt(mailMessages.id, afterId) : undefined))
+    .orderBy(asc(mailMessages.id))
+    .limit(limit);
   return rows.map((row) => row.id);
 }

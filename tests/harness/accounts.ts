@@ -60,6 +60,16 @@ export async function mailsTo(received: ReceivedMail[], address: string, count =
   );
 }
 
+/** Waits until a message with `subject` has reached `address` (other mail may arrive around it); returns it. */
+export async function mailWithSubject(received: ReceivedMail[], address: string, subject: string): Promise<ReceivedMail> {
+  const list = await eventually(
+    async () => received.filter((mail) => mail.to.includes(address) && mailSubject(mail) === subject),
+    (found) => found.length > 0,
+    { what: `a message "${subject}" to ${address}` },
+  );
+  return list[0]!;
+}
+
 /**
  * Waits until no mail job is waiting, so a test file leaves no work behind for
  * whatever process consumes the run's queues next. (Jobs already running are

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { attributeLoadEnergy, energyView, sourcesOf, type EnergyWindow, type InstanceShare } from "../../server/energy/attribution";
+import { attributeLoadEnergy, clipToWindow, energyView, sourcesOf, type EnergyWindow, type InstanceShare } from "../../server/energy/attribution";
 
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 5, 1, 10);
@@ -64,5 +64,19 @@ describe("sharing the measured load among instances", () => {
   test("a share is shown in kWh with its sunlight share and the CO2 it avoided", () => {
     expect(energyView({ loadWh: 2000, solarWh: 1200, batteryWh: 500, backupWh: 300 }, 400)).toEqual({ kwh: 2, solarKwh: 1.2, batteryKwh: 0.5, backupKwh: 0.3, sunlightShare: 0.85, co2AvoidedKg: 0.68 });
     expect(energyView({ loadWh: 0, solarWh: 0, batteryWh: 0, backupWh: 0 }, 400).sunlightShare).toBeNull();
+  });
+});
+
+describe("a reservation that reaches back before the energy being shared out", () => {
+  test("counts only its part inside the measured windows (an instance whose metering caught up late gets no share of load it was not there for)", () => {
+    const share = { instanceId: "a", userId: "u", cpuNs: 0, reservedMillisMs: 1000 * 100_000, liveFrom: 0 };
+    // Live for the tick's 100 s, of which the last 10 s had load measured.
+    expect(clipToWindow(share, 100_000, 90_000, 100_000).reservedMillisMs).toBeCloseTo(1000 * 10_000, 6);
+    // Entirely before the measured windows: nothing.
+    expect(clipToWindow({ ...share, liveFrom: 0 }, 50_000, 60_000, 100_000).reservedMillisMs).toBe(0);
+    // Inside them: unchanged; without liveFrom: unchanged.
+    expect(clipToWindow({ ...share, liveFrom: 95_000 }, 100_000, 90_000, 100_000).reservedMillisMs).toBe(share.reservedMillisMs);
+    const { liveFrom: _, ...bare } = share;
+    expect(clipToWindow(bare, 100_000, 90_000, 100_000)).toBe(bare);
   });
 });
