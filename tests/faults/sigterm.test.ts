@@ -68,22 +68,27 @@ describe("SIGTERM during a long job", () => {
       await held;
     });
     await lockTaken;
-    const worker = await startPlatform("workers/main.ts", { WORKER_LOCK_MS: "2000", SHUTDOWN_TIMEOUT_MS: "200" });
-    children.push(worker);
-    await services.queues.enqueue("billing", "invoice", { period }, { jobId: `sigterm-invoice-${period}` });
-    await eventually(
-      () => sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and application_name = 'sahary' and wait_event_type = 'Lock'`,
-      (rows) => rows.length > 0,
-      { timeoutMs: 60_000, what: "the job to be at work" },
-    );
-    // The next worker is up before the stop (as in a rolling deploy); the job is in the first one's hands.
-    const next = await startPlatform("workers/main.ts", { WORKER_LOCK_MS: "2000" });
-    children.push(next);
-    worker.kill("SIGTERM");
-    const exiting = stopwatch();
-    await worker.exited;
-    const exitMs = exiting();
-    release();
+    // Released whatever happens: a lock left held would stall every later invoicing in the run.
+    let exitMs: number;
+    try {
+      const worker = await startPlatform("workers/main.ts", { WORKER_LOCK_MS: "2000", SHUTDOWN_TIMEOUT_MS: "200" });
+      children.push(worker);
+      await services.queues.enqueue("billing", "invoice", { period }, { jobId: `sigterm-invoice-${period}` });
+      await eventually(
+        () => sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and application_name = 'sahary' and wait_event_type = 'Lock'`,
+        (rows) => rows.length > 0,
+        { timeoutMs: 60_000, what: "the job to be at work" },
+      );
+      // The next worker is up before the stop (as in a rolling deploy); the job is in the first one's hands.
+      const next = await startPlatform("workers/main.ts", { WORKER_LOCK_MS: "2000" });
+      children.push(next);
+      worker.kill("SIGTERM");
+      const exiting = stopwatch();
+      await worker.exited;
+      exitMs = exiting();
+    } finally {
+      release();
+    }
     await holder;
     await sql.end({ timeout: 5 });
     const atExit = await count(period);

@@ -162,6 +162,8 @@ describe("slow requests and failed lookups", () => {
     const api = await startPlatform("server/api.ts", { REQUEST_TIMEOUT_MS: "20000" });
     const strict = await startPlatform("server/api.ts", { REQUEST_TIMEOUT_MS: "2000" });
     const sql = postgres(testRun.databaseUrl, { max: 2, onnotice: () => {} });
+    // Released in `finally` too: a lock left held would stall every later invoicing in the run.
+    let release: () => void = () => {};
     try {
       const { token } = await createUserWithSession(app.services, { role: "admin" });
       const customer = await createUserWithSession(app.services);
@@ -172,7 +174,6 @@ describe("slow requests and failed lookups", () => {
       const invoice = (base: string) =>
         fetch(`${base}/trpc/admin.billing.runInvoicing`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ period: "2002-06" }) });
 
-      let release!: () => void;
       const held = new Promise<void>((resolve) => (release = resolve));
       let locked!: () => void;
       const lockTaken = new Promise<void>((resolve) => (locked = resolve));
@@ -201,11 +202,13 @@ describe("slow requests and failed lookups", () => {
       expect(answer.status).toBe(200);
       expect(((await answer.json()) as any).result.data.period).toBe("2002-06");
     } finally {
+      release();
       await sql.end({ timeout: 5 });
       api.kill();
       strict.kill();
     }
-  }, 60_000);
+    // Two API processes start (migrations, a cold start each) on a machine that may be busy.
+  }, 120_000);
 
   test("a credential lookup that fails answers with the error envelope and its request id (503 for a lost database)", async () => {
     const broken = await startTestServer();
