@@ -7,7 +7,7 @@ import type { Config } from "../config";
 import { recordEvent } from "../events/outbox";
 import type { RouteNotifier } from "../ingress/sync";
 import type { Logger } from "../log";
-import { containerName, inspectContainer, LABELS, publishAddressOf, removeContainer, removeTenantNetwork, upstreamOf } from "./containers";
+import { containerName, inspectContainer, LABELS, publishAddressOf, removeContainer, removeTenantNetwork, stopContainer, upstreamOf } from "./containers";
 import type { Engines } from "./engines";
 import { getHost, syncHosts, type Host } from "./hosts";
 import { actionJobId, changeState, enqueueAction, lockInstance, type Instance } from "./instances";
@@ -111,6 +111,35 @@ export async function reconcileInstance(deps: ReconcileDeps, instanceId: string)
   return moved;
 }
 
+/** States whose container must not run. */
+const HELD_DOWN: readonly InstanceState[] = ["stopped", "error"];
+
+/**
+ * Stops a container that runs for an instance the platform holds stopped or
+ * failed. The engine starts such containers on its own: on its restart it
+ * brings back every container whose on-failure policy its own shutdown
+ * triggered, after the platform had recorded them stopped. Left running, it
+ * would serve, use capacity the instance no longer holds, and go unbilled; the
+ * recorded state wins, and its owner starts it again. An instance with an
+ * action in flight belongs to the lifecycle worker.
+ */
+async function stopStrayContainer(deps: ReconcileDeps, host: Host, instanceId: string): Promise<boolean> {
+  const { db, config } = deps;
+  return db.transaction(async (tx) => {
+    const locked = await lockInstance(tx, instanceId, null);
+    if (!HELD_DOWN.includes(locked.state)) return false;
+    const [open] = await tx
+      .select({ id: instanceActions.id })
+      .from(instanceActions)
+      .where(and(eq(instanceActions.instanceId, instanceId), inArray(instanceActions.status, ["pending", "running"])));
+    if (open) return false;
+    // Under the instance's lock: a start asked for meanwhile waits for the stop, then starts it again.
+    await stopContainer(deps.engines.get(host.endpoint), config, containerName(config, instanceId));
+    deps.log.warn("stray container stopped", { instanceId, state: locked.state });
+    return true;
+  });
+}
+
 /**
  * One full pass over every active host: refresh host facts, reconcile every
  * instance that should be up, remove containers and networks of this
@@ -153,8 +182,12 @@ async function reconcileHost(deps: ReconcileDeps, host: Host) {
   const owned = new Map(hostInstances.map((i) => [i.id, i]));
 
   for (const instance of hostInstances) {
-    if (!LIVE_STATES.includes(instance.state)) continue;
     const container = containers.find((c) => c.Labels[LABELS.instance] === instance.id);
+    if (HELD_DOWN.includes(instance.state)) {
+      if (container && container.State !== "exited" && container.State !== "created" && container.State !== "dead" && (await stopStrayContainer(deps, host, instance.id))) reconciled += 1;
+      continue;
+    }
+    if (!LIVE_STATES.includes(instance.state)) continue;
     const agrees = container && (instance.state === "running" ? container.State === "running" || container.State === "restarting" : container.State === "paused");
     if (!agrees && (await reconcileInstance(deps, instance.id))) reconciled += 1;
   }

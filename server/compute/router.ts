@@ -105,7 +105,7 @@ export const computeRouter = router({
   }),
   instances: router({
     // Costs: a create is placement, quota and a container; stats and logs are ~1 s Docker calls each.
-    create: write.meta({ cost: 5 }).input(createInput).mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
+    create: write.meta({ cost: 5, example: { name: "web", planId: "nano", imageId: "busybox" } }).input(createInput).mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
     list: read.input(listInput).query(({ ctx, input }) => listInstances(ctx, ctx.user.id, input)),
     get: read.input(byId).query(({ ctx, input }) => getInstance(ctx, ctx.user.id, input.id)),
     start: instanceAction("start"),

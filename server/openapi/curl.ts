@@ -10,7 +10,8 @@ export function shellQuote(text: string): string {
  * asks for (`API`, the /trpc base URL, and `TOKEN`). Query input goes through
  * `-G --data-urlencode`, so curl encodes it and never reads `{}[]` in a URL as
  * a glob; mutation input is the raw body (`--data-raw` never treats a leading
- * `@` as a file name).
+ * `@` as a file name). A subscription's answer is a stream of server-sent
+ * events, so its curl reads unbuffered (`-N`).
  */
 export function curlExample(call: { path: string; type: TRPCProcedureType; input: unknown; authenticated: boolean }): string {
   const lines: string[] = [];
@@ -19,9 +20,9 @@ export function curlExample(call: { path: string; type: TRPCProcedureType; input
     lines.push(`curl -s -X POST "$API/${call.path}"${auth} \\`, `  -H 'content-type: application/json'`);
     if (call.input !== undefined) lines[lines.length - 1] += ` \\\n  --data-raw ${shellQuote(JSON.stringify(call.input))}`;
   } else if (call.input === undefined) {
-    lines.push(`curl -s "$API/${call.path}"${auth}`);
+    lines.push(`curl -s${call.type === "subscription" ? "N" : ""} "$API/${call.path}"${auth}`);
   } else {
-    lines.push(`curl -sG "$API/${call.path}"${auth} \\`, `  --data-urlencode ${shellQuote(`input=${JSON.stringify(call.input)}`)}`);
+    lines.push(`curl -s${call.type === "subscription" ? "N" : ""}G "$API/${call.path}"${auth} \\`, `  --data-urlencode ${shellQuote(`input=${JSON.stringify(call.input)}`)}`);
   }
   return lines.join("\n");
 }

@@ -106,7 +106,11 @@ export async function seedCustomers(services: Db, period: string, n: number) {
       insert into instances (user_id, host_id, name, plan_id, image_id, image_reference, cpu_millis, memory_mb, disk_gb, price_hourly_minor, price_monthly_minor, currency, priority, state)
       select u.id, host.id, 'inv-' || left(u.id::text, 8), plan.id, image.id, image.reference, plan.cpu_millis, plan.memory_mb, plan.disk_gb, 123, 100000, plan.currency, 'standard', 'stopped'
       from u, host, plan, image
-      returning id, user_id
+      returning id, user_id, plan_id, cpu_millis, memory_mb, disk_gb, price_hourly_minor, price_monthly_minor, currency, created_at
+    ), p as (
+      -- Each instance's plan history starts at its creation (server/compute/create.ts writes seq 0 the same way).
+      insert into instance_plans (instance_id, seq, plan_id, plan_slug, cpu_millis, memory_mb, disk_gb, price_hourly_minor, price_monthly_minor, currency, from_at)
+      select i.id, 0, i.plan_id, 'nano', i.cpu_millis, i.memory_mb, i.disk_gb, i.price_hourly_minor, i.price_monthly_minor, i.currency, i.created_at from i
     )
     insert into usage_records (instance_id, user_id, hour, running_ms, paused_ms, emergency_paused_ms, tx_bytes)
     select i.id, i.user_id, ${hour}::timestamptz, 3600000, 0, 0, 0 from i`);

@@ -60,8 +60,10 @@ describe("per-tenant solar accounting", () => {
     const busy = await launch(busyApi, "cruncher");
     const quiet = await launch(quietApi, "idler");
 
-    // First tick: cursors and counter baselines.
-    const t1 = Math.floor((Date.now() - 6000) / 1000) * 1000;
+    // First tick: cursors and counter baselines, at a second both instances were already live by (a share
+    // counts only the time an instance was there), once the settle margin behind it has passed.
+    const t1 = Math.ceil(Date.now() / 1000) * 1000;
+    await eventually(async () => Date.now(), (now) => now >= t1 + 6000, { what: "the settle margin after t1 to pass" });
     await meterUsage(app.services, { until: new Date(t1) });
     // The busy tenant burns CPU (the nano plan allows a quarter of a core) while the other idles.
     await execIn(app.services.docker, `${testRun.dockerNamespace}-${busy}`, ["sh", "-c", "end=$(( $(date +%s) + 3 )); while [ $(date +%s) -lt $end ]; do :; done"]);

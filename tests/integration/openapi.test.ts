@@ -143,7 +143,11 @@ describe("the curl examples work as printed", () => {
       const run = Bun.spawn(["sh", "-c", curl], { env: { ...process.env, API: `${app.url}/trpc`, TOKEN: token }, stdout: "pipe", stderr: "pipe" });
       const [code, out, err] = await Promise.all([run.exited, new Response(run.stdout).text(), new Response(run.stderr).text()]);
       expect(`${path}: exit ${code} ${err}`).toBe(`${path}: exit 0 `);
-      const body = JSON.parse(out) as { result?: unknown; error?: { data: { appCode: string } } };
+      // A subscription answers with server-sent events; a refusal is the JSON of its `serialized-error` event.
+      if (type === "subscription") expect(`${path}: ${out}`).toContain("event: connected");
+      const body = (
+        type === "subscription" ? { error: JSON.parse(out.match(/^event: serialized-error\ndata: (.*)$/m)?.[1] ?? "null") ?? undefined } : JSON.parse(out)
+      ) as { result?: unknown; error?: { data: { appCode: string } } };
       if (body.error) expect(`${path}: ${body.error.data.appCode}`).not.toBeOneOf(shapeErrors.map((c) => `${path}: ${c}`));
       ran++;
     }
