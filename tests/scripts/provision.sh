@@ -41,6 +41,8 @@ command -v curl >/dev/null 2>&1 || apt_install curl
 # The production-stack test builds images from a debootstrapped base and starts them with Debian's docker-compose.
 command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+# The benchmarks (bench:ingress, ../shared/bench/api-ratio.sh) drive HTTP load with wrk.
+command -v wrk >/dev/null 2>&1 || apt_install wrk
 
 # The workload tests push images to a registry they run themselves on loopback (docker-registry serve).
 if ! command -v docker-registry >/dev/null 2>&1; then
@@ -52,4 +54,4 @@ if ! command -v docker-registry >/dev/null 2>&1; then
 fi
 
 sh tests/scripts/provision-runtime.sh
-log "ready: postgres, socat, openssl, fault-suite tools, curl, chromium, debootstrap, docker-compose, docker-registry"
+log "ready: postgres, socat, openssl, fault-suite tools, curl, chromium, debootstrap, docker-compose, docker-registry, wrk"
