@@ -21,7 +21,7 @@ const CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"];
  * stock `requestId` and `cors` middleware set headers before the handler has
  * answered: Hono then keeps a placeholder response and rebuilds the handler's
  * response to merge them, which cost more than the rest of this together
- * (README, "Performance"). Preflight requests still go to Hono's `cors`.
+ * (docs/performance.md). Preflight requests still go to Hono's `cors`.
  */
 export function edge(config: Config, log: Logger, metrics: Metrics): MiddlewareHandler<EdgeEnv> {
   const origins = new Set(config.http.corsOrigins);

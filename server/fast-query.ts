@@ -11,7 +11,7 @@ import type { Context as HonoContext, MiddlewareHandler } from "hono";
  * headers, context cookies, error shape and `onError`), using tRPC's public
  * helpers. It skips what a single query does not need: URL re-parsing,
  * content-type negotiation, abort-signal plumbing and batch bookkeeping,
- * which cost about as much as the rest of the request (README, "Performance").
+ * which cost about as much as the rest of the request (docs/performance.md).
  *
  * Anything else — batches, mutations, subscriptions, streaming (`trpc-accept`),
  * an unknown path, input that is not JSON — goes on to the full handler

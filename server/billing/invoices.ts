@@ -78,7 +78,7 @@ export function invoiceView(invoice: Invoice) {
     creditMinor: invoice.creditMinor,
     taxRateBps: invoice.taxRateBps,
     taxMinor: invoice.taxMinor,
-    /** Earlier carried-forward invoices brought into this total (README, "Minimum charge"). */
+    /** Earlier carried-forward invoices brought into this total (docs/billing.md, "Minimum charge"). */
     carriedInMinor: invoice.carriedInMinor,
     totalMinor: invoice.totalMinor,
     amountPaidMinor: invoice.amountPaidMinor,

@@ -7,7 +7,7 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } f
  * then neither reveals secrets nor lets anyone forge our signatures; the
  * authentication tag makes a tampered row fail to open rather than sign with
  * garbage. Rotating APP_SECRET makes stored secrets unreadable: endpoints then
- * need `rotateSecret` (README, "Outgoing webhooks").
+ * need `rotateSecret` (docs/notifications.md, "Outgoing webhooks").
  */
 
 export const SECRET_PREFIX = "whsec_";
