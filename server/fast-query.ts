@@ -41,7 +41,7 @@ export function fastQueries<Ctx>(opts: Options<Ctx>): MiddlewareHandler {
     const queryStart = url.indexOf("?");
     const rawPath = url.slice(pathStart + prefix.length, queryStart === -1 ? undefined : queryStart);
     const procedure = pathStart === -1 || rawPath.includes(",") || rawPath.includes("%") ? undefined : router._def.procedures[rawPath];
-    if (!procedure || procedure._def.type !== "query" || req.headers.has("trpc-accept")) return next();
+    if (procedure?._def.type !== "query" || req.headers.has("trpc-accept")) return next();
 
     let input: unknown;
     if (queryStart !== -1) {

@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, ne } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { invoiceLines, invoices, invoiceStatus } from "../../db/schema";
+import { invoiceLines, invoices, type invoiceStatus } from "../../db/schema";
 import { AppError } from "../errors";
 import { after, cursorTime, decodeCursor, page } from "../pagination";
 

@@ -1,7 +1,7 @@
 import { and, desc, eq, inArray, isNotNull, sql } from "drizzle-orm";
 import type Stripe from "stripe";
 import type { Database } from "../../db/client";
-import { invoices, paymentEvents, payments, paymentStatus, stripeEvents, users } from "../../db/schema";
+import { invoices, paymentEvents, payments, type paymentStatus, stripeEvents, users } from "../../db/schema";
 import { recordAudit } from "../audit";
 import type { Actor } from "../auth/actor";
 import type { Config } from "../config";

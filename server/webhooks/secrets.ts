@@ -24,7 +24,10 @@ const sealKeys = new Map<string, Buffer>();
 /** Derived once per APP_SECRET: every attempt opens a secret. */
 function sealKey(appSecret: string): Buffer {
   let key = sealKeys.get(appSecret);
-  if (!key) sealKeys.set(appSecret, (key = Buffer.from(hkdfSync("sha256", appSecret, "sahary-webhook-secrets", "webhook endpoint signing secret", 32))));
+  if (!key) {
+    key = Buffer.from(hkdfSync("sha256", appSecret, "sahary-webhook-secrets", "webhook endpoint signing secret", 32));
+    sealKeys.set(appSecret, key);
+  }
   return key;
 }
 

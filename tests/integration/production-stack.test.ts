@@ -48,7 +48,7 @@ beforeAll(async () => {
   const secret = () => crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
   writeFileSync(
     envFile,
-    Object.entries({
+    `${Object.entries({
       ...tags,
       POSTGRES_PASSWORD: secret(),
       APP_SECRET: secret(),
@@ -67,7 +67,7 @@ beforeAll(async () => {
       DOCKER_NAMESPACE: `sahary-s${testRun.id}`,
     })
       .map(([key, value]) => `${key}=${value}`)
-      .join("\n") + "\n",
+      .join("\n")}\n`,
   );
 
   started = performance.now();

@@ -3,9 +3,12 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
 const root = resolve(import.meta.dir, "../..");
-const pages = ["README.md", ...readdirSync(join(root, "docs"))
-  .filter((name) => name.endsWith(".md"))
-  .map((name) => `docs/${name}`)];
+const pages = [
+  "README.md",
+  ...readdirSync(join(root, "docs"))
+    .filter((name) => name.endsWith(".md"))
+    .map((name) => `docs/${name}`),
+];
 const text = new Map(pages.map((page) => [page, readFileSync(join(root, page), "utf8")]));
 const scripts = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
 
@@ -42,7 +45,9 @@ function anchors(markdown: string): Set<string> {
 
 /** Link targets in prose (a link's text may wrap onto the next line), without inline code spans. */
 function links(markdown: string): string[] {
-  const prose = split(markdown).prose.join("\n").replace(/`[^`\n]*`/g, "``");
+  const prose = split(markdown)
+    .prose.join("\n")
+    .replace(/`[^`\n]*`/g, "``");
   return [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
 }
 
