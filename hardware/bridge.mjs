@@ -86,7 +86,7 @@ port.on("error", (error) => {
   if (!closing) exit(3, `serial port ${path} failed: ${error.message}`);
 });
 port.on("close", (error) => {
-  if (!closing) exit(3, `serial port ${path} closed${error && error.disconnected ? " (device disconnected)" : ""}`);
+  if (!closing) exit(3, `serial port ${path} closed${error?.disconnected ? " (device disconnected)" : ""}`);
 });
 
 // The monitor went away: nobody to deliver bytes to.

@@ -18,7 +18,7 @@ export async function openPtyPair(dir: string, name = "tty", timeoutMs = 5000): 
   mkdirSync(dir, { recursive: true });
   const device = resolve(dir, `${name}-controller`);
   const host = resolve(dir, `${name}-host`);
-  let proc;
+  let proc: Bun.Subprocess<"ignore", "ignore", "pipe">;
   try {
     proc = Bun.spawn(["socat", "-d", "-d", `pty,raw,echo=0,link=${device}`, `pty,raw,echo=0,link=${host}`], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
   } catch (error) {

@@ -55,7 +55,8 @@ export class Sampler {
     if (this.window && this.window.start !== start) {
       closed = this.close();
     }
-    const w = (this.window ??= this.open(start, reading));
+    this.window ??= this.open(start, reading);
+    const w = this.window;
     w.samples++;
     w.last = reading;
     for (const f of MEANS) {

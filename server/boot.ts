@@ -1,7 +1,7 @@
-import { ConfigError, loadConfig } from "./config";
+import { type Config, ConfigError, loadConfig } from "./config";
 import { createApp, serveOptions } from "./app";
 import { createLogger, serializeError } from "./log";
-import { createServices } from "./services";
+import { createServices, type Services } from "./services";
 import { startWorkers, type WorkerRunner } from "../workers/runner";
 import { processors } from "../workers/processors";
 import { startMonitor, type Monitor } from "../hardware/monitor";
@@ -15,7 +15,7 @@ export type Parts = { api: boolean; workers: boolean; monitor?: boolean };
  * controller, let jobs and requests in flight finish, then close connections.
  */
 export async function boot(parts: Parts): Promise<void> {
-  let config;
+  let config: Config;
   try {
     config = loadConfig();
   } catch (error) {
@@ -24,7 +24,7 @@ export async function boot(parts: Parts): Promise<void> {
   }
   const log = createLogger({ level: config.logLevel, base: { service: "sahary", pid: process.pid } });
 
-  let services;
+  let services: Services;
   try {
     services = await createServices(config, { log });
   } catch (error) {

@@ -432,7 +432,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         /** Energy-clock seconds between two forecasts in the monitor. */
         intervalSeconds: e.ENERGY_FORECAST_INTERVAL_S,
       },
-      /** Watts the platform draws with no instance running; null: estimated from history (README). */
+      /** Watts the platform draws with no instance running; null: estimated from history (docs/billing.md, "Per-tenant solar accounting"). */
       idlePowerW: e.ENERGY_IDLE_POWER_W ?? null,
       statusPage: e.STATUS_PAGE_ENABLED,
       backupHook: { url: e.BACKUP_HOOK_URL, secret: e.BACKUP_HOOK_SECRET?.trim(), level: e.BACKUP_HOOK_LEVEL, timeoutMs: e.BACKUP_HOOK_TIMEOUT_MS },
@@ -454,7 +454,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       volumePricePerGbMonthMinor: e.BILLING_VOLUME_PRICE_PER_GB_MONTH_MINOR,
       meteringIntervalMs: e.METERING_INTERVAL_MS,
       sampleConcurrency: e.METERING_SAMPLE_CONCURRENCY,
-      /** Invoices whose total is above 0 and below this are carried forward, never charged (README, "Minimum charge"). */
+      /** Invoices whose total is above 0 and below this are carried forward, never charged (docs/billing.md, "Minimum charge"). */
       minimumChargeMinor,
     },
     stripe: {
@@ -477,7 +477,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       passwordHash: { memoryKib: e.PASSWORD_HASH_MEMORY_KIB, timeCost: e.PASSWORD_HASH_TIME_COST },
       loginMaxFailures: e.LOGIN_MAX_FAILURES,
       lockoutMs: e.LOGIN_LOCKOUT_MINUTES * 60_000,
-      /** Requests allowed per window; the windows are fixed (README, "Auth"). */
+      /** Requests allowed per window; the windows are fixed (docs/api.md, "Abuse protection"). */
       limits: {
         loginPerIp: e.RATE_LIMIT_LOGIN_PER_IP,
         registerPerIp: e.RATE_LIMIT_REGISTER_PER_IP,

@@ -21,7 +21,7 @@ const CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"];
  * stock `requestId` and `cors` middleware set headers before the handler has
  * answered: Hono then keeps a placeholder response and rebuilds the handler's
  * response to merge them, which cost more than the rest of this together
- * (README, "Performance"). Preflight requests still go to Hono's `cors`.
+ * (docs/performance.md). Preflight requests still go to Hono's `cors`.
  */
 export function edge(config: Config, log: Logger, metrics: Metrics): MiddlewareHandler<EdgeEnv> {
   const origins = new Set(config.http.corsOrigins);
@@ -43,11 +43,17 @@ export function edge(config: Config, log: Logger, metrics: Metrics): MiddlewareH
     // Label children looked up once per combination: prom-client hashes label objects on every call.
     const countKey = `${method} ${route} ${status}`;
     let counter = counters.get(countKey);
-    if (!counter) counters.set(countKey, (counter = metrics.httpRequests.labels(method, route, String(status))));
+    if (!counter) {
+      counter = metrics.httpRequests.labels(method, route, String(status));
+      counters.set(countKey, counter);
+    }
     counter.inc();
     const timeKey = `${method} ${route}`;
     let timer = timers.get(timeKey);
-    if (!timer) timers.set(timeKey, (timer = metrics.httpDuration.labels(method, route)));
+    if (!timer) {
+      timer = metrics.httpDuration.labels(method, route);
+      timers.set(timeKey, timer);
+    }
     timer.observe(seconds);
     const quiet = route === "/health" || route === "/metrics";
     log[quiet ? "debug" : "info"]("request", { requestId, ...c.get("caller"), method, path: c.req.path, status, durationMs: Math.round(seconds * 100_000) / 100 });

@@ -11,7 +11,7 @@ import type { Context as HonoContext, MiddlewareHandler } from "hono";
  * headers, context cookies, error shape and `onError`), using tRPC's public
  * helpers. It skips what a single query does not need: URL re-parsing,
  * content-type negotiation, abort-signal plumbing and batch bookkeeping,
- * which cost about as much as the rest of the request (README, "Performance").
+ * which cost about as much as the rest of the request (docs/performance.md).
  *
  * Anything else — batches, mutations, subscriptions, streaming (`trpc-accept`),
  * an unknown path, input that is not JSON — goes on to the full handler
@@ -41,7 +41,7 @@ export function fastQueries<Ctx>(opts: Options<Ctx>): MiddlewareHandler {
     const queryStart = url.indexOf("?");
     const rawPath = url.slice(pathStart + prefix.length, queryStart === -1 ? undefined : queryStart);
     const procedure = pathStart === -1 || rawPath.includes(",") || rawPath.includes("%") ? undefined : router._def.procedures[rawPath];
-    if (!procedure || procedure._def.type !== "query" || req.headers.has("trpc-accept")) return next();
+    if (procedure?._def.type !== "query" || req.headers.has("trpc-accept")) return next();
 
     let input: unknown;
     if (queryStart !== -1) {

@@ -60,10 +60,7 @@ export async function checkEvictionPolicy(redis: Redis, url: string): Promise<{ 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    promise.then(
-      (value) => (clearTimeout(timer), resolve(value)),
-      (error) => (clearTimeout(timer), reject(error)),
-    );
+    promise.then(resolve, reject).finally(() => clearTimeout(timer));
   });
 }
 

@@ -71,7 +71,7 @@ export const usageRecords = pgTable(
 /**
  * `carried_forward`: finalized and numbered, but its total is below the
  * payment provider's minimum charge, so it is not payable; the next invoice
- * of the customer brings the amount in (README, "Minimum charge").
+ * of the customer brings the amount in (docs/billing.md, "Minimum charge").
  */
 export const invoiceStatus = pgEnum("invoice_status", ["draft", "open", "paid", "void", "uncollectible", "carried_forward"]);
 

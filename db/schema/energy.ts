@@ -183,7 +183,7 @@ export const energyMonitor = pgTable("energy_monitor", {
  * split by where the energy came from: the panels directly, the battery
  * (stored sunlight), or backup power. Added by the metering tick in the same
  * transaction that records the attribution window (energy_attributions), so a
- * window is shared out once. Model: README "Per-tenant solar accounting".
+ * window is shared out once. Model: docs/billing.md, "Per-tenant solar accounting".
  */
 export const usageEnergy = pgTable(
   "usage_energy",

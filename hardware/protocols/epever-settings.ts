@@ -23,7 +23,7 @@ export type ControllerCutoffs = {
   tempCompMvPerCell: number | null;
   batteryType: number | null;
   capacityAh: number | null;
-  /** True when the registers held 12 V values for a larger bank and were scaled (README). */
+  /** True when the registers held 12 V values for a larger bank and were scaled (docs/energy.md, "Thresholds and the controller's own cut-offs"). */
   scaled: boolean;
 };
 

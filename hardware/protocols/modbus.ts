@@ -271,7 +271,7 @@ export async function pollEpever(client: ModbusClient, unit: number): Promise<Re
   const registers: RegisterMap = new Map();
   for (const { start, count } of EPEVER_READS) {
     const values = await client.read(unit, READ_INPUT, start, count);
-    values.forEach((value, i) => registers.set(start + i, value));
+    for (const [i, value] of values.entries()) registers.set(start + i, value);
   }
   return registers;
 }

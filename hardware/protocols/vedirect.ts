@@ -326,7 +326,7 @@ const encoder = new TextEncoder();
 
 /** Encodes fields as one block with its checksum byte (used by the simulator). */
 export function encodeBlock(fields: ReadonlyArray<readonly [string, string]>): Uint8Array {
-  const text = fields.map(([label, value]) => `\r\n${label}\t${value}`).join("") + "\r\nChecksum\t";
+  const text = `${fields.map(([label, value]) => `\r\n${label}\t${value}`).join("")}\r\nChecksum\t`;
   const body = encoder.encode(text);
   let sum = 0;
   for (const b of body) sum = (sum + b) & 0xff;

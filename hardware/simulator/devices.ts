@@ -132,7 +132,7 @@ export class EpeverResponder {
     private readonly registers: () => Map<number, number>,
     settings: readonly number[] = [],
   ) {
-    settings.forEach((value, i) => this.holding.set(EPEVER_SETTINGS_READ.start + i, value));
+    for (const [i, value] of settings.entries()) this.holding.set(EPEVER_SETTINGS_READ.start + i, value);
   }
 
   feed(bytes: Uint8Array): Uint8Array[] {

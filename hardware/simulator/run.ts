@@ -120,8 +120,12 @@ export function runSimulator(opts: SimulatorOptions): Simulator {
 
   return {
     model,
-    pull: () => void (pulled = true),
-    plug: () => void (pulled = false),
+    pull: () => {
+      pulled = true;
+    },
+    plug: () => {
+      pulled = false;
+    },
     get pulled() {
       return pulled;
     },

@@ -55,7 +55,7 @@ function removeElementsLabelled(source: string, marker: string): string {
     for (const { start, open } of starts.reverse()) {
       const end = closingParen(source, open);
       if (end > at) {
-        source = source.slice(0, start) + "null" + source.slice(end);
+        source = `${source.slice(0, start)}null${source.slice(end)}`;
         replaced = true;
         break;
       }

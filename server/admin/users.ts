@@ -1,6 +1,6 @@
 import { and, asc, count, desc, eq, gt, ilike, isNull, or } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { apiKeys, instances, sessions, userRole, users, userStatus } from "../../db/schema";
+import { apiKeys, instances, sessions, type userRole, users, type userStatus } from "../../db/schema";
 import type { AuthenticatedActor } from "../auth/actor";
 import { recordAudit } from "../audit";
 import { AppError } from "../errors";

@@ -118,7 +118,10 @@ export function looksLikeApiKey(credential: string): boolean {
 const lookups = new WeakMap<Database, ReturnType<typeof prepareLookup>>();
 function lookup(db: Database) {
   let statement = lookups.get(db);
-  if (!statement) lookups.set(db, (statement = prepareLookup(db)));
+  if (!statement) {
+    statement = prepareLookup(db);
+    lookups.set(db, statement);
+  }
   return statement;
 }
 

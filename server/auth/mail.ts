@@ -14,7 +14,7 @@ function link(config: Config, page: string, token: string): string {
 }
 
 function until(date: Date): string {
-  return date.toISOString().replace("T", " ").slice(0, 16) + " UTC";
+  return `${date.toISOString().replace("T", " ").slice(0, 16)} UTC`;
 }
 
 export function verificationMail(config: Config, to: string, token: string, expiresAt: Date): NewMail {

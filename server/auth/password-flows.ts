@@ -17,7 +17,7 @@ import { accountKey, beginPasswordAttempt, clearPasswordFailures, hitLimit, ipKe
  * tell the owner by mail. Both revoke the account's API keys — whoever knew
  * the old password may have minted some — except that a change may keep them
  * on request (`keepApiKeys`: a routine rotation need not break automation);
- * a reset always revokes them (README, "API keys and passwords").
+ * a reset always revokes them (docs/api.md, "API keys and passwords").
  */
 
 /**

@@ -13,7 +13,7 @@ import { authenticateApiKey, looksLikeApiKey } from "./api-keys";
  * Cookies are honoured only from the platform's own origins: a browser
  * request that says it comes from elsewhere (`Origin`, `Sec-Fetch-Site`) is
  * treated as anonymous. With SameSite=Lax and JSON-only mutations this is the
- * CSRF defence (README, "Auth").
+ * CSRF defence (docs/api.md, "Auth").
  */
 export async function resolveActor(services: Pick<Services, "sessions" | "authCache" | "db" | "config">, headers: Headers): Promise<{ actor: Actor; setCookie?: string }> {
   const authorization = headers.get("authorization");

@@ -67,7 +67,7 @@ const apiKeysRouter = router({
 });
 
 export const authRouter = router({
-  /** Always answers alike, whether or not the address already has an account (README, "Auth"). */
+  /** Always answers alike, whether or not the address already has an account (docs/api.md, "Auth"). */
   register: publicProcedure
     .input(v.strictObject({ email, password, name: displayName }))
     .mutation(({ ctx, input }) => register(ctx, caller(ctx), input)),

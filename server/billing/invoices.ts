@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, ne } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { invoiceLines, invoices, invoiceStatus } from "../../db/schema";
+import { invoiceLines, invoices, type invoiceStatus } from "../../db/schema";
 import { AppError } from "../errors";
 import { after, cursorTime, decodeCursor, page } from "../pagination";
 
@@ -78,7 +78,7 @@ export function invoiceView(invoice: Invoice) {
     creditMinor: invoice.creditMinor,
     taxRateBps: invoice.taxRateBps,
     taxMinor: invoice.taxMinor,
-    /** Earlier carried-forward invoices brought into this total (README, "Minimum charge"). */
+    /** Earlier carried-forward invoices brought into this total (docs/billing.md, "Minimum charge"). */
     carriedInMinor: invoice.carriedInMinor,
     totalMinor: invoice.totalMinor,
     amountPaidMinor: invoice.amountPaidMinor,

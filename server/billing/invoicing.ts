@@ -68,7 +68,10 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
   const byCustomer = new Map<string, { segments: SegmentRow[]; storage: StorageRow[] }>();
   const customer = (userId: string) => {
     let entry = byCustomer.get(userId);
-    if (!entry) byCustomer.set(userId, (entry = { segments: [], storage: [] }));
+    if (!entry) {
+      entry = { segments: [], storage: [] };
+      byCustomer.set(userId, entry);
+    }
     return entry;
   };
   let skippedInstances = 0;

@@ -144,7 +144,10 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
   const history = new Map<string, HistoryRow[]>();
   for (const row of rows) {
     let list = history.get(row.instanceId);
-    if (!list) history.set(row.instanceId, (list = []));
+    if (!list) {
+      list = [];
+      history.set(row.instanceId, list);
+    }
     list.push(row);
   }
   // Resizes inside the window: usage is split where the plan (and its price) changed.
@@ -156,7 +159,10 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
   const planChanges = new Map<string, PlanChange[]>();
   for (const row of planRows) {
     let list = planChanges.get(row.instanceId);
-    if (!list) planChanges.set(row.instanceId, (list = []));
+    if (!list) {
+      list = [];
+      planChanges.set(row.instanceId, list);
+    }
     list.push(row);
   }
 

@@ -1,7 +1,7 @@
 import { and, desc, eq, inArray, isNotNull, sql } from "drizzle-orm";
 import type Stripe from "stripe";
 import type { Database } from "../../db/client";
-import { invoices, paymentEvents, payments, paymentStatus, stripeEvents, users } from "../../db/schema";
+import { invoices, paymentEvents, payments, type paymentStatus, stripeEvents, users } from "../../db/schema";
 import { recordAudit } from "../audit";
 import type { Actor } from "../auth/actor";
 import type { Config } from "../config";
@@ -51,7 +51,7 @@ export async function payInvoice(deps: PaymentDeps, who: { actor: Actor; request
       const why = invoice.status === "carried_forward" ? "is below the minimum charge and carried forward to your next invoice" : `is ${invoice.status} and has nothing to pay`;
       throw new AppError("INVOICE_NOT_PAYABLE", `This invoice ${why}`, { details: { status: invoice.status, amountDueMinor: Math.max(0, due) } });
     }
-    // The provider refuses to charge less; such an amount is never asked for (README, "Minimum charge").
+    // The provider refuses to charge less; such an amount is never asked for (docs/billing.md, "Minimum charge").
     if (due < deps.config.billing.minimumChargeMinor) {
       throw new AppError("INVOICE_NOT_PAYABLE", `The amount due is below the minimum charge of ${deps.config.billing.minimumChargeMinor} minor units`, {
         details: { status: invoice.status, amountDueMinor: due, minimumChargeMinor: deps.config.billing.minimumChargeMinor },

@@ -3,7 +3,7 @@ import { HOUR_MS } from "./periods";
 
 /**
  * Prices and rounding, in one place, as pure functions over integers. The
- * rules (README "Billing"):
+ * rules (docs/billing.md):
  *
  * - Billable time is time `running` or `paused` (a paused container keeps its
  *   memory and its place on the host), counted in exact milliseconds.

@@ -54,7 +54,10 @@ export function priceSegments(rows: readonly SegmentRow[], period: Pick<Period, 
   const byInstance = new Map<string, SegmentRow[]>();
   for (const row of rows) {
     let list = byInstance.get(row.instanceId);
-    if (!list) byInstance.set(row.instanceId, (list = []));
+    if (!list) {
+      list = [];
+      byInstance.set(row.instanceId, list);
+    }
     list.push(row);
   }
   const periodMs = period.end.getTime() - period.start.getTime();

@@ -152,7 +152,10 @@ export async function estimate(deps: { db: Database; config: Config }, ownerId: 
     const from = Math.max(instance.meteredUntil?.getTime() ?? now.getTime(), period.start.getTime());
     const rest = Math.max(0, period.end.getTime() - from);
     let entry = projected.get(key(instance));
-    if (!entry) projected.set(key(instance), (entry = { ...instance, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, txBytes: 0 }));
+    if (!entry) {
+      entry = { ...instance, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, txBytes: 0 };
+      projected.set(key(instance), entry);
+    }
     if (instance.state === "running") entry.runningMs += rest;
     else if (instance.stateReason === POWER_EMERGENCY_REASON) entry.emergencyPausedMs += rest;
     else entry.pausedMs += rest;
@@ -162,7 +165,10 @@ export async function estimate(deps: { db: Database; config: Config }, ownerId: 
     const from = Math.max(volume.meteredUntil?.getTime() ?? volume.availableAt!.getTime(), period.start.getTime());
     const rest = Math.max(0, period.end.getTime() - from);
     let entry = projectedStorage.get(volume.id);
-    if (!entry) projectedStorage.set(volume.id, (entry = { userId: volume.userId, volumeId: volume.id, name: volume.name, sizeMb: volume.sizeMb, priceGbMonthMinor: volume.priceGbMonthMinor, currency: volume.currency, mbMs: 0 }));
+    if (!entry) {
+      entry = { userId: volume.userId, volumeId: volume.id, name: volume.name, sizeMb: volume.sizeMb, priceGbMonthMinor: volume.priceGbMonthMinor, currency: volume.currency, mbMs: 0 };
+      projectedStorage.set(volume.id, entry);
+    }
     entry.mbMs += volume.sizeMb * rest;
   }
 

@@ -56,7 +56,10 @@ function addSpan(hours: Map<number, HourUsage>, from: number, to: number, field:
     const hour = hourFloor(t);
     const end = Math.min(to, hour + HOUR_MS);
     let usage = hours.get(hour);
-    if (!usage) hours.set(hour, (usage = { hour, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0 }));
+    if (!usage) {
+      usage = { hour, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0 };
+      hours.set(hour, usage);
+    }
     usage[field] += end - t;
     t = end;
   }

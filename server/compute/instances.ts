@@ -302,7 +302,10 @@ function prepareReads(db: Database) {
 }
 function reads(db: Database) {
   let statements = prepared.get(db);
-  if (!statements) prepared.set(db, (statements = prepareReads(db)));
+  if (!statements) {
+    statements = prepareReads(db);
+    prepared.set(db, statements);
+  }
   return statements;
 }
 

@@ -26,7 +26,7 @@ import {
 } from "./containers";
 import type { Engines } from "./engines";
 import { getHost, type Host } from "./hosts";
-import { ensureCatalogueImage, ensureRegistryImage, type PullProgress } from "./images";
+import { ensureCatalogueImage, ensureRegistryImage, type PullProgress, type ReadyImage } from "./images";
 import { changeState, lockInstance, type Action, type Instance } from "./instances";
 import { ACTION_OUTCOME, ACTION_RULES, type InstanceState } from "./states";
 import { prepareInstanceVolumes } from "./volumes/worker";
@@ -238,7 +238,7 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action
   const progress = progressWriter(db, action.id);
   const onProgress = progress.report;
   let writablePaths: string[] = [];
-  let image;
+  let image: ReadyImage;
   if (instance.imageId) {
     const [entry] = await db.select({ writablePaths: images.writablePaths }).from(images).where(eq(images.id, instance.imageId));
     writablePaths = entry?.writablePaths ?? [];

@@ -1,4 +1,4 @@
-import { instanceState, instancePriority, actionKind } from "../../db/schema";
+import { instanceState, instancePriority, type actionKind } from "../../db/schema";
 import { AppError } from "../errors";
 
 export type InstanceState = (typeof instanceState.enumValues)[number];

@@ -94,9 +94,15 @@ export function attributeLoadEnergy(windows: readonly EnergyWindow[], shares: re
       const wh = idle * byReservation + active * byCpu;
       if (wh === 0) continue;
       let entry = byInstance.get(s.instanceId);
-      if (!entry) byInstance.set(s.instanceId, (entry = { userId: s.userId, hours: new Map() }));
+      if (!entry) {
+        entry = { userId: s.userId, hours: new Map() };
+        byInstance.set(s.instanceId, entry);
+      }
       let acc = entry.hours.get(hour);
-      if (!acc) entry.hours.set(hour, (acc = zero()));
+      if (!acc) {
+        acc = zero();
+        entry.hours.set(hour, acc);
+      }
       const k = wh / src.loadWh;
       acc.loadWh += wh;
       acc.solarWh += src.solarWh * k;

@@ -12,7 +12,7 @@ export const deliveryJobId = (ref: DeliveryRef) => jobId("delivery", ref.id, ref
 /**
  * BullMQ's own retries only cover a handler that throws unexpectedly (the
  * database is down); the delivery's schedule is kept by the handler, which
- * moves its job to `delayed` (README, "Outgoing webhooks").
+ * moves its job to `delayed` (docs/notifications.md, "Outgoing webhooks").
  */
 const DELIVERY_JOB = { attempts: 8, backoff: { type: "exponential", delay: 5000 } } as const;
 

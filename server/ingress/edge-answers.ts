@@ -2,6 +2,7 @@ import type { ActionKind, InstanceState } from "../compute/states";
 import { POWER_EMERGENCY_REASON } from "../compute/states";
 import type { RecoveryEstimate } from "../energy/recovery";
 import { errorBody, type AppErrorCode } from "../errors";
+import { escapeHtml } from "../html";
 
 /**
  * What a visitor of an instance's URL is told when the proxy sent the request
@@ -118,10 +119,6 @@ function page(answer: EdgeAnswer): string {
   const facts = answer.facts.length ? `<dl>${answer.facts.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join("")}</dl>` : "";
   const refresh = answer.retryAfter !== null && answer.retryAfter <= 10 ? `<meta http-equiv="refresh" content="${answer.retryAfter}">` : "";
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">${refresh}<title>${escapeHtml(answer.title)}</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:34rem;margin:12vh auto;padding:0 1rem;color:#222;background:#fffdf6}h1{font-size:1.4rem;margin:0 0 .5rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{color:#666}dd{margin:0}small{color:#666}</style></head><body><h1>${escapeHtml(answer.title)}</h1><p>${escapeHtml(answer.message)}</p>${facts}<p><small>${answer.status} · Sahary Cloud, a solar-powered host</small></p></body></html>\n`;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function clampRetry(seconds: number): number {

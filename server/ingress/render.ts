@@ -7,7 +7,7 @@ import { instanceHost } from "./addresses";
  * the same routes give byte-identical JSON, so every process renders the same
  * configuration and its hash (the marker) tells whether the proxy holds it.
  *
- * Shape, and why (Caddy 2.6.2, see the README's Ingress section):
+ * Shape, and why (Caddy 2.6.2, see docs/ingress.md):
  * - one server per port, `automatic_https` off: the platform decides
  *   redirects and certificates; HTTPS certificates come on demand, from the
  *   local CA (`internal`) or ACME (`acme`), only for names the platform's ask

@@ -15,7 +15,7 @@ import type { Redis } from "../redis";
  *   does not stop reads that need no Redis at all.
  */
 
-/** Fixed windows of the sign-in limits (README, "Abuse protection"). */
+/** Fixed windows of the sign-in limits (docs/api.md, "Abuse protection"). */
 export const AUTH_WINDOWS_S = { login: 15 * 60, register: 60 * 60, reset: 60 * 60, mail: 60 * 60 } as const;
 export type AuthLimit = keyof typeof AUTH_WINDOWS_S;
 

@@ -54,7 +54,7 @@ export function createMetrics(procedureList: readonly Pick<ProcedureInfo, "path"
     contentType: registry.contentType,
     /** The exposition text: this app's families, then the process's. */
     async render(): Promise<string> {
-      return (await registry.metrics()) + "\n" + (await processMetrics().metrics());
+      return `${await registry.metrics()}\n${await processMetrics().metrics()}`;
     },
   };
 }

@@ -32,7 +32,7 @@ export async function performDelivery(deps: DeliverDeps, deliveryId: string, gen
     .innerJoin(users, eq(users.id, eventDeliveries.userId))
     .leftJoin(webhookEndpoints, eq(webhookEndpoints.id, eventDeliveries.endpointId))
     .where(eq(eventDeliveries.id, deliveryId));
-  if (!found || found.delivery.status !== "pending" || found.delivery.generation !== generation) return { status: "skipped", reason: "nothing left to do for this job" };
+  if (found?.delivery.status !== "pending" || found.delivery.generation !== generation) return { status: "skipped", reason: "nothing left to do for this job" };
   if (found.delivery.channel !== "webhook") return deliverEmail(deps, found.delivery, found.event, found.recipient);
   // Deleted with its endpoint (the delivery row goes too, but the job may have read it first).
   if (!found.endpoint) return { status: "skipped", reason: "the endpoint was deleted" };

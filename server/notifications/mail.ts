@@ -6,6 +6,7 @@ import { formatMoney, renderInvoicePdf } from "../billing/pdf";
 import type { Config } from "../config";
 import type { EventData, EventType } from "../events/catalogue";
 import type { OutboxEvent } from "../events/outbox";
+import { escapeHtml } from "../html";
 import { describeEvent } from "./messages";
 import { CHANNEL_POLICY } from "./policy";
 
@@ -17,7 +18,7 @@ const money = (minor: number, currency: string) => formatMoney(minor, currency);
 
 /** The facts each mail lists under its message, and a link where one leads to a page the platform serves. */
 function detailsOf<T extends EventType>(type: T, raw: EventData<T>, occurredAt: Date): Details {
-  const at = occurredAt.toISOString().replace("T", " ").slice(0, 16) + " UTC";
+  const at = `${occurredAt.toISOString().replace("T", " ").slice(0, 16)} UTC`;
   switch (type) {
     case "instance.state_changed":
     case "instance.failed":
@@ -100,19 +101,19 @@ export async function renderEventMail(deps: { db: Database; config: Config }, ev
   ].join("\n");
 
   const rows = details.rows
-    .map(([label, value]) => `<tr><td style="padding:4px 16px 4px 0;color:#6b7280">${escape(label)}</td><td style="padding:4px 0;color:#111827">${escape(value)}</td></tr>`)
+    .map(([label, value]) => `<tr><td style="padding:4px 16px 4px 0;color:#6b7280">${escapeHtml(label)}</td><td style="padding:4px 0;color:#111827">${escapeHtml(value)}</td></tr>`)
     .join("");
   const html = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escape(message.title)}</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeHtml(message.title)}</title></head>
 <body style="margin:0;padding:24px;background:#f9fafb;font-family:Helvetica,Arial,sans-serif;font-size:15px;line-height:1.5;color:#111827">
 <table role="presentation" width="100%" style="max-width:560px;margin:0 auto;background:#ffffff;border:1px solid #e5e7eb;border-radius:8px"><tr><td style="padding:24px">
 <p style="margin:0 0 16px;font-size:13px;letter-spacing:.05em;color:#b45309;font-weight:bold">SAHARY CLOUD</p>
-<h1 style="margin:0 0 16px;font-size:20px">${escape(message.title)}</h1>
-<p style="margin:0 0 16px">Hello ${escape(recipient.name)},</p>
-<p style="margin:0 0 16px">${escape(message.body)}</p>
+<h1 style="margin:0 0 16px;font-size:20px">${escapeHtml(message.title)}</h1>
+<p style="margin:0 0 16px">Hello ${escapeHtml(recipient.name)},</p>
+<p style="margin:0 0 16px">${escapeHtml(message.body)}</p>
 ${rows ? `<table role="presentation" style="margin:0 0 16px;font-size:14px">${rows}</table>` : ""}
-${link ? `<p style="margin:0 0 16px"><a href="${escape(link.url)}" style="display:inline-block;padding:10px 16px;background:#b45309;color:#ffffff;text-decoration:none;border-radius:6px">${escape(link.label)}</a></p>` : ""}
-<p style="margin:24px 0 0;font-size:12px;color:#6b7280">Sahary Cloud, hosting that runs on sunlight.<br>${escape(footer)}</p>
+${link ? `<p style="margin:0 0 16px"><a href="${escapeHtml(link.url)}" style="display:inline-block;padding:10px 16px;background:#b45309;color:#ffffff;text-decoration:none;border-radius:6px">${escapeHtml(link.label)}</a></p>` : ""}
+<p style="margin:24px 0 0;font-size:12px;color:#6b7280">Sahary Cloud, hosting that runs on sunlight.<br>${escapeHtml(footer)}</p>
 </td></tr></table></body></html>`;
 
   return { subject: message.title, text, html, attachments: await attachmentsFor(deps.db, type, data) };
@@ -128,7 +129,3 @@ async function attachmentsFor(db: Database, type: EventType, data: EventData<Eve
   return [{ filename: `${invoice.number}.pdf`, contentType: "application/pdf", contentBase64: pdf.toString("base64") }];
 }
 
-const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
-function escape(value: string): string {
-  return value.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
-}

@@ -3,7 +3,7 @@ import type { EventData, EventType } from "../events/catalogue";
 
 export type Message = { title: string; body: string };
 
-const when = (iso: string) => iso.replace("T", " ").slice(0, 16) + " UTC";
+const when = (iso: string) => `${iso.replace("T", " ").slice(0, 16)} UTC`;
 const day = (iso: string) => iso.slice(0, 10);
 
 const DESCRIBE: { [T in EventType]: (data: EventData<T>) => Message } = {

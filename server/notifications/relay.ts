@@ -24,7 +24,10 @@ export function startRelay(deps: RelayDeps): { stop(): Promise<void> } {
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
-      wake = () => (clearTimeout(timer), resolve());
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
 
   const loop = async () => {

@@ -6,7 +6,7 @@ import { recordAudit } from "../audit";
 import type { Config } from "../config";
 import { AppError } from "../errors";
 import type { RequestInfo } from "../trpc";
-import { allows, formatAllowPattern, formatReference, parseAllowPattern, parseImageReference, ReferenceError, type AllowPattern, type ImageReference } from "./reference";
+import { allows, formatAllowPattern, formatReference, parseAllowPattern, parseImageReference, ImageReferenceError, type AllowPattern, type ImageReference } from "./reference";
 
 export type AllowEntry = { id: string | null; pattern: string; source: "config" | "admin"; note: string; createdAt: string | null };
 
@@ -31,7 +31,7 @@ export async function resolveAllowedImage(db: Database, config: Config, input: s
   try {
     ref = parseImageReference(input);
   } catch (error) {
-    if (error instanceof ReferenceError) throw new AppError("IMAGE_REFERENCE_INVALID", error.message, { details: { field: "image", image: input } });
+    if (error instanceof ImageReferenceError) throw new AppError("IMAGE_REFERENCE_INVALID", error.message, { details: { field: "image", image: input } });
     throw error;
   }
   const patterns: AllowPattern[] = (await listAllowedRegistries(db, config)).map((entry) => parseAllowPattern(entry.pattern));
@@ -51,7 +51,7 @@ export async function addAllowedRegistry(db: Database, config: Config, who: Who,
   try {
     pattern = formatAllowPattern(parseAllowPattern(input.pattern));
   } catch (error) {
-    if (error instanceof ReferenceError) throw new AppError("IMAGE_REFERENCE_INVALID", error.message, { details: { field: "pattern" } });
+    if (error instanceof ImageReferenceError) throw new AppError("IMAGE_REFERENCE_INVALID", error.message, { details: { field: "pattern" } });
     throw error;
   }
   if (config.compute.registries.allow.some((entry) => formatAllowPattern(parseAllowPattern(entry)) === pattern)) {

@@ -25,16 +25,16 @@ const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const MAX_NAME = 255;
 
-export class ReferenceError extends Error {
-  override name = "ReferenceError";
+export class ImageReferenceError extends Error {
+  override name = "ImageReferenceError";
 }
 
 function parseDomain(domain: string): string {
   const colon = domain.lastIndexOf(":");
   const host = colon >= 0 ? domain.slice(0, colon) : domain;
   const port = colon >= 0 ? domain.slice(colon + 1) : null;
-  if (port !== null && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) throw new ReferenceError(`${domain}: the port must be a number from 1 to 65535`);
-  if (!host.split(".").every((part) => DOMAIN_COMPONENT.test(part))) throw new ReferenceError(`${domain} is not a registry host name`);
+  if (port !== null && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) throw new ImageReferenceError(`${domain}: the port must be a number from 1 to 65535`);
+  if (!host.split(".").every((part) => DOMAIN_COMPONENT.test(part))) throw new ImageReferenceError(`${domain} is not a registry host name`);
   // Docker treats the old index name as Docker Hub.
   const canonical = host === "index.docker.io" ? "docker.io" : host;
   return port === null ? canonical : `${canonical}:${port}`;
@@ -50,21 +50,21 @@ function splitDomain(name: string): { domain: string; path: string } {
 }
 
 function checkPath(path: string, what: string): void {
-  if (!path || !path.split("/").every((part) => PATH_COMPONENT.test(part))) {
-    throw new ReferenceError(`${what}: repository names are lower-case letters and digits separated by ".", "_", "__", "-" or "/"`);
+  if (!path.split("/").every((part) => PATH_COMPONENT.test(part))) {
+    throw new ImageReferenceError(`${what}: repository names are lower-case letters and digits separated by ".", "_", "__", "-" or "/"`);
   }
 }
 
-/** Parses and normalises `[registry/]repo[:tag][@sha256:…]`; throws ReferenceError saying what is wrong. */
+/** Parses and normalises `[registry/]repo[:tag][@sha256:…]`; throws ImageReferenceError saying what is wrong. */
 export function parseImageReference(input: string): ImageReference {
-  if (input !== input.trim() || !input) throw new ReferenceError("an image reference must not be empty or padded with spaces");
+  if (input !== input.trim() || !input) throw new ImageReferenceError("an image reference must not be empty or padded with spaces");
   let rest = input;
   let digest: string | null = null;
   const at = rest.indexOf("@");
   if (at >= 0) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST.test(digest)) throw new ReferenceError(`${input}: a digest is sha256: followed by 64 lower-case hex digits`);
+    if (!DIGEST.test(digest)) throw new ImageReferenceError(`${input}: a digest is sha256: followed by 64 lower-case hex digits`);
   }
   let tag: string | null = null;
   const lastSlash = rest.lastIndexOf("/");
@@ -72,13 +72,13 @@ export function parseImageReference(input: string): ImageReference {
   if (colon > lastSlash) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) throw new ReferenceError(`${input}: a tag is letters, digits, "_", "." and "-" (at most 128, not starting with "." or "-")`);
+    if (!TAG.test(tag)) throw new ImageReferenceError(`${input}: a tag is letters, digits, "_", "." and "-" (at most 128, not starting with "." or "-")`);
   }
-  if (rest !== rest.toLowerCase()) throw new ReferenceError(`${input}: the repository name must be lower case`);
+  if (rest !== rest.toLowerCase()) throw new ImageReferenceError(`${input}: the repository name must be lower case`);
   let { domain, path } = splitDomain(rest);
   checkPath(path, input);
   if (domain === "docker.io" && !path.includes("/")) path = `library/${path}`;
-  if (`${domain}/${path}`.length > MAX_NAME) throw new ReferenceError(`${input}: the name is longer than ${MAX_NAME} characters`);
+  if (`${domain}/${path}`.length > MAX_NAME) throw new ImageReferenceError(`${input}: the name is longer than ${MAX_NAME} characters`);
   return { domain, path, tag: tag ?? (digest ? null : "latest"), digest };
 }
 
@@ -95,7 +95,7 @@ export type AllowPattern = { domain: string; pathPrefix: string | null };
 /** Parses an allow-list entry, `host[:port][/path-prefix]` (no tag, no digest), normalised like a reference's name. */
 export function parseAllowPattern(input: string): AllowPattern {
   const value = input.trim();
-  if (!value || value.includes("@") || value !== value.toLowerCase()) throw new ReferenceError(`${input}: an allow-list entry is a lower-case registry host, optionally with a port and a repository prefix`);
+  if (!value || value.includes("@") || value !== value.toLowerCase()) throw new ImageReferenceError(`${input}: an allow-list entry is a lower-case registry host, optionally with a port and a repository prefix`);
   const slash = value.indexOf("/");
   const domain = parseDomain(slash < 0 ? value : value.slice(0, slash));
   const pathPrefix = slash < 0 ? null : value.slice(slash + 1);

@@ -1,3 +1,4 @@
+import { escapeHtml } from "../html";
 import type { PublicStatus } from "./public-status";
 
 /**
@@ -14,7 +15,6 @@ const LEVEL_TEXT: Record<string, { label: string; color: string; meaning: string
   shutdown: { label: "Shutdown", color: "#6a1b9a", meaning: "Only critical instances run." },
 };
 
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 function duration(minutes: number): string {
   if (minutes < 90) return `${minutes} min`;
@@ -35,7 +35,7 @@ export function renderStatusPage(s: PublicStatus): string {
   const soc = s.battery.soc;
   const fill = soc === null ? 0 : Math.max(0, Math.min(100, soc));
   const held = s.instances.paused + s.instances.stopped;
-  const figure = (label: string, value: string) => `<div class="f"><span>${escape(label)}</span><b>${escape(value)}</b></div>`;
+  const figure = (label: string, value: string) => `<div class="f"><span>${escapeHtml(label)}</span><b>${escapeHtml(value)}</b></div>`;
   const watts = (w: number | null) => (w === null ? "—" : `${Math.round(w)} W`);
   return `<!doctype html>
 <html lang="en">
@@ -62,8 +62,8 @@ small{color:#666}
 <main>
 <h1>Sahary Cloud runs on sunlight</h1>
 <div class="soc">${soc === null ? "—" : `${soc} %`}</div>
-<p>battery ${s.battery.trend === "charging" ? "charging" : s.battery.trend === "discharging" ? "discharging" : "level"}${s.telemetry === "ok" ? "" : ` <small>(controller ${escape(s.telemetry)})</small>`}</p>
-<p><span class="level">${level.label}</span> ${escape(level.meaning)}</p>
+<p>battery ${s.battery.trend === "charging" ? "charging" : s.battery.trend === "discharging" ? "discharging" : "level"}${s.telemetry === "ok" ? "" : ` <small>(controller ${escapeHtml(s.telemetry)})</small>`}</p>
+<p><span class="level">${level.label}</span> ${escapeHtml(level.meaning)}</p>
 <div class="g">
 ${figure("Solar now", watts(s.power.solarW))}
 ${figure("Load now", watts(s.power.loadW))}
@@ -71,8 +71,8 @@ ${figure("Solar today", `${s.solarTodayKwh.toFixed(2)} kWh`)}
 ${figure("Held for power", `${held} paused or stopped`)}
 ${figure("Slowed down", `${s.instances.throttled}`)}
 </div>
-<p>${escape(forecastSentence(s))}</p>
-<p><small>Updated ${escape(s.at.replace("T", " ").slice(0, 16))} UTC. Also as JSON: send <code>Accept: application/json</code>.</small></p>
+<p>${escapeHtml(forecastSentence(s))}</p>
+<p><small>Updated ${escapeHtml(s.at.replace("T", " ").slice(0, 16))} UTC. Also as JSON: send <code>Accept: application/json</code>.</small></p>
 </main>
 </body>
 </html>

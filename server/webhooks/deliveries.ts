@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, inArray, sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { deliveryStatus, eventDeliveries, outboxEvents, webhookAttempts, webhookEndpoints } from "../../db/schema";
+import { type deliveryStatus, eventDeliveries, outboxEvents, webhookAttempts, webhookEndpoints } from "../../db/schema";
 import { recordAudit } from "../audit";
 import { enqueueDeliveries } from "../events/deliveries";
 import { AppError } from "../errors";

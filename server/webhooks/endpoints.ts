@@ -22,7 +22,10 @@ const policies = new WeakMap<Config, TargetPolicy>();
 /** The configuration's target policy, built once (it lists the host's interfaces). */
 export function policyFor(config: Config): TargetPolicy {
   let policy = policies.get(config);
-  if (!policy) policies.set(config, (policy = targetPolicy(config)));
+  if (!policy) {
+    policy = targetPolicy(config);
+    policies.set(config, policy);
+  }
   return policy;
 }
 

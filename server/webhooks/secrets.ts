@@ -7,7 +7,7 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } f
  * then neither reveals secrets nor lets anyone forge our signatures; the
  * authentication tag makes a tampered row fail to open rather than sign with
  * garbage. Rotating APP_SECRET makes stored secrets unreadable: endpoints then
- * need `rotateSecret` (README, "Outgoing webhooks").
+ * need `rotateSecret` (docs/notifications.md, "Outgoing webhooks").
  */
 
 export const SECRET_PREFIX = "whsec_";
@@ -24,7 +24,10 @@ const sealKeys = new Map<string, Buffer>();
 /** Derived once per APP_SECRET: every attempt opens a secret. */
 function sealKey(appSecret: string): Buffer {
   let key = sealKeys.get(appSecret);
-  if (!key) sealKeys.set(appSecret, (key = Buffer.from(hkdfSync("sha256", appSecret, "sahary-webhook-secrets", "webhook endpoint signing secret", 32))));
+  if (!key) {
+    key = Buffer.from(hkdfSync("sha256", appSecret, "sahary-webhook-secrets", "webhook endpoint signing secret", 32));
+    sealKeys.set(appSecret, key);
+  }
   return key;
 }
 

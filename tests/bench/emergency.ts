@@ -87,8 +87,7 @@ const events = (await docker.getEvents({ filters: { type: ["container"], event: 
 let buffered = "";
 events.on("data", (chunk: Buffer) => {
   buffered += chunk.toString("utf8");
-  let nl: number;
-  while ((nl = buffered.indexOf("\n")) >= 0) {
+  for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
     const event = JSON.parse(buffered.slice(0, nl)) as { timeNano: number; Actor: { Attributes: Record<string, string> } };
     buffered = buffered.slice(nl + 1);
     const key = `${event.Actor.Attributes["sahary.instance"]}`;

@@ -81,7 +81,12 @@ measure("Modbus register map → reading (EPEver normalisation)", "readings", ()
 
 // A full poll (5 request/reply exchanges) through the client against the simulated device, in memory.
 const device = new EpeverResponder(1, () => registers);
-const client: ModbusClient = new ModbusClient({ write: (req) => queueMicrotask(() => device.feed(req).forEach((r) => client.feed(r))) });
+const client: ModbusClient = new ModbusClient({
+  write: (req) =>
+    queueMicrotask(() => {
+      for (const r of device.feed(req)) client.feed(r);
+    }),
+});
 const POLLS = 2000;
 const pollRates: number[] = [];
 for (let round = 0; round <= ROUNDS; round++) {

@@ -36,8 +36,14 @@ export async function execIn(docker: Docker, container: string, cmd: string[], t
       stream.destroy();
       reject(new Error(`exec ${cmd.join(" ")} did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
-    stream.on("end", () => (clearTimeout(timer), resolve()));
-    stream.on("error", (error: Error) => (clearTimeout(timer), reject(error)));
+    stream.on("end", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    stream.on("error", (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
   });
   const { ExitCode } = await exec.inspect();
   // Multiplexed frames: drop the 8-byte headers.

@@ -64,8 +64,7 @@ export async function startPlatform(entry: PlatformEntry, env: Record<string, st
     let pending = "";
     for await (const chunk of proc.stdout) {
       pending += decoder.decode(chunk, { stream: true });
-      let newline: number;
-      while ((newline = pending.indexOf("\n")) >= 0) {
+      for (let newline = pending.indexOf("\n"); newline >= 0; newline = pending.indexOf("\n")) {
         const raw = pending.slice(0, newline);
         pending = pending.slice(newline + 1);
         try {

@@ -138,7 +138,10 @@ function formToObject(form: URLSearchParams): Record<string, unknown> {
   for (const [key, value] of form) {
     const parts = key.replaceAll("]", "").split("[");
     let node = out;
-    for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
+    for (const part of parts.slice(0, -1)) {
+      node[part] ??= {};
+      node = node[part] as Record<string, unknown>;
+    }
     node[parts.at(-1)!] = value;
   }
   return out;

@@ -90,18 +90,19 @@ describe("suspension stops the account's instances", () => {
     // Hold the lifecycle queue so the create is certainly still in flight when the suspension lands.
     const lifecycle = app.services.queues.queue("lifecycle");
     await lifecycle.pause();
-    let created;
+    let createdId = "";
     try {
-      created = await app.client({ token: owner.token }).compute.instances.create.mutate({ name: "in-flight", planId: "nano", imageId: "busybox" });
+      const created = await app.client({ token: owner.token }).compute.instances.create.mutate({ name: "in-flight", planId: "nano", imageId: "busybox" });
+      createdId = created.instance.id;
       const result = await api.admin.users.setStatus.mutate({ id: owner.user.id, status: "suspended", reason: "suspended mid-create" });
       expect(result.instances).toMatchObject({ stopRequested: [], waiting: [created.instance.id], followUp: "scheduled" });
     } finally {
       await lifecycle.resume();
     }
 
-    await eventually(() => stateOf(created.instance.id), (state) => state === "stopped", { timeoutMs: 40_000, intervalMs: 200, what: "the new instance to be stopped" });
-    expect(await isRunning(created.instance.id)).toBe(false);
-    const history = await stateHistory(app.services.db, created.instance.id);
+    await eventually(() => stateOf(createdId), (state) => state === "stopped", { timeoutMs: 40_000, intervalMs: 200, what: "the new instance to be stopped" });
+    expect(await isRunning(createdId)).toBe(false);
+    const history = await stateHistory(app.services.db, createdId);
     expect(history.map((h) => h.to)).toEqual(["pending", "provisioning", "running", "stopping", "stopped"]);
     expect(history.at(-1)).toMatchObject({ reason: SUSPENSION_REASON, actorType: "system" });
     await followUpCompleted(owner.user.id);

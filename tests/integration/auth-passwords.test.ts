@@ -137,7 +137,7 @@ describe("password reset", () => {
   });
 });
 
-describe("API keys after a password change or reset (README, \"API keys and passwords\")", () => {
+describe("API keys after a password change or reset (docs/api.md, \"API keys and passwords\")", () => {
   const keyFor = async (token: string, name: string) => (await app.client({ token }).auth.apiKeys.create.mutate({ name, scopes: ["account:read"] })).key;
 
   test("a reset revokes every API key of the account, says so in the answer, the audit row and the mail", async () => {

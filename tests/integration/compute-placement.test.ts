@@ -71,7 +71,8 @@ describe("hosts and placement", () => {
     expect(new Set(placed.slice(0, 2)).size).toBe(2);
     const usage = await hostUsage(app.services.db);
     const names = Object.fromEntries(usage.map((u) => [u.host.id, u.host.name]));
-    const counts = placed.reduce<Record<string, number>>((acc, id) => ({ ...acc, [names[id]!]: (acc[names[id]!] ?? 0) + 1 }), {});
+    const counts: Record<string, number> = {};
+    for (const id of placed) counts[names[id]!] = (counts[names[id]!] ?? 0) + 1;
     expect(counts).toEqual({ east: perHost, west: perHost });
 
     const full = await expectAppError(api.compute.instances.create.mutate({ name: "one-too-many", planId: "nano", imageId: "busybox" }), "CAPACITY_EXHAUSTED");

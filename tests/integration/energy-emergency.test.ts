@@ -435,7 +435,10 @@ describe("the periodic pass", () => {
     await app.services.docker.getContainer(containerOf(ids.batch)).unpause();
     // The reconciler records it, from the Docker event or from this pass, whichever comes first.
     await eventually(
-      async () => (await reconcileInstance(app.services, ids.batch), (await api.compute.instances.get.query({ id: ids.batch })).stateReason),
+      async () => {
+        await reconcileInstance(app.services, ids.batch);
+        return (await api.compute.instances.get.query({ id: ids.batch })).stateReason;
+      },
       (reason) => reason === "container was unpaused outside the platform",
       { what: "the unpause to be reconciled" },
     );

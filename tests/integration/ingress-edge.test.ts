@@ -38,7 +38,7 @@ describe("an instance's URL", () => {
     const page = await answers(rig.proxy, web.url!, 200);
     expect(page.body).toContain("<h1>Sahary</h1>");
 
-    // The same with curl, as the README shows it: --resolve to the proxy, the local CA trusted.
+    // The same with curl, as the README's Quick start shows it (the local CA trusted), plus --resolve to this run's proxy.
     const ca = `${rig.proxy.dir}/root.crt`;
     await Bun.write(ca, await rig.proxy.rootCertificate());
     const host = new URL(web.url!).hostname;

@@ -69,7 +69,7 @@ describe("who may call", () => {
   test("anonymous callers are refused by every procedure (UNAUTHENTICATED)", async () => {
     const anonymous = app.client();
     for (const p of PROCEDURES) await expectAppError(p.call(anonymous), "UNAUTHENTICATED");
-    const forged = app.client({ token: "sahary_" + "a".repeat(52) });
+    const forged = app.client({ token: `sahary_${"a".repeat(52)}` });
     for (const p of PROCEDURES) await expectAppError(p.call(forged), "UNAUTHENTICATED");
   });
 

@@ -36,7 +36,14 @@ describe("instance events", () => {
 
     // Killed outside the platform: the reconciler records the error, with the reason.
     await app.services.docker.getContainer(`${testRun.dockerNamespace}-${id}`).kill({ signal: "SIGKILL" });
-    await eventually(async () => (await reconcileInstance(app.services, id), (await api.compute.instances.get.query({ id })).state), (s) => s === "error", { what: "the error to be recorded" });
+    await eventually(
+      async () => {
+        await reconcileInstance(app.services, id);
+        return (await api.compute.instances.get.query({ id })).state;
+      },
+      (s) => s === "error",
+      { what: "the error to be recorded" },
+    );
 
     const events = (await eventsOf(user.id)).map((e) => [e.type, e.data.from, e.data.to ?? null]);
     expect(events).toEqual([

@@ -106,7 +106,7 @@ describe("/openapi.json", () => {
       expect(sample!.source).toContain(`"$API/${path}"`);
       const url = /"\$API\/[^"]*"/.exec(sample!.source)![0];
       expect(url).not.toMatch(/[{}[\]]/);
-      if (type === "query" && inputs.length > 0 && sample!.source.includes("input=")) expect(sample!.source).toMatch(/^curl -sG [\s\S]*\n  --data-urlencode 'input=/);
+      if (type === "query" && inputs.length > 0 && sample!.source.includes("input=")) expect(sample!.source).toMatch(/^curl -sG [\s\S]*\n {2}--data-urlencode 'input=/);
       if (type === "mutation") expect(sample!.source).toContain("content-type: application/json");
     }
   });

@@ -46,29 +46,25 @@ beforeAll(async () => {
   envFile = join(workdir, "stack.env");
   port = await freePort();
   const secret = () => crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
-  writeFileSync(
-    envFile,
-    Object.entries({
-      ...tags,
-      POSTGRES_PASSWORD: secret(),
-      APP_SECRET: secret(),
-      PUBLIC_URL: `http://127.0.0.1:${port}`,
-      STRIPE_SECRET_KEY: "sk_test_stackStandIn000000000000000000",
-      STRIPE_WEBHOOK_SECRET: "whsec_stackStandIn00000000000000000000",
-      // Nothing listens there: mail waits in the outbox, which /ready does not depend on.
-      SMTP_URL: "smtp://127.0.0.1:9",
-      SAHARY_HTTP_PORT: String(port),
-      // The proxy shares the host's network: its ports and the traffic-log port must be free ones too.
-      INGRESS_DOMAIN: "apps.stack.test",
-      INGRESS_HTTP_PORT: String(await freePort()),
-      INGRESS_HTTPS_PORT: String(await freePort()),
-      SAHARY_TRAFFIC_PORT: String(await freePort()),
-      // The stack's workers drive the shared engine: only within a namespace of their own.
-      DOCKER_NAMESPACE: `sahary-s${testRun.id}`,
-    })
-      .map(([key, value]) => `${key}=${value}`)
-      .join("\n") + "\n",
-  );
+  const env = {
+    ...tags,
+    POSTGRES_PASSWORD: secret(),
+    APP_SECRET: secret(),
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    STRIPE_SECRET_KEY: "sk_test_stackStandIn000000000000000000",
+    STRIPE_WEBHOOK_SECRET: "whsec_stackStandIn00000000000000000000",
+    // Nothing listens there: mail waits in the outbox, which /ready does not depend on.
+    SMTP_URL: "smtp://127.0.0.1:9",
+    SAHARY_HTTP_PORT: String(port),
+    // The proxy shares the host's network: its ports and the traffic-log port must be free ones too.
+    INGRESS_DOMAIN: "apps.stack.test",
+    INGRESS_HTTP_PORT: String(await freePort()),
+    INGRESS_HTTPS_PORT: String(await freePort()),
+    SAHARY_TRAFFIC_PORT: String(await freePort()),
+    // The stack's workers drive the shared engine: only within a namespace of their own.
+    DOCKER_NAMESPACE: `sahary-s${testRun.id}`,
+  };
+  writeFileSync(envFile, Object.entries(env).map(([key, value]) => `${key}=${value}\n`).join(""));
 
   started = performance.now();
   const up = await compose("up", "-d", "--no-build");

@@ -70,7 +70,7 @@ describe("a worker killed mid-fan-out", () => {
       }
     };
 
-    let child = spawnWorkers();
+    const child = spawnWorkers();
     let second: ReturnType<typeof spawnWorkers> | undefined;
     try {
       const firstHalf = produce(0, total / 2);

@@ -12,7 +12,7 @@ const bytes = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const sum = (b: Uint8Array) => b.reduce((a, x) => (a + x) & 0xff, 0);
 
 function block(lines: string[], opts: { checksum?: number } = {}): Uint8Array {
-  const body = bytes(lines.map((l) => `\r\n${l}`).join("") + "\r\nChecksum\t");
+  const body = bytes(`${lines.map((l) => `\r\n${l}`).join("")}\r\nChecksum\t`);
   const out = new Uint8Array(body.length + 1);
   out.set(body);
   out[body.length] = opts.checksum ?? (256 - sum(body)) & 0xff;
@@ -155,7 +155,7 @@ describe("VE.Direct text decoding", () => {
   });
 
   test("a runaway HEX line (lost newline) is abandoned and the next block still decodes", () => {
-    const { frames, stats } = decode(concat(bytes(":A" + "0".repeat(150)), block(MPPT), block(MPPT)));
+    const { frames, stats } = decode(concat(bytes(`:A${"0".repeat(150)}`), block(MPPT), block(MPPT)));
     expect(stats.hexErrors).toBe(1);
     expect(frames.length).toBeGreaterThanOrEqual(1);
     expect(frames.at(-1)!.fields.V).toBe("13400");
@@ -260,7 +260,10 @@ describe("VE.Direct text decoding", () => {
 
   test("random noise never throws and never yields a frame", () => {
     let seed = 42;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
     const noise = Uint8Array.from({ length: 50_000 }, () => {
       const r = rand();
       // Weighted towards the framing bytes so the state machine is exercised.

@@ -95,7 +95,7 @@ describe("what the edge says", () => {
     expect(html.headers["retry-after"]).toBeUndefined();
     expect(html.body).toContain("<title>Stopped</title>");
     expect(html.body).not.toMatch(/<script|<link|<img|url\(/i);
-    expect(renderAnswer({ ...answer, facts: [["a", "<script>"]] }, "text/html", null).body).toContain("&#60;script&#62;");
+    expect(renderAnswer({ ...answer, facts: [["a", "<script>"]] }, "text/html", null).body).toContain("&lt;script&gt;");
   });
 
   test("edge tokens: only the platform's key makes them, one per subject", () => {

@@ -35,7 +35,8 @@ function problems(node: unknown, path: string, guardedRecord = false): string[] 
   for (const key of ["wrapped", "item", "key", "value", "rest"]) found.push(...problems(node[key], `${path}[${key}]`, key === "key" || key === "value" ? false : guarded));
   for (const key of ["options", "items"]) {
     const list = node[key];
-    if (Array.isArray(list)) list.forEach((child, i) => found.push(...problems(child, `${path}[${key}.${i}]`)));
+    if (!Array.isArray(list)) continue;
+    for (const [i, child] of list.entries()) found.push(...problems(child, `${path}[${key}.${i}]`));
   }
   return found;
 }

@@ -6,12 +6,12 @@ import { EVENT_TYPE_NAMES, EVENT_TYPES, isEventType } from "../../server/events/
 import { describeEvent } from "../../server/notifications/messages";
 import { CHANNEL_POLICY } from "../../server/notifications/policy";
 
-const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+const page = readFileSync(join(import.meta.dir, "../../docs/notifications.md"), "utf8");
 
-/** The payload examples the README publishes, one JSON object per line. */
+/** The payload examples docs/notifications.md publishes, one JSON object per line. */
 function documentedExamples(): Array<{ type: string; version: number; data: unknown }> {
-  const start = readme.indexOf("Payload examples");
-  const block = /```json\n([\s\S]*?)```/.exec(readme.slice(start))![1]!;
+  const start = page.indexOf("Payload examples");
+  const block = /```json\n([\s\S]*?)```/.exec(page.slice(start))![1]!;
   return block
     .trim()
     .split("\n")
@@ -35,8 +35,8 @@ describe("the event catalogue", () => {
     }
   });
 
-  test("the README's event table lists every type", () => {
-    for (const type of EVENT_TYPE_NAMES) expect(readme).toContain(`| \`${type}\` |`);
+  test("the event table in docs/notifications.md lists every type", () => {
+    for (const type of EVENT_TYPE_NAMES) expect(page).toContain(`| \`${type}\` |`);
   });
 
   test("payload schemas refuse malformed data field by field", () => {

@@ -13,9 +13,3 @@ test("every npm script that runs project code installs the locked dependencies f
     expect(`${name}: ${/(^|[\s;&|])bun\s/.test(command)}`).toBe(`${name}: false`);
   }
 });
-
-test("the README never tells a reader to run a bare `bun` (there is no global one)", () => {
-  const readme = readFileSync(join(projectRoot, "README.md"), "utf8");
-  const bare = readme.split("\n").filter((line) => /(^|[\s`(])bun [a-z./-]/.test(line) && !line.includes("node_modules/.bin/bun "));
-  expect(bare).toEqual([]);
-});

@@ -85,7 +85,7 @@ export async function prepareInstanceVolumes(deps: Deps, docker: Docker, host: H
   const mounts: Array<{ dockerName: string; mountPath: string }> = [];
   for (const volume of attached) {
     if (volume.state === "deleting") throw new PermanentFailure(`volume ${volume.name} is being deleted`);
-    let made;
+    let made: Awaited<ReturnType<typeof ensureOne>>;
     try {
       made = await ensureOne(deps, docker, host, volume);
     } catch (error) {
