@@ -1,6 +1,6 @@
 import { and, asc, eq } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { images, plans } from "../../db/schema";
+import { images, type instancePlans, plans } from "../../db/schema";
 import { AppError } from "../errors";
 
 type NewPlan = typeof plans.$inferInsert;
@@ -111,4 +111,14 @@ export function planView(plan: Plan) {
 
 export function imageView(image: Image) {
   return { id: image.id, slug: image.slug, name: image.name, reference: image.reference, description: image.description, httpPort: image.httpPort, writablePaths: image.writablePaths };
+}
+
+/**
+ * Entry `seq` of an instance's plan history (`instance_plans`): the plan's
+ * resources and prices as sold, in force from `fromAt` (default: the insert's
+ * time). Invoices price each entry's usage at its own prices.
+ */
+export function planSegment(instanceId: string, seq: number, plan: Plan, fromAt?: Date): typeof instancePlans.$inferInsert {
+  const { id: planId, slug: planSlug, cpuMillis, memoryMb, diskGb, priceHourlyMinor, priceMonthlyMinor, currency } = plan;
+  return { instanceId, seq, planId, planSlug, cpuMillis, memoryMb, diskGb, priceHourlyMinor, priceMonthlyMinor, currency, ...(fromAt ? { fromAt } : {}) };
 }

@@ -6,7 +6,7 @@ import { recordAudit } from "../audit";
 import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
 import { resolveAllowedImage } from "../registries/allowlist";
-import { findImage, findPlan, type Image } from "./catalogue";
+import { findImage, findPlan, planSegment, type Image } from "./catalogue";
 import { placeInstance } from "./hosts";
 import { enqueueAction, type ComputeDeps, type Who } from "./instances";
 import { assertWithinQuota, lockUserForCreate } from "./quotas";
@@ -114,19 +114,7 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
           requestHash,
         })
         .returning();
-      await tx.insert(instancePlans).values({
-        instanceId: instance!.id,
-        seq: 0,
-        planId: plan.id,
-        planSlug: plan.slug,
-        cpuMillis: plan.cpuMillis,
-        memoryMb: plan.memoryMb,
-        diskGb: plan.diskGb,
-        priceHourlyMinor: plan.priceHourlyMinor,
-        priceMonthlyMinor: plan.priceMonthlyMinor,
-        currency: plan.currency,
-        fromAt: instance!.createdAt,
-      });
+      await tx.insert(instancePlans).values(planSegment(instance!.id, 0, plan, instance!.createdAt));
       await attachVolumes(tx, config, instance!, host, volumePlan);
       const [action] = await tx
         .insert(instanceActions)

@@ -25,6 +25,7 @@ import {
   type Serialize,
 } from "./containers";
 import type { Engines } from "./engines";
+import { planSegment } from "./catalogue";
 import { getHost, type Host } from "./hosts";
 import { ensureCatalogueImage, ensureRegistryImage, type PullProgress, type ReadyImage } from "./images";
 import { changeState, lockInstance, type Action, type Instance } from "./instances";
@@ -342,18 +343,7 @@ async function resize(deps: LifecycleDeps, docker: Docker, host: Host, action: A
   return {
     set: { ...extra, planId: plan.id, cpuMillis: plan.cpuMillis, memoryMb: plan.memoryMb, diskGb: plan.diskGb, priceHourlyMinor: plan.priceHourlyMinor, priceMonthlyMinor: plan.priceMonthlyMinor, currency: plan.currency, planSeq: instance.planSeq + 1 },
     after: async (tx, current) => {
-      await tx.insert(instancePlans).values({
-        instanceId: instance.id,
-        seq: current.planSeq,
-        planId: plan.id,
-        planSlug: plan.slug,
-        cpuMillis: plan.cpuMillis,
-        memoryMb: plan.memoryMb,
-        diskGb: plan.diskGb,
-        priceHourlyMinor: plan.priceHourlyMinor,
-        priceMonthlyMinor: plan.priceMonthlyMinor,
-        currency: plan.currency,
-      });
+      await tx.insert(instancePlans).values(planSegment(instance.id, current.planSeq, plan));
     },
   };
 }
