@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import type { Config } from "../config";
 import type { Logger } from "../log";
+import { interruptibleSleep } from "../pause";
 import { LABELS } from "./containers";
 import type { Engines } from "./engines";
 
@@ -29,15 +30,7 @@ export function watchEngineEvents(
   const docker = deps.engines.events(host.endpoint);
   let stopped = false;
   let current: Readable | undefined;
-  let wake: (() => void) | undefined;
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+  const { sleep, wake } = interruptibleSleep();
 
   const loop = async () => {
     let since = Math.floor(Date.now() / 1000) - 1;
@@ -108,7 +101,7 @@ export function watchEngineEvents(
     async stop() {
       stopped = true;
       current?.destroy();
-      wake?.();
+      wake();
       await running;
     },
   };

@@ -1,6 +1,7 @@
 import type { Config } from "../config";
 import { requeueOverdueDeliveries } from "../events/deliveries";
 import { relayBatch, type FanOutDeps } from "./fanout";
+import { interruptibleSleep } from "../pause";
 
 export type RelayDeps = FanOutDeps & { config: Config };
 
@@ -20,15 +21,7 @@ const SWEEP_MAX_BATCHES = 50;
 export function startRelay(deps: RelayDeps): { stop(): Promise<void> } {
   const log = deps.log.child({ component: "event-relay" });
   let stopped = false;
-  let wake: (() => void) | undefined;
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+  const { sleep, wake } = interruptibleSleep();
 
   const loop = async () => {
     let failures = 0;
@@ -49,7 +42,7 @@ export function startRelay(deps: RelayDeps): { stop(): Promise<void> } {
   return {
     async stop() {
       stopped = true;
-      wake?.();
+      wake();
       await running;
     },
   };
