@@ -1,7 +1,7 @@
 import type { Config } from "../config";
 import { requeueOverdueDeliveries } from "../events/deliveries";
-import { relayBatch, type FanOutDeps } from "./fanout";
 import { interruptibleSleep } from "../pause";
+import { relayBatch, type FanOutDeps } from "./fanout";
 
 export type RelayDeps = FanOutDeps & { config: Config };
 
