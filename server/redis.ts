@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from "ioredis";
+import { withTimeout } from "./waits";
 
 export type { Redis };
 
@@ -55,13 +56,6 @@ export async function checkEvictionPolicy(redis: Redis, url: string): Promise<{ 
     );
   }
   return { policy: policy || null };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    promise.then(resolve, reject).finally(() => clearTimeout(timer));
-  });
 }
 
 export function redact(url: string): string {

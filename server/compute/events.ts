@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import type { Config } from "../config";
 import type { Logger } from "../log";
-import { interruptibleSleep } from "../pause";
+import { interruptibleSleep } from "../waits";
 import { LABELS } from "./containers";
 import type { Engines } from "./engines";
 

@@ -6,6 +6,7 @@ import { INSTANCE_STATES, PRIORITIES } from "../compute/states";
 import { POWER_LEVELS } from "../energy/levels";
 import { energyStatus, type TelemetryState } from "../energy/status";
 import type { Services } from "../services";
+import { withTimeout } from "../waits";
 
 const TELEMETRY_STATES: readonly TelemetryState[] = ["ok", "waiting", "lost", "unavailable"];
 /** A source that has not answered by then counts as down for this scrape; /metrics never hangs on it. */
@@ -34,16 +35,6 @@ function scrapeSource<T>(read: () => Promise<T>, ttlMs: number): () => Promise<O
       });
     return inflight;
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: Timer | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 async function instancesByStateAndPriority(services: Services) {

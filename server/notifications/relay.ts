@@ -1,6 +1,6 @@
 import type { Config } from "../config";
 import { requeueOverdueDeliveries } from "../events/deliveries";
-import { interruptibleSleep } from "../pause";
+import { interruptibleSleep } from "../waits";
 import { relayBatch, type FanOutDeps } from "./fanout";
 
 export type RelayDeps = FanOutDeps & { config: Config };

@@ -16,3 +16,11 @@ export function interruptibleSleep() {
     wake: () => wake?.(),
   };
 }
+
+/** `promise`, or a rejection naming the wait once `ms` pass without an answer. */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    promise.then(resolve, reject).finally(() => clearTimeout(timer));
+  });
+}
