@@ -69,6 +69,53 @@ export const usageRecords = pgTable(
 );
 
 /**
+ * `usage_records` summed per instance, UTC calendar month and plan segment,
+ * kept by statement-level triggers on `usage_records` (migration 0010): every
+ * insert, update or delete there adds its difference here in the same
+ * transaction, so this always equals the sum of the hourly rows. Readers that
+ * only need monthly totals (admin statistics, invoicing) read these rows
+ * instead of scanning a month of hourly rows. No foreign keys: it is derived
+ * data, and a row whose hourly rows were all deleted is deleted with them.
+ */
+export const usageMonthly = pgTable(
+  "usage_monthly",
+  {
+    instanceId: uuid("instance_id").notNull(),
+    /** Start of the UTC month (the billing period). */
+    periodStart: timestamptz("period_start").notNull(),
+    planSeq: integer("plan_seq").notNull(),
+    userId: uuid("user_id").notNull(),
+    runningMs: bigint("running_ms", { mode: "number" }).notNull().default(0),
+    pausedMs: bigint("paused_ms", { mode: "number" }).notNull().default(0),
+    emergencyPausedMs: bigint("emergency_paused_ms", { mode: "number" }).notNull().default(0),
+    txBytes: bigint("tx_bytes", { mode: "number" }).notNull().default(0),
+    /** The plan segment's prices (`instance_plans`, immutable per seq), copied when the row is first written, so readers need no join. */
+    priceHourlyMinor: integer("price_hourly_minor").notNull(),
+    priceMonthlyMinor: integer("price_monthly_minor").notNull(),
+    currency: text("currency").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.instanceId, t.periodStart, t.planSeq] }), index("usage_monthly_period_user_idx").on(t.periodStart, t.userId)],
+);
+
+/**
+ * Per UTC month and currency, the compute charge of every `usage_monthly` row
+ * (its billable time at its hourly price, rounded half up and capped at its
+ * monthly price: `usage_compute_minor`) and the bytes sent, kept by the same
+ * triggers in the same statement: the admin overview's accrual reads one row
+ * per period instead of every instance's.
+ */
+export const usagePeriodTotals = pgTable(
+  "usage_period_totals",
+  {
+    periodStart: timestamptz("period_start").notNull(),
+    currency: text("currency").notNull(),
+    computeMinor: bigint("compute_minor", { mode: "number" }).notNull().default(0),
+    txBytes: numeric("tx_bytes", { precision: 30, scale: 0, mode: "number" }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.periodStart, t.currency] })],
+);
+
+/**
  * `carried_forward`: finalized and numbered, but its total is below the
  * payment provider's minimum charge, so it is not payable; the next invoice
  * of the customer brings the amount in (docs/billing.md, "Minimum charge").

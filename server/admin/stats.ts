@@ -1,8 +1,8 @@
-import { and, count, eq, gte, inArray, lt, sql, type AnyColumn } from "drizzle-orm";
+import { and, count, eq, gte, inArray, sql, type AnyColumn } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { energyHourly, hosts, instances, invoices, usageRecords, userRole, users, userStatus } from "../../db/schema";
+import { energyHourly, hosts, instances, invoices, usagePeriodTotals, userRole, users, userStatus } from "../../db/schema";
 import { GB } from "../billing/pricing";
-import { HOUR_MS, periodOf, previousPeriod, type Period } from "../billing/periods";
+import { periodOf, previousPeriod, type Period } from "../billing/periods";
 import { INSTANCE_STATES, LIVE_STATES } from "../compute/states";
 import type { Config } from "../config";
 import { latestLevelChange } from "../energy/power";
@@ -114,32 +114,29 @@ function invoiceTotals(db: Database, periods: Period[], currency: string) {
 }
 
 /**
- * Usage metered in each period priced at list price: per instance, billable
- * time × hourly price rounded half up and capped at the monthly price, plus
- * egress rounded half up — the invoice subtotal before discounts, credits and
- * tax (server/billing/pricing.ts, `chargeInstance`). For the current period
- * it is what has accrued so far; invoices exist only once a period has ended.
+ * Usage metered in each period priced at list price: per instance and plan
+ * segment, billable time × the segment's hourly price rounded half up and
+ * capped at its monthly price, plus egress — the invoice subtotal before
+ * discounts, credits and tax (server/billing/pricing.ts, `chargeInstance`),
+ * with two simplifications an overview can afford: egress is rounded once per
+ * period rather than per instance (within half a minor unit per instance),
+ * and a resized instance's segments are each capped at their whole monthly
+ * price rather than its share. For the current period it is what has accrued
+ * so far; invoices exist only once a period has ended.
+ *
+ * It reads usage_period_totals, which triggers on usage_records keep in the
+ * statement that writes the usage (migration 0010): one row per period, so
+ * the cost does not grow with the fleet.
  */
 function accruedAtListPrice(db: Database, opts: { current: Period; previous: Period; currency: string; egressPricePerGbMinor: number }) {
-  const u = usageRecords;
-  const usage = db
-    .select({
-      instanceId: u.instanceId,
-      period: sql<"current" | "previous">`case when ${u.hour} >= ${opts.current.start.toISOString()}::timestamptz then 'current' else 'previous' end`.as("period"),
-      billableMs: sql`sum(${u.runningMs} + ${u.pausedMs} + ${u.emergencyPausedMs})`.as("billable_ms"),
-      txBytes: sql`sum(${u.txBytes})`.as("tx_bytes"),
-    })
-    .from(u)
-    .where(and(gte(u.hour, opts.previous.start), lt(u.hour, opts.current.end)))
-    .groupBy(u.instanceId, sql`period`)
-    .as("usage");
+  const t = usagePeriodTotals;
   // divideRoundHalfUp(n, d) = (2n + d) div 2d, in exact numeric arithmetic.
-  const compute = sql`least(div(${usage.billableMs} * ${instances.priceHourlyMinor} * 2 + ${HOUR_MS}, ${2 * HOUR_MS}), ${instances.priceMonthlyMinor})`;
-  const egress = sql`div(${usage.txBytes} * ${opts.egressPricePerGbMinor}::numeric * 2 + ${GB}, ${2 * GB})`;
+  const egress = sql`div(${t.txBytes} * ${opts.egressPricePerGbMinor}::numeric * 2 + ${GB}, ${2 * GB})`;
   return db
-    .select({ period: usage.period, accruedMinor: sql<number>`coalesce(sum(${compute} + ${egress}), 0)`.mapWith(Number) })
-    .from(usage)
-    .innerJoin(instances, eq(instances.id, usage.instanceId))
-    .where(eq(instances.currency, opts.currency))
-    .groupBy(usage.period);
+    .select({
+      period: sql<"current" | "previous">`case when ${t.periodStart} = ${opts.current.start.toISOString()}::timestamptz then 'current' else 'previous' end`,
+      accruedMinor: sql<number>`${t.computeMinor} + ${egress}`.mapWith(Number),
+    })
+    .from(t)
+    .where(and(inArray(t.periodStart, [opts.previous.start, opts.current.start]), eq(t.currency, opts.currency)));
 }
