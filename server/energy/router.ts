@@ -4,7 +4,7 @@ import { adminProcedure, authedProcedure, operatorProcedure, router } from "../t
 import { listEnergyEvents } from "./events";
 import { getPowerPolicy, updatePowerPolicy } from "./policy";
 import { energyHistory, energyStatsFor, PERIODS, RESOLUTIONS } from "./readings";
-import { energyForecast, energyStatus } from "./status";
+import { energyForecast, sharedEnergyStatus } from "./status";
 
 /**
  * Who reads what: the platform's power state, history and statistics are open
@@ -40,7 +40,7 @@ const policyOutput = (p: Awaited<ReturnType<typeof getPowerPolicy>>) => ({ ...p.
 
 export const energyRouter = router({
   /** Latest reading, power level, telemetry and link health, time to empty/full, the runway forecast, the controller's cut-offs. */
-  status: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => energyStatus(ctx.db, ctx.config.energy)),
+  status: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => sharedEnergyStatus(ctx.db, ctx.config.energy)),
 
   /** The runway forecast: time to each threshold with its band, and the hourly SOC trajectory of the expected, pessimistic and optimistic runs. */
   forecast: authedProcedure.meta({ scope: "energy:read" }).query(({ ctx }) => energyForecast(ctx.db, ctx.config.energy)),

@@ -118,6 +118,24 @@ export async function energyStatus(db: Database, config: EnergyConfig, at?: Date
   };
 }
 
+const inFlight = new WeakMap<Database, ReturnType<typeof energyStatus>>();
+
+/**
+ * `energyStatus` for callers who ask at the same time (a fleet of dashboards
+ * polling `energy.status`): one computation at a time per database, its answer
+ * shared by everyone who asked while it ran. The answer is the same for every
+ * tenant; a caller may get one whose reads began just before it asked, never
+ * one that had already been answered.
+ */
+export function sharedEnergyStatus(db: Database, config: EnergyConfig): ReturnType<typeof energyStatus> {
+  let flight = inFlight.get(db);
+  if (!flight) {
+    flight = energyStatus(db, config).finally(() => inFlight.delete(db));
+    inFlight.set(db, flight);
+  }
+  return flight;
+}
+
 /**
  * `energy.forecast`: the runway forecast from the latest reading, with the
  * hourly trajectory of the three runs (expected, pessimistic, optimistic).

@@ -9,6 +9,7 @@ import { AppError, type AppErrorCode } from "../../server/errors";
 import { recordEnergyEvent } from "../../server/energy/events";
 import { currentPowerLevel, recordLevelChange } from "../../server/energy/power";
 import { storeSample, type Sample } from "../../server/energy/readings";
+import { sharedEnergyStatus } from "../../server/energy/status";
 import { saveMonitorState } from "../../server/energy/telemetry";
 import { appRouter } from "../../server/router";
 import { createCallerFactory } from "../../server/trpc";
@@ -400,5 +401,18 @@ describe("the power level service (compute's admission check)", () => {
     expect(saved.updatedBy).toBeNull();
     const rows = await db().select().from(auditLog).where(eq(auditLog.targetId, (await db().select().from(energyPolicies))[0]!.id));
     expect(rows[0]).toMatchObject({ actorType: "system", metadata: { system: "ops-script" } });
+  });
+});
+
+describe("energy.status under many callers", () => {
+  test("callers asking at the same time share one computation; a caller after it gets a fresh one", async () => {
+    const { db, config } = app.services;
+    const together = await Promise.all(Array.from({ length: 20 }, () => sharedEnergyStatus(db, config.energy)));
+    expect(new Set(together).size).toBe(1);
+    // The shared answer is the full status, not a placeholder.
+    expect(together[0]!.level.level).toBe(await currentPowerLevel(db));
+    const later = await sharedEnergyStatus(db, config.energy);
+    expect(later).not.toBe(together[0]);
+    expect(later.level).toEqual(together[0]!.level);
   });
 });
