@@ -91,11 +91,15 @@ export function createLogger(opts: { level: LogLevel; base?: LogFields; sink?: L
 }
 
 function wrap(logger: pino.Logger): Logger {
+  // Fields are redacted only for a line that will be written: a request line below the level costs nothing.
+  const at = (level: "debug" | "info" | "warn" | "error") => (msg: string, fields?: LogFields) => {
+    if (logger.isLevelEnabled(level)) logger[level](safeFields(fields), msg);
+  };
   return {
-    debug: (msg, fields) => logger.debug(safeFields(fields), msg),
-    info: (msg, fields) => logger.info(safeFields(fields), msg),
-    warn: (msg, fields) => logger.warn(safeFields(fields), msg),
-    error: (msg, fields) => logger.error(safeFields(fields), msg),
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
     child: (fields) => wrap(logger.child(safeFields(fields))),
   };
 }

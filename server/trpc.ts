@@ -112,36 +112,29 @@ export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 
 /**
- * A dependency that stops answering is the platform's problem, not the
- * caller's: it surfaces as 503 DEPENDENCY_UNAVAILABLE rather than a 500.
+ * Every procedure's checks around the call, in one middleware (each tRPC
+ * middleware level copies the call's options twice; these used to be three):
+ * - the credential lookup failed in createContext: every call fails with it;
+ * - rules on the raw input, whatever the procedure's schema: no NUL byte in
+ *   any string or key (PostgreSQL refuses it in text), bounded nesting;
+ * - a dependency that stops answering is the platform's problem, not the
+ *   caller's: it surfaces as 503 DEPENDENCY_UNAVAILABLE rather than a 500.
  */
-const dependencyErrors = t.middleware(async ({ next }) => {
-  const result = await next();
-  if (!result.ok && !(result.error instanceof AppError) && isDependencyFailure(result.error.cause)) {
-    return { ...result, error: new AppError("DEPENDENCY_UNAVAILABLE", "A platform dependency is unavailable; retry shortly", { cause: result.error.cause }) };
-  }
-  return result;
-});
-
-/** The credential lookup failed in createContext: fail every call with it (mapped by dependencyErrors). */
-const identifiedCaller = t.middleware(({ ctx, next }) => {
-  if (ctx.contextError !== undefined) throw ctx.contextError;
-  return next();
-});
-
-/**
- * Rules on the raw input, for every procedure whatever its schema: no NUL
- * byte in any string or key (PostgreSQL refuses it in text), bounded nesting.
- */
-const rawInputRules = t.middleware(async ({ getRawInput, next }) => {
+const guarded = t.middleware(async ({ ctx, getRawInput, next }) => {
+  const failed = ctx.contextError;
+  if (failed !== undefined) throw failed instanceof AppError || !isDependencyFailure(failed) ? failed : dependencyUnavailable(failed);
   const problem = rawInputProblem(await getRawInput());
   if (problem) {
     throw new AppError("VALIDATION_FAILED", `Invalid input: ${problem.path || "the input"} ${problem.message}`, {
       cause: { issues: [{ path: problem.path ? problem.path.split(".") : [], message: problem.message }] },
     });
   }
-  return next();
+  const result = await next();
+  if (!result.ok && !(result.error instanceof AppError) && isDependencyFailure(result.error.cause)) return { ...result, error: dependencyUnavailable(result.error.cause) };
+  return result;
 });
+
+const dependencyUnavailable = (cause: unknown) => new AppError("DEPENDENCY_UNAVAILABLE", "A platform dependency is unavailable; retry shortly", { cause });
 
 /** Outermost, so it sees the error the caller gets (after the mapping above) and the whole duration. */
 const observed = t.middleware(async ({ ctx, path, type, next }) => {
@@ -151,7 +144,7 @@ const observed = t.middleware(async ({ ctx, path, type, next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(observed).use(dependencyErrors).use(identifiedCaller).use(rawInputRules).meta({ access: "public" });
+export const publicProcedure = t.procedure.use(observed).use(guarded).meta({ access: "public" });
 
 /** A signed-in user or API key whose account is not suspended (and whose key holds the scope). */
 export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) => {
