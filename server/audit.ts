@@ -16,21 +16,27 @@ export type AuditEntry = {
  * Writes one audit row. Pass the transaction that makes the change so the row
  * exists if and only if the change does. Who acted comes from the actor.
  */
-export async function recordAudit(db: Database, who: { actor: Actor; request?: RequestInfo | null }, entry: AuditEntry): Promise<void> {
+export async function recordAudit(db: Database, who: { actor: Actor; request?: RequestInfo | null }, entry: AuditEntry | readonly AuditEntry[]): Promise<void> {
   const { actor, request } = who;
-  const metadata = { ...entry.metadata };
-  if (actor.kind === "apiKey") metadata.apiKeyId = actor.apiKeyId;
-  if (actor.kind === "system") metadata.system = actor.name;
-  if (actor.kind === "webhook") metadata.webhook = actor.source;
-  await db.insert(auditLog).values({
-    actorType: actor.kind,
-    actorId: actorUserId(actor),
-    action: entry.action,
-    targetType: entry.targetType ?? null,
-    targetId: entry.targetId ?? null,
-    reason: entry.reason ?? null,
-    ip: request?.ip ?? null,
-    userAgent: request?.userAgent ?? null,
-    metadata: Object.keys(metadata).length ? metadata : null,
-  });
+  const entries = Array.isArray(entry) ? entry : [entry as AuditEntry];
+  if (entries.length === 0) return;
+  await db.insert(auditLog).values(
+    entries.map((e) => {
+      const metadata = { ...e.metadata };
+      if (actor.kind === "apiKey") metadata.apiKeyId = actor.apiKeyId;
+      if (actor.kind === "system") metadata.system = actor.name;
+      if (actor.kind === "webhook") metadata.webhook = actor.source;
+      return {
+        actorType: actor.kind,
+        actorId: actorUserId(actor),
+        action: e.action,
+        targetType: e.targetType ?? null,
+        targetId: e.targetId ?? null,
+        reason: e.reason ?? null,
+        ip: request?.ip ?? null,
+        userAgent: request?.userAgent ?? null,
+        metadata: Object.keys(metadata).length ? metadata : null,
+      };
+    }),
+  );
 }

@@ -17,6 +17,7 @@ import { jobId } from "./queues";
  */
 export const lifecycleProcessor = defineProcessor({
   queue: "lifecycle",
+  concurrency: (config) => config.workers.lifecycleConcurrency,
   schedules: (config) => [{ id: "lifecycle-reconcile", every: config.compute.reconcileIntervalMs, name: "reconcile", data: {} }],
   handlers: {
     run: ({ actionId }, ctx) => executeAction(ctx, actionId, { finalAttempt: isFinalAttempt(ctx.job) }),

@@ -143,6 +143,13 @@ export function createQueues(connection: Redis, redisPrefix: string) {
       const job = await queue(queueName).add(name, data, opts);
       return job.id!;
     },
+    /** Validates each payload, then adds all the jobs in one round trip (BullMQ addBulk). */
+    async enqueueMany<Q extends QueueName, J extends JobName<Q>>(queueName: Q, name: J, jobs: ReadonlyArray<{ payload: JobPayload<Q, J>; opts?: JobsOptions }>): Promise<void> {
+      const schema = jobSchema(queueName, name);
+      if (!schema) throw new Error(`No job ${queueName}.${name} in the queue contract`);
+      if (jobs.length === 0) return;
+      await queue(queueName).addBulk(jobs.map((job) => ({ name, data: v.parse(schema, job.payload), opts: job.opts ?? {} })));
+    },
     async close(): Promise<void> {
       await Promise.all([...queues.values()].map((q) => q.close()));
     },

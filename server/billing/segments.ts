@@ -1,6 +1,6 @@
-import { and, asc, eq, gte, lt, sql, type AnyColumn, type SQL } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, lt, sql, type AnyColumn, type SQL } from "drizzle-orm";
 import type { Database } from "../../db/client";
-import { instancePlans, instances, usageRecords, volumes, volumeUsage } from "../../db/schema";
+import { instancePlans, instances, usageMonthly, usageRecords, volumes, volumeUsage } from "../../db/schema";
 import type { Period } from "./periods";
 import { chargeInstance, divideRoundHalfUp, instanceLines, storageCharge, storageLine, type InstanceCharge, type LineDraft, type PricingRules } from "./pricing";
 
@@ -40,6 +40,44 @@ export async function segmentUsage(db: Database, opts: { from: Date; to: Date; w
 }
 
 export type SegmentRow = Awaited<ReturnType<typeof segmentUsage>>[number];
+
+/**
+ * The same rows as `segmentUsage` over a whole period, for the given
+ * customers, read from the monthly aggregate (usage_monthly, kept by triggers
+ * on usage_records: one row per instance, month and plan instead of one per
+ * hour). Invoicing reads a page of customers at a time this way.
+ */
+export async function periodSegments(db: Database, opts: { period: Pick<Period, "start">; userIds: readonly string[] }): Promise<SegmentRow[]> {
+  const m = usageMonthly;
+  return db
+    .select({
+      userId: instances.userId,
+      instanceId: instances.id,
+      name: instances.name,
+      priority: instances.priority,
+      planSeq: instancePlans.seq,
+      planSlug: instancePlans.planSlug,
+      fromAt: instancePlans.fromAt,
+      priceHourlyMinor: instancePlans.priceHourlyMinor,
+      priceMonthlyMinor: instancePlans.priceMonthlyMinor,
+      currency: instancePlans.currency,
+      runningMs: m.runningMs,
+      pausedMs: m.pausedMs,
+      emergencyPausedMs: m.emergencyPausedMs,
+      txBytes: m.txBytes,
+    })
+    .from(m)
+    .innerJoin(instances, eq(instances.id, m.instanceId))
+    .innerJoin(instancePlans, and(eq(instancePlans.instanceId, m.instanceId), eq(instancePlans.seq, m.planSeq)))
+    .where(
+      and(
+        eq(m.periodStart, opts.period.start),
+        inArray(m.userId, [...opts.userIds]),
+        sql`(${m.runningMs} + ${m.pausedMs} + ${m.emergencyPausedMs} > 0 or ${m.txBytes} > 0)`,
+      ),
+    )
+    .orderBy(asc(instances.userId), asc(instances.createdAt), asc(instances.id), asc(instancePlans.seq));
+}
 
 /**
  * Prices one customer's segments for a period. An instance with one segment

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gte, lt, lte, sql, type AnyColumn } from "drizzle-orm";
+import { and, asc, desc, eq, gte, inArray, lt, lte, sql, type AnyColumn } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { energyAttributions, energyEvents, energyHourly, energyReadings, usageEnergy } from "../../db/schema";
 import type { Config } from "../config";
@@ -119,12 +119,12 @@ export async function energyByInstance(db: Database, opts: { userId: string; fro
   return new Map(rows.map(({ instanceId, ...s }) => [instanceId, s]));
 }
 
-/** Per customer over a period (the invoice's informational line). */
-export async function energyByCustomer(db: Database, opts: { from: Date; to: Date }): Promise<Map<string, Sources>> {
+/** Per customer over a period (the invoice's informational line), for the given customers. */
+export async function energyByCustomer(db: Database, opts: { from: Date; to: Date; userIds: readonly string[] }): Promise<Map<string, Sources>> {
   const rows = await db
     .select({ userId: usageEnergy.userId, ...sources })
     .from(usageEnergy)
-    .where(and(gte(usageEnergy.hour, opts.from), lt(usageEnergy.hour, opts.to)))
+    .where(and(inArray(usageEnergy.userId, [...opts.userIds]), gte(usageEnergy.hour, opts.from), lt(usageEnergy.hour, opts.to)))
     .groupBy(usageEnergy.userId);
   return new Map(rows.map(({ userId, ...s }) => [userId, s]));
 }

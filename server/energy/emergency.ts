@@ -3,9 +3,10 @@ import type { Database } from "../../db/client";
 import { energyEvents, instanceActions, instances } from "../../db/schema";
 import { systemActor } from "../auth/actor";
 import { recordAudit } from "../audit";
-import { pauseInstance, resumeInstance, startInstance, stopInstance, throttleInstance, type ComputeDeps } from "../compute/instances";
+import { pauseInstance, pauseInstances, resumeInstance, startInstance, stopInstance, throttleInstance, type ComputeDeps } from "../compute/instances";
 import { POWER_EMERGENCY_REASON, POWER_RESTORED_REASON, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "../compute/states";
-import { isAppError } from "../errors";
+import { AppError, isAppError } from "../errors";
+import { mapBounded } from "../billing/counters";
 import { backupSignalFor, invokeBackupHook } from "./backup-hook";
 import type { EnergyClock } from "./clock";
 import { recordEnergyEvent } from "./events";
@@ -180,6 +181,9 @@ export type Convergence = {
   superseded: boolean;
 };
 
+/** Shedding requests in flight at once: below the database pool (DATABASE_POOL_MAX, 10 by default), which the lifecycle workers share. */
+const SHED_CONCURRENCY = 6;
+
 /**
  * Brings the instances to what the level of `latest` requires: sheds at once,
  * then restores one instance every EMERGENCY_RESUME_STAGGER_MS, most important
@@ -195,34 +199,58 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
   const energyClock = clock ?? (await energyClockOf(db));
   const result: Convergence = { level, changeId: latest?.id ?? null, shed: [], restored: [], deferred: [...plan.waiting], superseded: false };
 
-  const apply = async (step: EmergencyStep, reason: string): Promise<"done" | "skipped" | "restricted"> => {
+  type Outcome = { done: EmergencyStep & { actionId: string } } | "deferred" | "skipped" | "restricted";
+  const apply = async (step: EmergencyStep, reason: string): Promise<Outcome> => {
     try {
       const { actionId } = await request(deps, step, byId.get(step.instanceId), reason);
-      (reason === POWER_EMERGENCY_REASON ? result.shed : result.restored).push({ ...step, actionId });
-      return "done";
+      return { done: { ...step, actionId } };
     } catch (error) {
       // Changed since the snapshot: another action got there first (retry later), or it was deleted.
-      if (isAppError(error, "INVALID_TRANSITION")) result.deferred.push(step.instanceId);
-      else if (isAppError(error, "POWER_RESTRICTED")) return "restricted";
-      else if (!isAppError(error, "NOT_FOUND")) throw error;
+      if (isAppError(error, "INVALID_TRANSITION")) return "deferred";
+      if (isAppError(error, "POWER_RESTRICTED")) return "restricted";
+      if (!isAppError(error, "NOT_FOUND")) throw error;
       return "skipped";
     }
   };
+  const record = (step: EmergencyStep, outcome: Outcome, into: Convergence["shed"]) => {
+    if (typeof outcome === "object") into.push(outcome.done);
+    else if (outcome === "deferred") result.deferred.push(step.instanceId);
+  };
 
   const shedding = plan.shed.filter((step) => step.action === "pause" || step.action === "stop");
-  if (shedding.length && latest) await noticeOwners(deps, latest, shedding);
-  for (const step of plan.shed) await apply(step, POWER_EMERGENCY_REASON);
+  // The pauses (the bulk of a shed: every interruptible instance at once) go out as one batch, one
+  // transaction and one queue round trip; stops and throttles alongside, SHED_CONCURRENCY at a time.
+  // The owners' notices are recorded meanwhile: they reach owners through the outbox well before the
+  // pauses' own events, which are written when the engine has done them.
+  const pauses = plan.shed.filter((step) => step.action === "pause");
+  const others = plan.shed.filter((step) => step.action !== "pause");
+  const [paused, shedOthers] = await Promise.all([
+    pauses.length ? pauseInstances(deps, pauses.map((step) => step.instanceId), { reason: POWER_EMERGENCY_REASON, actor: EMERGENCY_ACTOR }) : new Map<string, never>(),
+    mapBounded(others, SHED_CONCURRENCY, (step) => apply(step, POWER_EMERGENCY_REASON)),
+    shedding.length && latest ? noticeOwners(deps, latest, shedding) : undefined,
+  ]);
+  const outcomes = new Map<EmergencyStep, Outcome>(others.map((step, i) => [step, shedOthers[i]!]));
+  for (const step of pauses) {
+    const outcome = paused.get(step.instanceId);
+    if (!outcome || outcome instanceof AppError) {
+      if (outcome && !isAppError(outcome, "INVALID_TRANSITION") && !isAppError(outcome, "NOT_FOUND")) throw outcome;
+      outcomes.set(step, outcome && isAppError(outcome, "INVALID_TRANSITION") ? "deferred" : "skipped");
+    } else outcomes.set(step, { done: { ...step, actionId: outcome.actionId } });
+  }
+  for (const step of plan.shed) record(step, outcomes.get(step)!, result.shed);
 
   for (const [i, step] of plan.restore.entries()) {
     if (i > 0 && !(await stillCurrent(db, latest, config.energy.emergency.resumeStaggerMs, energyClock))) {
       result.superseded = true;
       break;
     }
+    const outcome = await apply(step, POWER_RESTORED_REASON);
     // The level moved between the read and the request: leave the rest to the newer change's job.
-    if ((await apply(step, POWER_RESTORED_REASON)) === "restricted") {
+    if (outcome === "restricted") {
       result.superseded = true;
       break;
     }
+    record(step, outcome, result.restored);
   }
 
   await recordEffects(db, result, latest, energyClock);

@@ -1,39 +1,47 @@
 /**
- * Power-emergency benchmark (not a test): the time from the byte that takes
- * the battery below a threshold to the interruptible container being paused
- * in the Docker engine, through the whole real chain — controller end of a
- * socat pty pair → serial bridge (Node + serialport) → monitor (VE.Direct
- * decode, power policy) → level change recorded → power-emergency job →
- * emergency worker → pause action → lifecycle worker → `docker pause`.
+ * Power-emergency benchmark (not a test): how long the platform takes to shed
+ * `n` interruptible containers at once, and to bring them back, through the
+ * whole real chain — controller end of a socat pty pair → serial bridge (Node
+ * + serialport) → monitor (VE.Direct decode, power policy) → level change
+ * recorded → power-emergency job → emergency worker → pause actions →
+ * lifecycle workers → `docker pause`.
  *
- * The policy's dwell times are 0, so the figure is the pipeline's own, not
- * the policy's deliberate wait. The battery monitor hovers at SOC 31 %
- * (conserve: the interruptible container is throttled, the ladder's first
+ * The policy's dwell times are 0, so the figures are the pipeline's own, not
+ * the policy's deliberate wait. Between runs the battery monitor hovers at SOC 31 %
+ * (conserve: interruptible containers are throttled, the ladder's first
  * rung); each run writes one block with SOC 29 % (below the critical
  * threshold, 30 % — a step a real battery can take, so the plausibility
- * filter passes it at once) at the controller end of the pty and waits for
- * the pause, then goes to 80 % and back to 31 % for the next run. API-less:
- * workers and monitor run in this process, as `npm start` runs them.
+ * filter passes it at once) at the controller end of the pty, and times from
+ * that write to the first and the last container paused (the engine's own
+ * pause events). Then it goes to 80 % (normal, once the filter has seen three
+ * readings confirm the jump) and times from the recorded level change to the
+ * first and the last container resumed: recovery staggers one resume every
+ * EMERGENCY_RESUME_STAGGER_MS (`stagger`, default 100 ms here so a run stays
+ * short; production's is 2 s, which changes the last resume, not the first).
+ * Back at 31 % for the next run. For each size the fleet grows to that many
+ * interruptible containers (real BusyBox ones, created through the
+ * platform at SOC 80 %, since conserve admits no new interruptible instance). API-less: workers and monitor run in this process, as
+ * `npm start` runs them.
  *
- * Run: node_modules/.bin/bun tests/bench/emergency.ts [runs=20]
+ * Run: node_modules/.bin/bun tests/bench/emergency.ts [sizes=25,50,100] [runs=5] [stagger=100]
  *
  * It uses its own database, Redis prefix, Docker namespace and pty pair and
- * removes them at the end.
+ * removes them (and every container it made) at the end.
  */
 import Docker from "dockerode";
-import { eq } from "drizzle-orm";
-import { energyLevelChanges, instanceActions } from "../../db/schema";
+import { and, desc, eq, inArray, sql } from "drizzle-orm";
+import { energyLevelChanges, instanceActions, instances } from "../../db/schema";
 import { startMonitor } from "../../hardware/monitor";
 import { DEFAULT_POLICY } from "../../hardware/policy";
 import { encodeBlock } from "../../hardware/protocols/vedirect";
 import { openPtyPair } from "../../hardware/pty-pair";
 import { systemActor } from "../../server/auth/actor";
+import { mapBounded } from "../../server/billing/counters";
 import { syncHosts } from "../../server/compute/hosts";
 import { createInstance } from "../../server/compute/create";
-import { findInstance, getAction } from "../../server/compute/instances";
+import { setUserQuota } from "../../server/compute/quotas";
 import { loadConfig } from "../../server/config";
 import { updatePowerPolicy } from "../../server/energy/policy";
-import { powerEmergencyJobId } from "../../server/energy/power";
 import { createLogger } from "../../server/log";
 import { createServices } from "../../server/services";
 import { processors } from "../../workers/processors";
@@ -42,7 +50,9 @@ import { openControllerEnd } from "../harness/serial";
 import { createUserWithSession } from "../harness/users";
 import { defineSandbox } from "../harness/sandbox";
 
-const [runs = 20] = process.argv.slice(2).map(Number);
+const [sizesArg = "25,50,100", runsArg = "5", staggerArg = "100"] = process.argv.slice(2);
+const sizes = sizesArg.split(",").map(Number).sort((a, b) => a - b);
+const runs = Number(runsArg);
 // Its own database, Redis prefix, Docker namespace and data folder, removed at the end.
 const sandbox = defineSandbox("bench");
 await sandbox.create();
@@ -54,22 +64,20 @@ const config = loadConfig({
   LOG_LEVEL: "error",
   SERIAL_PORT: pair.host,
   ENERGY_SAMPLE_SECONDS: "1",
-  EMERGENCY_RESUME_STAGGER_MS: "0",
+  EMERGENCY_RESUME_STAGGER_MS: staggerArg,
+  HOST_CPU_OVERCOMMIT: "1000",
+  HOST_MEMORY_OVERCOMMIT: "100",
 });
 const services = await createServices(config, { log: createLogger({ level: "error" }) });
 await updatePowerPolicy(services.db, { actor: systemActor("bench") }, { ...DEFAULT_POLICY, dwellSeconds: 0, recoveryDwellSeconds: 0 });
 const workers = await startWorkers(services, processors);
 await syncHosts(services);
+const { db } = services;
 
 /** Epoch milliseconds with sub-millisecond resolution, comparable with database and Docker timestamps. */
 const now = () => performance.timeOrigin + performance.now();
 const docker = new Docker({ socketPath });
 
-// The instance to pause.
-const { user } = await createUserWithSession(services);
-const created = await createInstance(services, { actor: systemActor("bench"), ownerId: user.id }, { name: "batch", planId: "nano", imageId: "busybox", priority: "interruptible" });
-const instanceId = created.instance.id;
-const containerName = `${namespace}-${instanceId}`;
 async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, timeoutMs = 30_000, everyMs = 2): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -79,19 +87,19 @@ async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, what: s
     await Bun.sleep(everyMs);
   }
 }
-await until(() => getAction(services.db, null, created.actionId), (a) => a.status !== "pending" && a.status !== "running", "the instance to run", 60_000, 20);
 
-// Docker's own record of when it paused the container (engine clock, same host).
-const pausedAt = new Map<string, number>();
-const events = (await docker.getEvents({ filters: { type: ["container"], event: ["pause"], label: [`sahary.namespace=${namespace}`] } })) as NodeJS.ReadableStream & { destroy(): void };
+// Docker's own record of when it paused and unpaused each container (engine clock, same host).
+const engineAt = { pause: new Map<string, number>(), unpause: new Map<string, number>() };
+const events = (await docker.getEvents({ filters: { type: ["container"], event: ["pause", "unpause"], label: [`sahary.namespace=${namespace}`] } })) as NodeJS.ReadableStream & { destroy(): void };
 let buffered = "";
 events.on("data", (chunk: Buffer) => {
   buffered += chunk.toString("utf8");
   for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
-    const event = JSON.parse(buffered.slice(0, nl)) as { timeNano: number; Actor: { Attributes: Record<string, string> } };
+    const event = JSON.parse(buffered.slice(0, nl)) as { Action: "pause" | "unpause"; timeNano: number; Actor: { Attributes: Record<string, string> } };
     buffered = buffered.slice(nl + 1);
+    const seen = engineAt[event.Action];
     const key = `${event.Actor.Attributes["sahary.instance"]}`;
-    if (!pausedAt.has(key)) pausedAt.set(key, event.timeNano / 1e6);
+    if (seen && !seen.has(key)) seen.set(key, event.timeNano / 1e6);
   }
 });
 
@@ -110,67 +118,126 @@ const block = (socPercent: number) =>
     ["Alarm", "OFF"],
     ["AR", "0"],
   ]);
-let soc = 31;
+let soc = 80;
 const heartbeat = setInterval(() => controller.write(block(soc)), 1000);
 controller.write(block(soc));
 await until(async () => monitor.status().telemetry, (t) => t === "ok", "telemetry", 10_000, 20);
-const blockBytes = block(29).length;
 
-/** At conserve with the throttle applied and nothing in flight: the state each run starts from. */
+const { user } = await createUserWithSession(services);
+await setUserQuota(db, user.id, { maxInstances: 10_000, maxCpuMillis: 100_000_000, maxMemoryMb: 100_000_000 });
+const fleet: string[] = [];
+
+/** Grows the fleet to `n` running interruptible instances, ten creates at a time (at normal: conserve admits no new interruptible one). */
+async function growFleet(n: number) {
+  soc = 80;
+  await until(async () => monitor.status().level, (l) => l === "normal", "level normal", 60_000, 20);
+  while (fleet.length < n) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(10, n - fleet.length) }, (_, k) =>
+        createInstance(services, { actor: systemActor("bench"), ownerId: user.id }, { name: `i-${fleet.length + k}`, planId: "nano", imageId: "busybox", priority: "interruptible" }),
+      ),
+    );
+    fleet.push(...batch.map((b) => b.instance.id));
+    const ids = batch.map((b) => b.actionId);
+    await until(
+      () => db.select({ status: instanceActions.status }).from(instanceActions).where(inArray(instanceActions.id, ids)),
+      (rows) => rows.every((r) => r.status === "succeeded" || r.status === "failed"),
+      "the creates",
+      120_000,
+      50,
+    );
+  }
+}
+
+/** At conserve with every container throttled and nothing in flight: the state each run starts from. */
 async function throttledAtConserve() {
-  await until(async () => monitor.status().level, (l) => l === "conserve", "level conserve", 30_000, 20);
-  await until(() => findInstance(services.db, null, instanceId), (i) => i.state === "running" && i.cpuThrottleMillis !== null, "the throttle", 30_000, 20);
+  await until(async () => monitor.status().level, (l) => l === "conserve", "level conserve", 60_000, 20);
   await until(
-    () => services.db.select().from(instanceActions).where(eq(instanceActions.instanceId, instanceId)),
-    (actions) => actions.every((a) => a.status === "succeeded" || a.status === "failed"),
+    () => db.select({ state: instances.state, throttle: instances.cpuThrottleMillis }).from(instances).where(inArray(instances.id, fleet)),
+    (rows) => rows.every((r) => r.state === "running" && r.throttle !== null),
+    "the throttle on every instance",
+    120_000,
+    50,
+  );
+  await until(
+    () => db.select({ status: instanceActions.status }).from(instanceActions).where(and(inArray(instanceActions.instanceId, fleet), inArray(instanceActions.status, ["pending", "running"]))),
+    (open) => open.length === 0,
     "no action in flight",
-    30_000,
-    20,
+    120_000,
+    50,
   );
 }
-await throttledAtConserve();
 
-type Run = { total: number; steps: Record<string, number>; polled: number };
-const results: Run[] = [];
+type Run = { firstPaused: number; lastPaused: number; firstResumed: number; lastResumed: number; steps: Record<string, number> };
+const bySize: Array<{ size: number; runs: Run[] }> = [];
+let engineFloor: { containers: number; pause: { first: number; last: number }; unpause: { first: number; last: number } } | undefined;
 try {
-  for (let run = 0; run < runs; run++) {
-    pausedAt.delete(instanceId);
-    // The crossing: one block whose last byte (its checksum) completes a reading below the threshold.
-    soc = 29;
-    controller.write(block(soc));
-    const t0 = now();
-    await until(() => docker.getContainer(containerName).inspect(), (i) => i.State.Paused, "the container to be paused", 30_000, 2);
-    const polled = now() - t0;
-    const engine = await until(async () => pausedAt.get(instanceId), (t) => t !== undefined, "the pause event", 5000, 5);
-
-    const [change] = await services.db.select().from(energyLevelChanges).orderBy(energyLevelChanges.seq).then((rows) => rows.slice(-1));
-    const job = await services.queues.queue("emergency").getJob(powerEmergencyJobId(change!.id));
-    const [pause] = await services.db.select().from(instanceActions).where(eq(instanceActions.instanceId, instanceId)).then((rows) => rows.filter((a) => a.kind === "pause").sort((a, b) => +a.createdAt - +b.createdAt).slice(-1));
-    if (change!.toLevel !== "critical" || !job?.processedOn || !pause?.startedAt) throw new Error("the run did not go through a critical level change, its job and a pause action");
-    const marks: Array<[string, number]> = [
-      ["byte written → block decoded in the monitor (bridge hop)", change!.at.getTime()],
-      ["→ level change recorded, job enqueued", job.timestamp],
-      ["→ power-emergency job picked by the worker", job.processedOn],
-      ["→ pause requested (level read, instances planned)", pause.createdAt.getTime()],
-      ["→ lifecycle job claimed the pause action", pause.startedAt.getTime()],
-      ["→ engine paused the container (docker event)", engine!],
-    ];
-    const steps: Record<string, number> = {};
-    let previous = t0;
-    for (const [label, at] of marks) {
-      steps[label] = at - previous;
-      previous = at;
-    }
-    results.push({ total: engine! - t0, steps, polled });
-
-    // Recovery (a jump the filter accepts once three readings confirm it), then back to conserve for the next run.
-    soc = 80;
-    controller.write(block(soc));
-    await until(() => findInstance(services.db, null, instanceId), (i) => i.state === "running" && i.stateReason === "power_restored", "recovery", 30_000, 10);
-    await until(() => docker.getContainer(containerName).inspect(), (i) => !i.State.Paused, "the container to be resumed", 30_000, 10);
+  for (const size of sizes) {
+    await growFleet(size);
     soc = 31;
     await throttledAtConserve();
+    const results: Run[] = [];
+    for (let run = 0; run < runs; run++) {
+      engineAt.pause.clear();
+      engineAt.unpause.clear();
+      // The crossing: one block whose last byte (its checksum) completes a reading below the threshold.
+      soc = 29;
+      controller.write(block(soc));
+      const t0 = now();
+      await until(async () => engineAt.pause.size, (n) => n >= size, `${size} containers paused`, 60_000, 2);
+      const paused = [...engineAt.pause.values()];
+      const [change] = await db.select().from(energyLevelChanges).orderBy(desc(energyLevelChanges.seq)).limit(1);
+      const [actions] = await db
+        .select({
+          firstRequested: sql<Date>`min(${instanceActions.createdAt})`.mapWith((v) => new Date(v)),
+          lastRequested: sql<Date>`max(${instanceActions.createdAt})`.mapWith((v) => new Date(v)),
+          lastStarted: sql<Date>`max(${instanceActions.startedAt})`.mapWith((v) => new Date(v)),
+        })
+        .from(instanceActions)
+        .where(and(inArray(instanceActions.instanceId, fleet), eq(instanceActions.kind, "pause"), sql`${instanceActions.createdAt} >= ${new Date(t0 - 1000).toISOString()}::timestamptz`));
+
+      // Recovery: times count from the level change the monitor records (the filter waits for three readings first).
+      soc = 80;
+      const [critical] = await db.select().from(energyLevelChanges).orderBy(desc(energyLevelChanges.seq)).limit(1);
+      await until(async () => engineAt.unpause.size, (n) => n >= size, `${size} containers resumed`, 120_000, 10);
+      const [recovered] = await db
+        .select()
+        .from(energyLevelChanges)
+        .where(eq(energyLevelChanges.fromLevel, "critical"))
+        .orderBy(desc(energyLevelChanges.seq))
+        .limit(1);
+      if (critical?.toLevel !== "critical" || !recovered || recovered.seq <= critical.seq) throw new Error("the run did not go through a critical level change and back");
+      const resumed = [...engineAt.unpause.values()];
+      const levelAt = recovered.at.getTime();
+      results.push({
+        firstPaused: Math.min(...paused) - t0,
+        lastPaused: Math.max(...paused) - t0,
+        firstResumed: Math.min(...resumed) - levelAt,
+        lastResumed: Math.max(...resumed) - levelAt,
+        steps: {
+          "byte written → level change recorded": change!.at.getTime() - t0,
+          "→ first pause requested": actions!.firstRequested.getTime() - change!.at.getTime(),
+          "→ last pause requested": actions!.lastRequested.getTime() - change!.at.getTime(),
+          "→ last pause claimed by a lifecycle worker": actions!.lastStarted.getTime() - change!.at.getTime(),
+        },
+      });
+      soc = 31;
+      await throttledAtConserve();
+    }
+    bySize.push({ size, runs: results });
+    console.error(`${size} containers: done ${runs} runs`);
   }
+  // The engine's own floor, for comparison: the whole fleet paused and unpaused straight through the Docker API, 8 at a time.
+  const names = fleet.map((id) => `${namespace}-${id}`);
+  const direct = async (work: (name: string) => Promise<unknown>) => {
+    const started = now();
+    const done = await mapBounded(names, 8, async (name) => {
+      await work(name);
+      return now() - started;
+    });
+    return { first: Math.min(...done), last: Math.max(...done) };
+  };
+  engineFloor = { containers: names.length, pause: await direct((name) => docker.getContainer(name).pause()), unpause: await direct((name) => docker.getContainer(name).unpause()) };
 } finally {
   clearInterval(heartbeat);
   controller.close();
@@ -186,11 +253,26 @@ const percentile = (xs: number[], p: number) => {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 };
-const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
-const line = (label: string, xs: number[]) => console.log(`${label.padEnd(60)} p50 ${fmt(percentile(xs, 50)).padStart(9)}   p95 ${fmt(percentile(xs, 95)).padStart(9)}   max ${fmt(Math.max(...xs)).padStart(9)}`);
+const fmt = (ms: number) => `${ms.toFixed(1)} ms`.padStart(10);
+const line = (label: string, xs: number[]) => console.log(`  ${label.padEnd(44)} p50 ${fmt(percentile(xs, 50))}   p99 ${fmt(percentile(xs, 99))}   max ${fmt(Math.max(...xs))}`);
 
-console.log(`threshold byte → container paused, ${results.length} runs (VE.Direct block of ${blockBytes} bytes over a socat pty; dwell 0; Docker ${(await docker.version()).Version}, ${navigator.hardwareConcurrency} CPUs)`);
-line("total: byte written → engine paused (docker event time)", results.map((r) => r.total));
-line("total: byte written → paused seen by inspect polling (2 ms)", results.map((r) => r.polled));
-for (const label of Object.keys(results[0]!.steps)) line(`  ${label}`, results.map((r) => r.steps[label]!));
+console.log(`power emergency at scale: ${runs} runs per size; dwell 0; resume stagger ${staggerArg} ms; Docker ${(await docker.version()).Version}, ${navigator.hardwareConcurrency} CPUs`);
+for (const { size, runs: rs } of bySize) {
+  console.log(`${size} interruptible containers:`);
+  line("byte written → first container paused", rs.map((r) => r.firstPaused));
+  line("byte written → last container paused", rs.map((r) => r.lastPaused));
+  line("level back to normal → first resumed", rs.map((r) => r.firstResumed));
+  line(`level back to normal → last resumed`, rs.map((r) => r.lastResumed));
+  for (const label of Object.keys(rs[0]!.steps)) line(`  ${label}`, rs.map((r) => r.steps[label]!));
+}
+if (engineFloor) {
+  const { containers, pause, unpause } = engineFloor;
+  console.log(`engine floor, ${containers} containers straight through the Docker API, 8 at a time: paused first ${fmt(pause.first)} last ${fmt(pause.last)}; unpaused first ${fmt(unpause.first)} last ${fmt(unpause.last)}`);
+}
+console.log("growth (p50 of the last paused, against the smallest size):");
+const base = percentile(bySize[0]!.runs.map((r) => r.lastPaused), 50);
+for (const { size, runs: rs } of bySize) {
+  const p50 = percentile(rs.map((r) => r.lastPaused), 50);
+  console.log(`  ${String(size).padStart(4)} containers: last paused p50 ${fmt(p50)}  ×${(p50 / base).toFixed(2)} for ×${(size / sizes[0]!).toFixed(1)} containers  (${(p50 / size).toFixed(1)} ms per container)`);
+}
 process.exit(0);
