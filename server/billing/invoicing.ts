@@ -70,54 +70,64 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
   let carriedForward = 0;
   let skippedInstances = 0;
   // A page of customers at a time, in user id order: what is held in memory is bounded by PAGE, whatever the fleet.
-  let after: string | null = null;
-  for (;;) {
-    const userIds = await customerPage(deps.db, period, after);
-    if (userIds.length === 0) break;
-    after = userIds.at(-1)!;
-    const written = await deps.db.transaction(async (tx) => {
-      // Runs at once share the work instead of doing it twice: a page another run holds is skipped here (that run
-      // invoices it); the unique (customer, period) index still makes a second invoice impossible whatever happens.
-      const [claim] = await tx.select({ ok: sql<boolean>`pg_try_advisory_xact_lock(${PAGE_LOCK}, hashtext(${period.name} || ${userIds[0]!}))` }).from(sql`(values (1)) as one (x)`);
-      if (!claim?.ok) return null;
-      const [segments, storage, energy] = await Promise.all([
-        periodSegments(tx, { period, userIds }),
-        storageUsage(tx, { from: period.start, to: period.end, where: inArray(volumeUsage.userId, userIds) }),
-        energyByCustomer(tx, { from: period.start, to: period.end, userIds }),
-      ]);
-      const byCustomer = new Map<string, { segments: SegmentRow[]; storage: StorageRow[] }>(userIds.map((userId) => [userId, { segments: [], storage: [] }]));
-      for (const row of segments) {
-        if (row.currency !== rules.currency) {
-          skippedInstances += 1;
-          deps.log.error("instance priced in another currency than BILLING_CURRENCY; not invoiced", { instanceId: row.instanceId, currency: row.currency, billingCurrency: rules.currency });
-          continue;
+  // The first pass skips pages another run holds (runs at once share the work). A run that skipped any makes a second
+  // pass that skips nothing: the other run may have died holding its page (a worker killed or past its shutdown
+  // timeout), and this run must not finish with customers left out. Customers invoiced meanwhile are no longer
+  // listed; for one being invoiced right now, the unique (customer, period) index makes this run's insert wait and
+  // then do nothing.
+  const pass = async (shareWork: boolean) => {
+    let skipped = 0;
+    let after: string | null = null;
+    for (;;) {
+      const userIds = await customerPage(deps.db, period, after);
+      if (userIds.length === 0) break;
+      after = userIds.at(-1)!;
+      const written = await deps.db.transaction(async (tx) => {
+        if (shareWork) {
+          const [claim] = await tx.select({ ok: sql<boolean>`pg_try_advisory_xact_lock(${PAGE_LOCK}, hashtext(${period.name} || ${userIds[0]!}))` }).from(sql`(values (1)) as one (x)`);
+          if (!claim?.ok) return null;
         }
-        byCustomer.get(row.userId)?.segments.push(row);
-      }
-      for (const row of storage) {
-        if (row.mbMs <= 0) continue;
-        if (row.currency !== rules.currency) {
-          deps.log.error("volume priced in another currency than BILLING_CURRENCY; not invoiced", { volumeId: row.volumeId, currency: row.currency, billingCurrency: rules.currency });
-          continue;
+        const [segments, storage, energy] = await Promise.all([
+          periodSegments(tx, { period, userIds }),
+          storageUsage(tx, { from: period.start, to: period.end, where: inArray(volumeUsage.userId, userIds) }),
+          energyByCustomer(tx, { from: period.start, to: period.end, userIds }),
+        ]);
+        const byCustomer = new Map<string, { segments: SegmentRow[]; storage: StorageRow[] }>(userIds.map((userId) => [userId, { segments: [], storage: [] }]));
+        for (const row of segments) {
+          if (row.currency !== rules.currency) {
+            skippedInstances += 1;
+            deps.log.error("instance priced in another currency than BILLING_CURRENCY; not invoiced", { instanceId: row.instanceId, currency: row.currency, billingCurrency: rules.currency });
+            continue;
+          }
+          byCustomer.get(row.userId)?.segments.push(row);
         }
-        byCustomer.get(row.userId)?.storage.push(row);
-      }
-      const drafts = [...byCustomer.entries()].map(([userId, usage]) => {
-        const draft = draftInvoice(userId, usage.segments, usage.storage, period, rules);
-        const line = energyLine(energy.get(userId), deps.config.energy.gridCo2GramsPerKwh);
-        if (line) draft.lines.push(line);
-        return draft;
+        for (const row of storage) {
+          if (row.mbMs <= 0) continue;
+          if (row.currency !== rules.currency) {
+            deps.log.error("volume priced in another currency than BILLING_CURRENCY; not invoiced", { volumeId: row.volumeId, currency: row.currency, billingCurrency: rules.currency });
+            continue;
+          }
+          byCustomer.get(row.userId)?.storage.push(row);
+        }
+        const drafts = [...byCustomer.entries()].map(([userId, usage]) => {
+          const draft = draftInvoice(userId, usage.segments, usage.storage, period, rules);
+          const line = energyLine(energy.get(userId), deps.config.energy.gridCo2GramsPerKwh);
+          if (line) draft.lines.push(line);
+          return draft;
+        });
+        return writeBatch(tx, period, drafts, rules, minimumChargeMinor);
       });
-      return writeBatch(tx, period, drafts, rules, minimumChargeMinor);
-    });
-    if (written) {
-      customers += userIds.length;
-      created += written.created;
-      settledAtZero += written.settledAtZero;
-      carriedForward += written.carriedForward;
+      if (written) {
+        customers += userIds.length;
+        created += written.created;
+        settledAtZero += written.settledAtZero;
+        carriedForward += written.carriedForward;
+      } else skipped += 1;
+      if (userIds.length < PAGE) break;
     }
-    if (userIds.length < PAGE) break;
-  }
+    return skipped;
+  };
+  if ((await pass(true)) > 0) await pass(false);
 
   const result = {
     period: period.name,
