@@ -89,7 +89,7 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
         }
         const [segments, storage, energy] = await Promise.all([
           periodSegments(tx, { period, userIds }),
-          storageUsage(tx, { from: period.start, to: period.end, where: inArray(volumeUsage.userId, userIds) }),
+          storageUsage(tx, { from: period.start, to: period.end, where: sql`${volumeUsage.userId} = any(${pgArray(userIds)}::uuid[])` }),
           energyByCustomer(tx, { from: period.start, to: period.end, userIds }),
         ]);
         const byCustomer = new Map<string, { segments: SegmentRow[]; storage: StorageRow[] }>(userIds.map((userId) => [userId, { segments: [], storage: [] }]));

@@ -1,6 +1,7 @@
-import { and, asc, eq, gte, inArray, lt, sql, type AnyColumn, type SQL } from "drizzle-orm";
+import { and, asc, eq, gte, lt, sql, type AnyColumn, type SQL } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { instancePlans, instances, usageMonthly, usageRecords, volumes, volumeUsage } from "../../db/schema";
+import { pgArray } from "./arrays";
 import type { Period } from "./periods";
 import { chargeInstance, divideRoundHalfUp, instanceLines, storageCharge, storageLine, type InstanceCharge, type LineDraft, type PricingRules } from "./pricing";
 
@@ -72,7 +73,7 @@ export async function periodSegments(db: Database, opts: { period: Pick<Period, 
     .where(
       and(
         eq(m.periodStart, opts.period.start),
-        inArray(m.userId, [...opts.userIds]),
+        sql`${m.userId} = any(${pgArray(opts.userIds)}::uuid[])`,
         sql`(${m.runningMs} + ${m.pausedMs} + ${m.emergencyPausedMs} > 0 or ${m.txBytes} > 0)`,
       ),
     )

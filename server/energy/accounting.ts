@@ -1,5 +1,6 @@
-import { and, asc, desc, eq, gte, inArray, lt, lte, sql, type AnyColumn } from "drizzle-orm";
+import { and, asc, desc, eq, gte, lt, lte, sql, type AnyColumn } from "drizzle-orm";
 import type { Database } from "../../db/client";
+import { pgArray } from "../billing/arrays";
 import { energyAttributions, energyEvents, energyHourly, energyReadings, usageEnergy } from "../../db/schema";
 import type { Config } from "../config";
 import { addEnergy, attributeLoadEnergy, clipToWindow, noEnergy, type EnergyWindow, type InstanceShare, type Sources } from "./attribution";
@@ -124,7 +125,7 @@ export async function energyByCustomer(db: Database, opts: { from: Date; to: Dat
   const rows = await db
     .select({ userId: usageEnergy.userId, ...sources })
     .from(usageEnergy)
-    .where(and(inArray(usageEnergy.userId, [...opts.userIds]), gte(usageEnergy.hour, opts.from), lt(usageEnergy.hour, opts.to)))
+    .where(and(sql`${usageEnergy.userId} = any(${pgArray(opts.userIds)}::uuid[])`, gte(usageEnergy.hour, opts.from), lt(usageEnergy.hour, opts.to)))
     .groupBy(usageEnergy.userId);
   return new Map(rows.map(({ userId, ...s }) => [userId, s]));
 }

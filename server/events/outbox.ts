@@ -1,15 +1,14 @@
 import * as v from "valibot";
+import { sql } from "drizzle-orm";
 import type { Database } from "../../db/client";
 import { outboxEvents } from "../../db/schema";
+import { pgArray } from "../billing/arrays";
 import { EVENT_TYPES, type EventData, type EventType } from "./catalogue";
 
 export type OutboxEvent = typeof outboxEvents.$inferSelect;
 
 /** An event to record: its type, the customer it concerns, and its payload. */
 export type NewEvent = { [T in EventType]: { type: T; userId: string; data: EventData<T>; occurredAt?: Date } }[EventType];
-
-// Bounds one statement's parameters well under PostgreSQL's 65,535.
-const INSERT_CHUNK = 2000;
 
 /**
  * Writes events to the outbox. Call with the transaction that makes the
@@ -21,20 +20,19 @@ export async function recordEvents(db: Database, events: readonly NewEvent[]): P
   if (events.length === 0) return [];
   const rows = events.map((event) => {
     const definition = EVENT_TYPES[event.type];
-    return {
-      type: event.type,
-      version: definition.version,
-      userId: event.userId,
-      data: v.parse(definition.data as v.GenericSchema, event.data) as Record<string, unknown>,
-      ...(event.occurredAt ? { occurredAt: event.occurredAt } : {}),
-    };
+    const data = v.parse(definition.data as v.GenericSchema, event.data) as Record<string, unknown>;
+    // The id is made here (a random UUID, as the column's default would) so that a batch of any size is one statement without RETURNING.
+    return { id: crypto.randomUUID(), type: event.type, version: definition.version, userId: event.userId, data: JSON.stringify(data), occurredAt: event.occurredAt ?? null };
   });
-  const ids: string[] = [];
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-    const inserted = await db.insert(outboxEvents).values(rows.slice(i, i + INSERT_CHUNK)).returning({ id: outboxEvents.id });
-    ids.push(...inserted.map((row) => row.id));
-  }
-  return ids;
+  const column = <K extends keyof (typeof rows)[number]>(key: K) => pgArray(rows.map((row) => row[key] as string | number | Date | null));
+  // In array order, so `seq` (an identity) numbers them as given; occurred_at defaults to the transaction's time, as the column does.
+  await db.execute(sql`
+    insert into ${outboxEvents} (id, type, version, user_id, data, occurred_at)
+    select e.id, e.type, e.version, e.user_id, e.data, coalesce(e.occurred_at, now())
+    from unnest(${column("id")}::uuid[], ${column("type")}::text[], ${column("version")}::int[], ${column("userId")}::uuid[], ${column("data")}::jsonb[], ${column("occurredAt")}::timestamptz[])
+      with ordinality as e(id, type, version, user_id, data, occurred_at, n)
+    order by e.n`);
+  return rows.map((row) => row.id);
 }
 
 export async function recordEvent(db: Database, event: NewEvent): Promise<string> {
