@@ -36,7 +36,13 @@ export function linkAlert(change: { from: LinkState; to: LinkState }, c: LinkCon
     };
   }
   if (change.to === "ok" && change.from !== "waiting") {
-    return { at: c.at, kind: "telemetry_restored", severity: "info", message: `Telemetry from the charge controller is back (it was ${change.from})`, details: { protocol: c.protocol, from: change.from } };
+    return {
+      at: c.at,
+      kind: "telemetry_restored",
+      severity: "info",
+      message: `Telemetry from the charge controller is back (it was ${change.from})`,
+      details: { protocol: c.protocol, from: change.from },
+    };
   }
   return null;
 }

@@ -83,9 +83,7 @@ export class LinkHealth {
 
   snapshot(): LinkSnapshot {
     const first = this.ticks[0];
-    const recent = first
-      ? { bytes: this.totals.bytes - first.bytes, frames: this.totals.frames - first.frames, accepted: this.totals.accepted - first.accepted }
-      : { ...this.totals };
+    const recent = first ? { bytes: this.totals.bytes - first.bytes, frames: this.totals.frames - first.frames, accepted: this.totals.accepted - first.accepted } : { ...this.totals };
     return {
       state: this.state,
       since: this.since,

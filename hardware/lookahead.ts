@@ -34,9 +34,7 @@ export class Lookahead {
   private lastSoc = Number.NaN;
   private armed: Set<PowerLevel> | null = null;
 
-  constructor(
-    private readonly deps: { db: Database; energy: Config["energy"]; log: Logger },
-  ) {}
+  constructor(private readonly deps: { db: Database; energy: Config["energy"]; log: Logger }) {}
 
   /**
    * Whether a forecast is due: every ENERGY_FORECAST_INTERVAL_S of energy

@@ -110,7 +110,13 @@ export async function startMonitor(services: Services, opts: MonitorOptions = {}
   let committing = false;
   const link = new LinkHealth(energy.telemetryTimeoutMs, startedReal);
   const filter = new PlausibilityFilter(
-    plausibilityLimits({ ...bank, nominalVoltage: energy.battery.nominalVoltage, capacityAh: energy.battery.capacityAh, ratedCurrentA: energy.controller.ratedCurrentA, pvArrayWp: energy.controller.pvArrayWp }),
+    plausibilityLimits({
+      ...bank,
+      nominalVoltage: energy.battery.nominalVoltage,
+      capacityAh: energy.battery.capacityAh,
+      ratedCurrentA: energy.controller.ratedCurrentA,
+      pvArrayWp: energy.controller.pvArrayWp,
+    }),
   );
   const lookahead = new Lookahead({ db, energy, log });
   let forecasting = false;
@@ -234,9 +240,7 @@ export async function startMonitor(services: Services, opts: MonitorOptions = {}
         }
         policyState = result.state;
         log.warn("power level changed", { from, to, cause, soc: reading.soc, changeId: change.id });
-        await dispatchPowerEmergency(db, queues, change).catch((error) =>
-          log.error("power-emergency enqueue failed; the sweep will retry", { changeId: change.id, error: serializeError(error) }),
-        );
+        await dispatchPowerEmergency(db, queues, change).catch((error) => log.error("power-emergency enqueue failed; the sweep will retry", { changeId: change.id, error: serializeError(error) }));
       } finally {
         committing = false;
       }
@@ -268,7 +272,13 @@ export async function startMonitor(services: Services, opts: MonitorOptions = {}
       dirty = true;
       if (exit.message !== recordedBridgeFailure) {
         recordedBridgeFailure = exit.message;
-        event({ at: energyDate(Date.parse(exit.at)), kind: "bridge_failed", severity: "warning", message: `Serial bridge stopped: ${exit.message}`, details: { code: exit.code, restartInMs: exit.nextDelayMs } });
+        event({
+          at: energyDate(Date.parse(exit.at)),
+          kind: "bridge_failed",
+          severity: "warning",
+          message: `Serial bridge stopped: ${exit.message}`,
+          details: { code: exit.code, restartInMs: exit.nextDelayMs },
+        });
       }
     },
   });

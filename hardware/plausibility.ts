@@ -33,14 +33,7 @@ export type PlausibilityLimits = {
   capacityAh: number;
 };
 
-export function plausibilityLimits(opts: {
-  chemistry: BatteryChemistry;
-  cells: number;
-  nominalVoltage: number;
-  capacityAh: number;
-  ratedCurrentA: number;
-  pvArrayWp: number;
-}): PlausibilityLimits {
+export function plausibilityLimits(opts: { chemistry: BatteryChemistry; cells: number; nominalVoltage: number; capacityAh: number; ratedCurrentA: number; pvArrayWp: number }): PlausibilityLimits {
   const cell = CELL_VOLTS[opts.chemistry];
   const batteryVolts = { min: cell.min * opts.cells, max: cell.max * opts.cells };
   const maxCurrentA = opts.ratedCurrentA * 1.1;

@@ -28,7 +28,11 @@ export const PowerPolicySchema = v.pipe(
   }),
   v.forward(
     v.partialCheck(
-      [["thresholds", "conserve"], ["thresholds", "critical"], ["thresholds", "shutdown"]],
+      [
+        ["thresholds", "conserve"],
+        ["thresholds", "critical"],
+        ["thresholds", "shutdown"],
+      ],
       ({ thresholds: t }) => t.shutdown > 0 && t.shutdown < t.critical && t.critical < t.conserve,
       "thresholds must be ordered: 0 < shutdown < critical < conserve",
     ),
@@ -112,4 +116,3 @@ export function evaluatePolicy(policy: PowerPolicy, state: PolicyState, soc: num
   }
   return { state: { level: state.level, pending: { direction, since }, lastAt: at }, change: null };
 }
-

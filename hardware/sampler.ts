@@ -44,9 +44,7 @@ export class Sampler {
   private window: Window | null = null;
   private prev: { at: number; reading: Reading } | null = null;
 
-  constructor(
-    private readonly opts: { windowSeconds: number; maxStepSeconds: number; source: string },
-  ) {}
+  constructor(private readonly opts: { windowSeconds: number; maxStepSeconds: number; source: string }) {}
 
   /** Adds a reading taken at `at` (ms); returns the window it closed, if any. */
   add(reading: Reading, at: number): Sample | null {

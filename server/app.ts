@@ -83,7 +83,10 @@ export function createApp(services: Services) {
   app.route("/", stripeWebhook(services));
   app.route("/", billingRoutes(services));
   app.route("/", statusRoutes(services));
-  app.route("/", queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustedProxyHops)));
+  app.route(
+    "/",
+    queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustedProxyHops)),
+  );
 
   // A change to sessions, users or API keys made through the API applies to the very next request in
   // every API process: its answer waits until they all confirm they have dropped what they cached.

@@ -21,13 +21,7 @@ const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 const OWASP_ARGON2 = { memoryKib: 19456, timeCost: 2 };
 const MIN_ARGON2_WORK = 7168 * 5;
 
-const port = v.pipe(
-  v.string(),
-  v.transform(Number),
-  v.integer("must be an integer"),
-  v.minValue(0, "must be a port number"),
-  v.maxValue(65535, "must be a port number"),
-);
+const port = v.pipe(v.string(), v.transform(Number), v.integer("must be an integer"), v.minValue(0, "must be a port number"), v.maxValue(65535, "must be a port number"));
 const positiveInt = v.pipe(v.string(), v.transform(Number), v.integer("must be an integer"), v.minValue(1, "must be positive"));
 const nonNegativeInt = v.pipe(v.string(), v.transform(Number), v.integer("must be an integer"), v.minValue(0, "must not be negative"));
 const positiveNumber = v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.finite("must be a number"), v.minValue(Number.MIN_VALUE, "must be positive"));
@@ -51,10 +45,12 @@ const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 
 const durations = v.pipe(
   list,
   v.check((entries) => entries.every((entry) => /^\d+(ms|s|m|h|d)$/.test(entry)), "must be durations like 500ms, 5s, 5m, 2h or 1d, comma-separated"),
-  v.transform((entries) => entries.map((entry) => {
-    const [, n, unit] = /^(\d+)(ms|s|m|h|d)$/.exec(entry)!;
-    return Number(n) * DURATION_UNITS[unit as keyof typeof DURATION_UNITS];
-  })),
+  v.transform((entries) =>
+    entries.map((entry) => {
+      const [, n, unit] = /^(\d+)(ms|s|m|h|d)$/.exec(entry)!;
+      return Number(n) * DURATION_UNITS[unit as keyof typeof DURATION_UNITS];
+    }),
+  ),
   v.check((ms) => ms.length > 0 && ms.every((d) => d > 0), "must name at least one duration, each above zero"),
 );
 /** IP addresses or CIDR ranges, comma-separated. */
@@ -69,12 +65,7 @@ const dayList = v.pipe(
   v.check((days) => days.every((d, i) => i === 0 || d > days[i - 1]!), "must be in increasing order"),
 );
 /** 0–100 with at most two decimals, e.g. `20` or `7.25`. */
-const percent = v.pipe(
-  v.string(),
-  v.regex(/^\d{1,3}(\.\d{1,2})?$/, "must be a percentage with at most two decimals"),
-  v.transform(Number),
-  v.maxValue(100, "must be at most 100"),
-);
+const percent = v.pipe(v.string(), v.regex(/^\d{1,3}(\.\d{1,2})?$/, "must be a percentage with at most two decimals"), v.transform(Number), v.maxValue(100, "must be at most 100"));
 /** `name=endpoint` pairs: `unix:///var/run/docker.sock`, `tcp://10.0.0.5:2375` or `http://…`. */
 const dockerHosts = v.pipe(
   list,
@@ -113,7 +104,10 @@ const EnvSchema = v.object({
   BODY_LIMIT_BYTES: v.optional(positiveInt, String(1024 * 1024)),
   TRUST_PROXY: v.optional(bool, "false"),
   TRUST_PROXY_HOPS: v.optional(v.pipe(positiveInt, v.maxValue(10, "must be at most 10")), "1"),
-  REQUEST_TIMEOUT_MS: v.optional(v.pipe(positiveInt, v.minValue(1000, "must be at least 1000"), v.maxValue(240_000, "must be at most 240000 (Bun closes idle connections after 255 s at most)")), "30000"),
+  REQUEST_TIMEOUT_MS: v.optional(
+    v.pipe(positiveInt, v.minValue(1000, "must be at least 1000"), v.maxValue(240_000, "must be at most 240000 (Bun closes idle connections after 255 s at most)")),
+    "30000",
+  ),
   METRICS_TOKEN: v.optional(v.pipe(v.string(), v.trim(), v.minLength(16, "must be at least 16 characters"), v.regex(/^\S+$/, "must not contain spaces"))),
   METRICS_CACHE_MS: v.optional(nonNegativeInt, "5000"),
   APP_SECRET: v.optional(v.string()),
@@ -139,8 +133,20 @@ const EnvSchema = v.object({
   IMAGE_PULL_TIMEOUT_MS: v.optional(positiveInt, "120000"),
   COMPUTE_RECONCILE_INTERVAL_MS: v.optional(positiveInt, "30000"),
   IMAGE_MAX_BYTES: v.optional(positiveInt, String(2 * 1024 ** 3)),
-  REGISTRY_ALLOWLIST: v.optional(v.pipe(list, v.check((entries) => entries.every(isAllowPattern), "must be registry hosts, optionally with a port and a repository prefix, e.g. docker.io,ghcr.io/acme,127.0.0.1:5000")), "docker.io"),
-  REGISTRY_INSECURE: v.optional(v.pipe(list, v.check((entries) => entries.every((e) => /^[a-z0-9.-]+(:\d{1,5})?$/.test(e)), "must be host or host:port entries")), ""),
+  REGISTRY_ALLOWLIST: v.optional(
+    v.pipe(
+      list,
+      v.check((entries) => entries.every(isAllowPattern), "must be registry hosts, optionally with a port and a repository prefix, e.g. docker.io,ghcr.io/acme,127.0.0.1:5000"),
+    ),
+    "docker.io",
+  ),
+  REGISTRY_INSECURE: v.optional(
+    v.pipe(
+      list,
+      v.check((entries) => entries.every((e) => /^[a-z0-9.-]+(:\d{1,5})?$/.test(e)), "must be host or host:port entries"),
+    ),
+    "",
+  ),
   INSTANCE_USER: v.optional(v.pipe(v.string(), v.regex(/^[1-9]\d{0,9}:[1-9]\d{0,9}$/, "must be a numeric uid:gid other than root, e.g. 10001:10001")), "10001:10001"),
   INSTANCE_TMP_PERCENT: v.optional(v.pipe(positiveInt, v.maxValue(100, "must be at most 100")), "25"),
   INSTANCE_RESTART_MAX: v.optional(nonNegativeInt, "3"),
@@ -173,7 +179,10 @@ const EnvSchema = v.object({
   BATTERY_NOMINAL_VOLTAGE: v.optional(positiveNumber, "12"),
   BATTERY_CELLS: v.optional(positiveInt),
   BATTERY_CAPACITY_AH: v.optional(positiveNumber, "100"),
-  BATTERY_MIN_TEMPERATURE_C: v.optional(v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.finite("must be a number"), v.minValue(-40, "must be at least -40"), v.maxValue(60, "must be at most 60")), "10"),
+  BATTERY_MIN_TEMPERATURE_C: v.optional(
+    v.pipe(v.string(), v.transform(Number), v.number("must be a number"), v.finite("must be a number"), v.minValue(-40, "must be at least -40"), v.maxValue(60, "must be at most 60")),
+    "10",
+  ),
   CONTROLLER_RATED_CURRENT_A: v.optional(positiveNumber, "50"),
   PV_ARRAY_WP: v.optional(positiveNumber, "600"),
   CONTROLLER_LVD_V: v.optional(positiveNumber),
@@ -264,8 +273,29 @@ export type Env = v.InferInput<typeof EnvSchema>;
  * BILLING_MINIMUM_CHARGE_MINOR.
  */
 const STRIPE_MINIMUM_CHARGE_MINOR: Record<string, number> = {
-  USD: 50, EUR: 50, GBP: 30, CAD: 50, AUD: 50, NZD: 50, CHF: 50, SGD: 50, BRL: 50, INR: 50, JPY: 50,
-  DKK: 250, NOK: 300, SEK: 300, PLN: 200, CZK: 1500, HKD: 400, MXN: 1000, AED: 200, RON: 200, BGN: 100, MYR: 200, THB: 1000,
+  USD: 50,
+  EUR: 50,
+  GBP: 30,
+  CAD: 50,
+  AUD: 50,
+  NZD: 50,
+  CHF: 50,
+  SGD: 50,
+  BRL: 50,
+  INR: 50,
+  JPY: 50,
+  DKK: 250,
+  NOK: 300,
+  SEK: 300,
+  PLN: 200,
+  CZK: 1500,
+  HKD: 400,
+  MXN: 1000,
+  AED: 200,
+  RON: 200,
+  BGN: 100,
+  MYR: 200,
+  THB: 1000,
 };
 
 function stripeKeyMode(key: string | undefined): boolean | null {
@@ -301,9 +331,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     requireStripeKey("STRIPE_SECRET_KEY", e.STRIPE_SECRET_KEY, /^(sk|rk)_/, "secret key (sk_… or rk_…)");
     requireStripeKey("STRIPE_WEBHOOK_SECRET", e.STRIPE_WEBHOOK_SECRET, /^whsec_/, "webhook signing secret (whsec_…)");
     if (e.PASSWORD_HASH_MEMORY_KIB < 7168 || e.PASSWORD_HASH_MEMORY_KIB * e.PASSWORD_HASH_TIME_COST < MIN_ARGON2_WORK) {
-      throw new ConfigError(
-        `PASSWORD_HASH_MEMORY_KIB x PASSWORD_HASH_TIME_COST is below OWASP's Argon2id minimum in production (e.g. ${OWASP_ARGON2.memoryKib} KiB x ${OWASP_ARGON2.timeCost})`,
-      );
+      throw new ConfigError(`PASSWORD_HASH_MEMORY_KIB x PASSWORD_HASH_TIME_COST is below OWASP's Argon2id minimum in production (e.g. ${OWASP_ARGON2.memoryKib} KiB x ${OWASP_ARGON2.timeCost})`);
     }
   }
   // A stop waits up to its grace period for the container; the Docker call must outlive it.
@@ -403,9 +431,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         restartMaxMs: e.SERIAL_RESTART_MAX_MS,
       },
       modbus: { unitId: e.MODBUS_UNIT_ID, pollMs: e.MODBUS_POLL_MS, timeoutMs: e.MODBUS_TIMEOUT_MS, retries: e.MODBUS_RETRIES },
-      simulator: e.ENERGY_SIMULATOR
-        ? { scenario: e.ENERGY_SIMULATOR, speed: e.ENERGY_SIMULATOR_SPEED, start: e.ENERGY_SIMULATOR_START ? new Date(e.ENERGY_SIMULATOR_START) : null }
-        : null,
+      simulator: e.ENERGY_SIMULATOR ? { scenario: e.ENERGY_SIMULATOR, speed: e.ENERGY_SIMULATOR_SPEED, start: e.ENERGY_SIMULATOR_START ? new Date(e.ENERGY_SIMULATOR_START) : null } : null,
       telemetryTimeoutMs: e.ENERGY_TELEMETRY_TIMEOUT_MS,
       sampleSeconds: e.ENERGY_SAMPLE_SECONDS,
       retentionDays: e.ENERGY_READING_RETENTION_DAYS,

@@ -33,7 +33,22 @@ export const REDACTED = "[redacted]";
  * `-`/`_`: exact names, and names ending in one of the suffixes (`resetToken`,
  * `clientSecret`, `newPassword`). `tokenExpiresAt` or `keyCount` stay visible.
  */
-const SECRET_NAMES = new Set(["authorization", "proxyauthorization", "cookie", "setcookie", "password", "passwd", "secret", "token", "apikey", "key", "credentials", "privatekey", "signature", "stripesignature"]);
+const SECRET_NAMES = new Set([
+  "authorization",
+  "proxyauthorization",
+  "cookie",
+  "setcookie",
+  "password",
+  "passwd",
+  "secret",
+  "token",
+  "apikey",
+  "key",
+  "credentials",
+  "privatekey",
+  "signature",
+  "stripesignature",
+]);
 const SECRET_SUFFIXES = ["password", "secret", "token", "apikey", "privatekey", "signature", "cookie"];
 const MAX_DEPTH = 8;
 

@@ -53,5 +53,8 @@ function describe(error: unknown): string {
   const code = (error as { code?: unknown })?.code;
   if (typeof code === "string") return code;
   const message = error instanceof Error ? error.message : String(error);
-  return message.split("\n")[0]!.replace(/\w+:\/\/\S+/g, "<url>").slice(0, 120);
+  return message
+    .split("\n")[0]!
+    .replace(/\w+:\/\/\S+/g, "<url>")
+    .slice(0, 120);
 }

@@ -65,10 +65,7 @@ export function costOf(meta: Meta | undefined): number {
  * against their budgets (`cost`, the sum over the calls of a batch: one Redis
  * round trip per request, server/limits/budgets.ts).
  */
-export async function createContext(
-  services: Services,
-  input: { headers: Headers; resHeaders: Headers; request: RequestInfo; cost: number; observe?: ProcedureObserver },
-): Promise<Context> {
+export async function createContext(services: Services, input: { headers: Headers; resHeaders: Headers; request: RequestInfo; cost: number; observe?: ProcedureObserver }): Promise<Context> {
   const base = { ...services, request: input.request, resHeaders: input.resHeaders, headers: input.headers, observe: input.observe };
   try {
     const { actor, setCookie } = await resolveActor(services, input.headers);
@@ -147,44 +144,64 @@ const observed = t.middleware(async ({ ctx, path, type, next }) => {
 export const publicProcedure = t.procedure.use(observed).use(guarded).meta({ access: "public" });
 
 /** A signed-in user or API key whose account is not suspended (and whose key holds the scope). */
-export const authedProcedure = publicProcedure.use(({ ctx, meta, type, next }) => {
-  const actor = ctx.actor;
-  if (actor.kind !== "user" && actor.kind !== "apiKey") throw new AppError("UNAUTHENTICATED", "Authentication required");
-  if (ctx.budget && !ctx.budget.ok) throw budgetExceeded(ctx.budget);
-  if (actor.kind === "user" && actor.via === "cookie" && type === "mutation" && ctx.headers) {
-    const problem = cookieMutationProblem(ctx.headers, ctx.config);
-    if (problem) throw new AppError("CROSS_SITE_REQUEST", problem);
-  }
-  if (actor.user.status === "suspended") throw new AppError("ACCOUNT_SUSPENDED", "This account is suspended");
-  if (actor.kind === "apiKey" && (!meta?.scope || !actor.scopes.includes(meta.scope))) {
-    throw new AppError("INSUFFICIENT_SCOPE", meta?.scope ? `This API key lacks the ${meta.scope} scope` : "This procedure cannot be called with an API key", {
-      details: { requiredScope: meta?.scope ?? null },
-    });
-  }
-  // The connection's own state: no round trip, and no waiting for a reconnect.
-  if (meta?.enqueues && ctx.redis.status !== "ready") throw new AppError("DEPENDENCY_UNAVAILABLE", "The job queue is unavailable; nothing was changed, retry shortly");
-  return next({ ctx: { actor: actor as AuthenticatedActor, user: actor.user } });
-}).meta({ access: "user" });
+export const authedProcedure = publicProcedure
+  .use(({ ctx, meta, type, next }) => {
+    const actor = ctx.actor;
+    if (actor.kind !== "user" && actor.kind !== "apiKey") throw new AppError("UNAUTHENTICATED", "Authentication required");
+    if (ctx.budget && !ctx.budget.ok) throw budgetExceeded(ctx.budget);
+    if (actor.kind === "user" && actor.via === "cookie" && type === "mutation" && ctx.headers) {
+      const problem = cookieMutationProblem(ctx.headers, ctx.config);
+      if (problem) throw new AppError("CROSS_SITE_REQUEST", problem);
+    }
+    if (actor.user.status === "suspended") throw new AppError("ACCOUNT_SUSPENDED", "This account is suspended");
+    if (actor.kind === "apiKey" && (!meta?.scope || !actor.scopes.includes(meta.scope))) {
+      throw new AppError("INSUFFICIENT_SCOPE", meta?.scope ? `This API key lacks the ${meta.scope} scope` : "This procedure cannot be called with an API key", {
+        details: { requiredScope: meta?.scope ?? null },
+      });
+    }
+    // The connection's own state: no round trip, and no waiting for a reconnect.
+    if (meta?.enqueues && ctx.redis.status !== "ready") throw new AppError("DEPENDENCY_UNAVAILABLE", "The job queue is unavailable; nothing was changed, retry shortly");
+    return next({ ctx: { actor: actor as AuthenticatedActor, user: actor.user } });
+  })
+  .meta({ access: "user" });
 
 /** As `authedProcedure`, and the email address has been verified. */
-export const verifiedProcedure = authedProcedure.use(({ ctx, next }) => {
-  if (ctx.user.status !== "active") throw new AppError("EMAIL_NOT_VERIFIED", "Verify your email address first");
-  return next();
-}).meta({ access: "verified" });
+export const verifiedProcedure = authedProcedure
+  .use(({ ctx, next }) => {
+    if (ctx.user.status !== "active") throw new AppError("EMAIL_NOT_VERIFIED", "Verify your email address first");
+    return next();
+  })
+  .meta({ access: "verified" });
 
 /** Operators and admins: read access to platform-wide data. */
-export const operatorProcedure = verifiedProcedure.use(({ ctx, next }) => {
-  if (ctx.user.role !== "operator" && ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Operator or admin role required");
-  return next();
-}).meta({ access: "operator" });
+export const operatorProcedure = verifiedProcedure
+  .use(({ ctx, next }) => {
+    if (ctx.user.role !== "operator" && ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Operator or admin role required");
+    return next();
+  })
+  .meta({ access: "operator" });
 
 /** Admins only: anything that changes other users, money or the platform. */
-export const adminProcedure = verifiedProcedure.use(({ ctx, next }) => {
-  if (ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Admin role required");
-  return next();
-}).meta({ access: "admin" });
+export const adminProcedure = verifiedProcedure
+  .use(({ ctx, next }) => {
+    if (ctx.user.role !== "admin") throw new AppError("FORBIDDEN", "Admin role required");
+    return next();
+  })
+  .meta({ access: "admin" });
 
-const DEPENDENCY_ERROR_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "57P01", "57P03", "53300"]);
+const DEPENDENCY_ERROR_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "57P01",
+  "57P03",
+  "53300",
+]);
 
 function isDependencyFailure(error: unknown): boolean {
   for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
@@ -196,4 +213,3 @@ function isDependencyFailure(error: unknown): boolean {
   }
   return false;
 }
-

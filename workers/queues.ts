@@ -131,12 +131,7 @@ export function createQueues(connection: Redis, redisPrefix: string) {
     prefix,
     queue,
     /** Validates the payload against the contract, then adds the job. */
-    async enqueue<Q extends QueueName, J extends JobName<Q>>(
-      queueName: Q,
-      name: J,
-      payload: JobPayload<Q, J>,
-      opts: JobsOptions = {},
-    ): Promise<string> {
+    async enqueue<Q extends QueueName, J extends JobName<Q>>(queueName: Q, name: J, payload: JobPayload<Q, J>, opts: JobsOptions = {}): Promise<string> {
       const schema = jobSchema(queueName, name);
       if (!schema) throw new Error(`No job ${queueName}.${name} in the queue contract`);
       const data = v.parse(schema, payload);

@@ -50,16 +50,9 @@ export async function startWorkers(services: Services, processors: AnyProcessor[
   return {
     workers,
     async close() {
-      await Promise.all(
-        background.map((task) =>
-          task.stop().catch((error) => log.error("background task did not stop cleanly", { task: task.name, error: serializeError(error) })),
-        ),
-      );
+      await Promise.all(background.map((task) => task.stop().catch((error) => log.error("background task did not stop cleanly", { task: task.name, error: serializeError(error) }))));
       const closing = Promise.all(workers.map((worker) => worker.close()));
-      const timedOut = await Promise.race([
-        closing.then(() => false),
-        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), config.workers.shutdownTimeoutMs).unref()),
-      ]);
+      const timedOut = await Promise.race([closing.then(() => false), new Promise<boolean>((resolve) => setTimeout(() => resolve(true), config.workers.shutdownTimeoutMs).unref())]);
       if (timedOut) {
         // BullMQ's close(true) after close() returns the same promise, which waits for the jobs: do not wait on it.
         // The jobs in hand are abandoned with their locks; another worker runs them again after WORKER_LOCK_MS.

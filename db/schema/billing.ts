@@ -65,7 +65,11 @@ export const usageRecords = pgTable(
     updatedAt: updatedAt(),
   },
   // A unique index rather than the primary key: the key (instance, hour) predates plan segments.
-  (t) => [uniqueIndex("usage_records_instance_hour_plan_key").on(t.instanceId, t.hour, t.planSeq), index("usage_records_user_hour_idx").on(t.userId, t.hour), index("usage_records_hour_idx").on(t.hour)],
+  (t) => [
+    uniqueIndex("usage_records_instance_hour_plan_key").on(t.instanceId, t.hour, t.planSeq),
+    index("usage_records_user_hour_idx").on(t.userId, t.hour),
+    index("usage_records_hour_idx").on(t.hour),
+  ],
 );
 
 /**
@@ -164,10 +168,7 @@ export const invoices = pgTable(
     uniqueIndex("invoices_number_key").on(t.number),
     index("invoices_user_created_idx").on(t.userId, t.createdAt, t.id),
     index("invoices_period_status_idx").on(t.period, t.status),
-    check(
-      "invoices_amounts",
-      sql`${t.totalMinor} >= 0 and ${t.taxMinor} >= 0 and ${t.amountPaidMinor} >= 0 and ${t.amountRefundedMinor} >= 0 and ${t.carriedInMinor} >= 0`,
-    ),
+    check("invoices_amounts", sql`${t.totalMinor} >= 0 and ${t.taxMinor} >= 0 and ${t.amountPaidMinor} >= 0 and ${t.amountRefundedMinor} >= 0 and ${t.carriedInMinor} >= 0`),
     check("invoices_numbered", sql`(${t.status} = 'draft') = (${t.number} is null)`),
   ],
 );

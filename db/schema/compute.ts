@@ -134,9 +134,7 @@ export const instances = pgTable(
      * The instance's DNS label, `<name>-<first 8 hex digits of its id>`: its
      * host is `<label>.<INGRESS_DOMAIN>`. Derived, so it can never disagree.
      */
-    hostLabel: text("host_label")
-      .notNull()
-      .generatedAlwaysAs(sql`name || '-' || left(id::text, 8)`),
+    hostLabel: text("host_label").notNull().generatedAlwaysAs(sql`name || '-' || left(id::text, 8)`),
     priority: instancePriority("priority").notNull().default("standard"),
     env: jsonb("env").$type<Record<string, string>>().notNull().default({}),
     state: instanceState("state").notNull().default("pending"),

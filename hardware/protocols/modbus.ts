@@ -79,10 +79,7 @@ export function parseResponse(buf: Uint8Array, expected: Expected): ResponsePars
   return { kind: "registers", registers, length };
 }
 
-export type RequestParse =
-  | { kind: "incomplete" }
-  | { kind: "read"; unit: number; fn: number; start: number; count: number; length: number }
-  | { kind: "invalid"; skip: number };
+export type RequestParse = { kind: "incomplete" } | { kind: "read"; unit: number; fn: number; start: number; count: number; length: number } | { kind: "invalid"; skip: number };
 
 /** Parses a read request (fn 0x03/0x04) at the start of `buf` (the device side). */
 export function parseRequest(buf: Uint8Array): RequestParse {

@@ -11,18 +11,37 @@ type ValueKind = "int" | "hex" | "onoff";
 
 /** Labels whose values are signed decimal integers (or `---`, unknown). */
 const INTEGER_LABELS = [
-  "V", "V2", "V3", "VS", "VM", "DM", "VPV", "PPV", "I", "I2", "I3", "IL", "P", "CE", "SOC", "TTG", "T",
-  "CS", "MPPT", "ERR", "AR", "MON", "HSDS", "MODE", "WARN", "AC_OUT_V", "AC_OUT_I", "AC_OUT_S",
+  "V",
+  "V2",
+  "V3",
+  "VS",
+  "VM",
+  "DM",
+  "VPV",
+  "PPV",
+  "I",
+  "I2",
+  "I3",
+  "IL",
+  "P",
+  "CE",
+  "SOC",
+  "TTG",
+  "T",
+  "CS",
+  "MPPT",
+  "ERR",
+  "AR",
+  "MON",
+  "HSDS",
+  "MODE",
+  "WARN",
+  "AC_OUT_V",
+  "AC_OUT_I",
+  "AC_OUT_S",
   ...Array.from({ length: 23 }, (_, i) => `H${i + 1}`),
 ];
-const KINDS = new Map<string, ValueKind>([
-  ...INTEGER_LABELS.map((label) => [label, "int"] as const),
-  ["PID", "hex"],
-  ["OR", "hex"],
-  ["LOAD", "onoff"],
-  ["RELAY", "onoff"],
-  ["ALARM", "onoff"],
-]);
+const KINDS = new Map<string, ValueKind>([...INTEGER_LABELS.map((label) => [label, "int"] as const), ["PID", "hex"], ["OR", "hex"], ["LOAD", "onoff"], ["RELAY", "onoff"], ["ALARM", "onoff"]]);
 
 /** Label bytes the protocol uses: letters, digits, `#` (SER#) and `_` (a table: the decoder asks per byte). */
 export const LABEL_BYTES = (() => {

@@ -23,16 +23,17 @@ export async function grantAdmin(db: Database, rawEmail: string) {
     if (!user) throw new AppError("NOT_FOUND", `No account uses ${email}; register it first (auth.register)`);
     if (user.status === "suspended") throw new AppError("ACCOUNT_SUSPENDED", `${email} is suspended; reactivate it before granting admin`);
     if (user.role === "admin" && user.status === "active") return { userId: user.id, email, changed: false };
-    await tx
-      .update(users)
-      .set({ role: "admin", status: "active" })
-      .where(eq(users.id, user.id));
-    await recordAudit(tx, { actor: systemActor("cli") }, {
-      action: "admin.user.granted_from_shell",
-      targetType: "user",
-      targetId: user.id,
-      metadata: { from: { role: user.role, status: user.status }, to: { role: "admin", status: "active" } },
-    });
+    await tx.update(users).set({ role: "admin", status: "active" }).where(eq(users.id, user.id));
+    await recordAudit(
+      tx,
+      { actor: systemActor("cli") },
+      {
+        action: "admin.user.granted_from_shell",
+        targetType: "user",
+        targetId: user.id,
+        metadata: { from: { role: user.role, status: user.status }, to: { role: "admin", status: "active" } },
+      },
+    );
     return { userId: user.id, email, changed: true };
   });
 }

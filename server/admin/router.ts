@@ -25,7 +25,11 @@ const write = adminProcedure;
 const uuid = v.pipe(v.string(), v.uuid("must be a UUID"));
 const cursor = v.optional(v.pipe(v.string(), v.maxLength(200)));
 const limit = v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100)), 20);
-const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp"), v.transform((s) => new Date(s)));
+const isoTime = v.pipe(
+  v.string(),
+  v.isoTimestamp("must be an ISO 8601 timestamp"),
+  v.transform((s) => new Date(s)),
+);
 /** Why an admin did something, for the audit log. */
 const reason = v.pipe(
   v.string(),
@@ -82,9 +86,7 @@ export const adminRouter = router({
     list: read.input(usersListInput).query(({ ctx, input }) => listUsers(ctx.db, input)),
     get: read.input(v.strictObject({ id: uuid })).query(({ ctx, input }) => getUser(ctx.db, input.id)),
     /** Suspend (sessions end, instances stop) or reactivate (nothing restarts). */
-    setStatus: write
-      .input(v.strictObject({ id: uuid, status: v.picklist(["active", "suspended"] as const), reason }))
-      .mutation(({ ctx, input }) => setUserStatus(ctx, caller(ctx), input)),
+    setStatus: write.input(v.strictObject({ id: uuid, status: v.picklist(["active", "suspended"] as const), reason })).mutation(({ ctx, input }) => setUserStatus(ctx, caller(ctx), input)),
     /** Applies from the user's next request. */
     setRole: write
       .input(v.strictObject({ id: uuid, role: v.picklist(userRole.enumValues as readonly UserRole[]), reason: v.optional(reason) }))
@@ -98,7 +100,10 @@ export const adminRouter = router({
   }),
   instances: router({
     list: read.input(instancesListInput).query(({ ctx, input }) => listAllInstances(ctx, input)),
-    forceStop: write.meta({ enqueues: true }).input(v.strictObject({ id: uuid, reason })).mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
+    forceStop: write
+      .meta({ enqueues: true })
+      .input(v.strictObject({ id: uuid, reason }))
+      .mutation(({ ctx, input }) => forceStopInstance(ctx, caller(ctx), input)),
   }),
   hosts: router({
     list: read.query(({ ctx }) => listHosts(ctx.db)),

@@ -35,7 +35,10 @@ export async function statsOverview(deps: { db: Database; config: Config }, now 
       .groupBy(hosts.status),
     invoiceTotals(db, [current, previous], currency),
     accruedAtListPrice(db, { current, previous, currency, egressPricePerGbMinor: config.billing.egressPricePerGbMinor }),
-    db.select({ wh: total(energyHourly.pvWh) }).from(energyHourly).where(gte(energyHourly.hour, today)),
+    db
+      .select({ wh: total(energyHourly.pvWh) })
+      .from(energyHourly)
+      .where(gte(energyHourly.hour, today)),
     latestLevelChange(db),
     latestSample(db),
   ]);

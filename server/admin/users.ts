@@ -47,14 +47,7 @@ export async function listUsers(db: Database, opts: { query?: string | undefined
   const rows = await db
     .select({ user: users, id: users.id, cursorAt: cursorTime(users.createdAt) })
     .from(users)
-    .where(
-      and(
-        search,
-        opts.role ? eq(users.role, opts.role) : undefined,
-        opts.status ? eq(users.status, opts.status) : undefined,
-        cursor ? after(users.createdAt, users.id, cursor) : undefined,
-      ),
-    )
+    .where(and(search, opts.role ? eq(users.role, opts.role) : undefined, opts.status ? eq(users.status, opts.status) : undefined, cursor ? after(users.createdAt, users.id, cursor) : undefined))
     .orderBy(desc(users.createdAt), desc(users.id))
     .limit(opts.limit + 1);
   return page(rows, opts.limit, (row) => userView(row.user));

@@ -56,11 +56,7 @@ export async function register(deps: AuthDeps, caller: Caller, input: { email: s
   const passwordHash = await hashPassword(input.password, config.auth.passwordHash);
 
   const messageId = await deps.db.transaction(async (tx) => {
-    const [created] = await tx
-      .insert(users)
-      .values({ email: input.email, name: input.name, passwordHash })
-      .onConflictDoNothing({ target: users.email })
-      .returning({ id: users.id });
+    const [created] = await tx.insert(users).values({ email: input.email, name: input.name, passwordHash }).onConflictDoNothing({ target: users.email }).returning({ id: users.id });
     if (created) {
       const { token, expiresAt } = await issueEmailToken(tx, config.secret, created.id, "verify_email", config.auth.verifyTokenTtlMs);
       await recordAudit(tx, caller, { action: "auth.account.registered", targetType: "user", targetId: created.id });

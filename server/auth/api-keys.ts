@@ -157,7 +157,10 @@ export async function authenticateApiKey(db: Database, secret: string, key: stri
   if (found.lastUsedAt === null || now - found.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
     // Claimed before the write, so concurrent requests with this key write once.
     found.lastUsedAt = now;
-    await db.update(apiKeys).set({ lastUsedAt: new Date(now) }).where(eq(apiKeys.id, found.apiKeyId));
+    await db
+      .update(apiKeys)
+      .set({ lastUsedAt: new Date(now) })
+      .where(eq(apiKeys.id, found.apiKeyId));
   }
   return { apiKeyId: found.apiKeyId, user: found.user.user, scopes: found.scopes };
 }

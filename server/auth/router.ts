@@ -61,16 +61,12 @@ const apiKeysRouter = router({
 
   list: authedProcedure.meta({ scope: "account:read" }).query(({ ctx }) => listApiKeys(ctx.db, caller(ctx))),
 
-  revoke: sessionProcedure
-    .input(v.strictObject({ id: v.pipe(v.string(), v.uuid("must be an API key id")) }))
-    .mutation(({ ctx, input }) => revokeApiKey(ctx.db, caller(ctx), input.id)),
+  revoke: sessionProcedure.input(v.strictObject({ id: v.pipe(v.string(), v.uuid("must be an API key id")) })).mutation(({ ctx, input }) => revokeApiKey(ctx.db, caller(ctx), input.id)),
 });
 
 export const authRouter = router({
   /** Always answers alike, whether or not the address already has an account (docs/api.md, "Auth"). */
-  register: publicProcedure
-    .input(v.strictObject({ email, password, name: displayName }))
-    .mutation(({ ctx, input }) => register(ctx, caller(ctx), input)),
+  register: publicProcedure.input(v.strictObject({ email, password, name: displayName })).mutation(({ ctx, input }) => register(ctx, caller(ctx), input)),
 
   /** Sets the session cookie and returns the token for `Authorization: Bearer` clients. */
   login: publicProcedure.input(v.strictObject({ email, password })).mutation(async ({ ctx, input }) => {
@@ -96,9 +92,7 @@ export const authRouter = router({
 
   requestPasswordReset: publicProcedure.input(v.strictObject({ email })).mutation(({ ctx, input }) => requestPasswordReset(ctx, caller(ctx), input)),
 
-  resetPassword: publicProcedure
-    .input(v.strictObject({ token: emailToken, password }))
-    .mutation(({ ctx, input }) => resetPassword(ctx, caller(ctx), input)),
+  resetPassword: publicProcedure.input(v.strictObject({ token: emailToken, password })).mutation(({ ctx, input }) => resetPassword(ctx, caller(ctx), input)),
 
   changePassword: sessionProcedure
     .input(

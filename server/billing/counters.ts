@@ -60,7 +60,10 @@ export async function readDockerCounters(docker: Docker, config: Config, target:
 }
 
 // Where dockerd puts a container's cgroups on cgroup v1: the cgroupfs driver, then the systemd driver.
-const CGROUP_V1_LAYOUTS = [(controller: string, id: string) => `/sys/fs/cgroup/${controller}/docker/${id}`, (controller: string, id: string) => `/sys/fs/cgroup/${controller}/system.slice/docker-${id}.scope`];
+const CGROUP_V1_LAYOUTS = [
+  (controller: string, id: string) => `/sys/fs/cgroup/${controller}/docker/${id}`,
+  (controller: string, id: string) => `/sys/fs/cgroup/${controller}/system.slice/docker-${id}.scope`,
+];
 
 /** Counters from the cgroup v1 files and the container's network namespace; null when they are not visible here. */
 export async function readCgroupCounters(containerId: string): Promise<CounterSample | null> {
@@ -101,7 +104,11 @@ export function parseNetDev(text: string): { rxBytes: number; txBytes: number } 
     const colon = line.indexOf(":");
     if (colon < 0) continue;
     if (line.slice(0, colon).trim() === "lo") continue;
-    const fields = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    const fields = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     rxBytes += fields[0] ?? 0;
     txBytes += fields[8] ?? 0;
   }

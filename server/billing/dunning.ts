@@ -37,13 +37,7 @@ export async function runDunning(deps: DunningDeps, now = new Date()) {
       sent,
     })
     .from(invoices)
-    .where(
-      and(
-        inArray(invoices.status, ["open", "uncollectible"]),
-        gt(invoices.totalMinor, invoices.amountPaidMinor),
-        lte(invoices.finalizedAt, new Date(now.getTime() - first * DAY_MS)),
-      ),
-    )
+    .where(and(inArray(invoices.status, ["open", "uncollectible"]), gt(invoices.totalMinor, invoices.amountPaidMinor), lte(invoices.finalizedAt, new Date(now.getTime() - first * DAY_MS))))
     .orderBy(asc(invoices.finalizedAt));
 
   const reminders = unpaid.flatMap((invoice) => {
@@ -85,4 +79,3 @@ export async function runDunning(deps: DunningDeps, now = new Date()) {
   if (sentNow) deps.log.info("dunning reminders recorded", { reminders: sentNow });
   return { unpaid: unpaid.length, reminded: sentNow };
 }
-

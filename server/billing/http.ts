@@ -51,7 +51,8 @@ async function authorize(services: Services, c: Context<AppEnv>): Promise<string
   c.set("caller", callerIds(actor));
   if (actor.kind !== "user" && actor.kind !== "apiKey") throw new AppError("UNAUTHENTICATED", "Authentication required");
   if (actor.user.status === "suspended") throw new AppError("ACCOUNT_SUSPENDED", "This account is suspended");
-  if (actor.kind === "apiKey" && !actor.scopes.includes("billing:read")) throw new AppError("INSUFFICIENT_SCOPE", "This API key lacks the billing:read scope", { details: { requiredScope: "billing:read" } });
+  if (actor.kind === "apiKey" && !actor.scopes.includes("billing:read"))
+    throw new AppError("INSUFFICIENT_SCOPE", "This API key lacks the billing:read scope", { details: { requiredScope: "billing:read" } });
   if (actor.user.status !== "active") throw new AppError("EMAIL_NOT_VERIFIED", "Verify your email address first");
   return actor.user.id;
 }

@@ -138,7 +138,11 @@ export async function runInvoicing(deps: InvoicingDeps, input: { period: string;
     skippedInstances,
     durationMs: Math.round(performance.now() - started),
   };
-  await recordAudit(deps.db, { actor: input.actor ?? systemActor("invoicing"), request: input.request ?? null }, { action: "billing.invoicing.run", targetType: "period", targetId: period.name, metadata: result });
+  await recordAudit(
+    deps.db,
+    { actor: input.actor ?? systemActor("invoicing"), request: input.request ?? null },
+    { action: "billing.invoicing.run", targetType: "period", targetId: period.name, metadata: result },
+  );
   deps.log.info("invoicing run", result);
   return result;
 }
@@ -184,11 +188,7 @@ async function customerPage(db: Database, period: Period, after: string | null):
           and ${notInvoiced(sql`b.user_id`)}
         order by b.user_id limit ${PAGE})
   ) customers`;
-  const rows = await db
-    .select({ userId: sql<string>`user_id` })
-    .from(customers)
-    .orderBy(sql`user_id`)
-    .limit(PAGE);
+  const rows = await db.select({ userId: sql<string>`user_id` }).from(customers).orderBy(sql`user_id`).limit(PAGE);
   return rows.map((row) => row.userId);
 }
 
@@ -224,7 +224,14 @@ async function writeBatch(tx: Database, period: Period, drafts: Draft[], rules: 
     )
     .orderBy(asc(invoices.period), asc(invoices.id))
     .for("update");
-  const batch = drafts.map((d) => withBalance(d, waiting.filter((w) => w.userId === d.userId))).filter((d) => d.lines.length > 0);
+  const batch = drafts
+    .map((d) =>
+      withBalance(
+        d,
+        waiting.filter((w) => w.userId === d.userId),
+      ),
+    )
+    .filter((d) => d.lines.length > 0);
   if (batch.length === 0) return { created: 0, settledAtZero: 0, carriedForward: 0 };
 
   // Set-based: each statement takes the batch as a few array parameters (unnest), whatever its size. The drafts this
@@ -259,7 +266,10 @@ async function writeBatch(tx: Database, period: Period, drafts: Draft[], rules: 
       ${column("unitPriceMinor")}::int[], ${column("amountMinor")}::bigint[], ${pgArray(lines.map((line) => JSON.stringify(line.details)))}::jsonb[]
     )`);
   for (const balance of waiting.filter((w) => idOf.has(w.userId))) {
-    await tx.update(invoices).set({ carriedIntoInvoiceId: idOf.get(balance.userId)! }).where(eq(invoices.id, balance.id));
+    await tx
+      .update(invoices)
+      .set({ carriedIntoInvoiceId: idOf.get(balance.userId)! })
+      .where(eq(invoices.id, balance.id));
   }
 
   await tx.insert(billingCounters).values({ name: INVOICE_COUNTER, value: 0 }).onConflictDoNothing();
@@ -288,7 +298,16 @@ async function writeBatch(tx: Database, period: Period, drafts: Draft[], rules: 
     kept.map((d, k) => ({
       type: "invoice.issued" as const,
       userId: d.userId,
-      data: { invoiceId: ids[k]!, invoiceNumber: numbers[k]!, currency: rules.currency, period: period.name, status: statuses[k]!, totalMinor: d.totals.totalMinor, amountDueMinor: statuses[k] === "open" ? d.totals.totalMinor : 0, issuedAt },
+      data: {
+        invoiceId: ids[k]!,
+        invoiceNumber: numbers[k]!,
+        currency: rules.currency,
+        period: period.name,
+        status: statuses[k]!,
+        totalMinor: d.totals.totalMinor,
+        amountDueMinor: statuses[k] === "open" ? d.totals.totalMinor : 0,
+        issuedAt,
+      },
     })),
   );
   return {

@@ -117,7 +117,19 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
       .values(fresh.map((c) => ({ instanceId: c.id, meteredUntil: c.createdAt, state: "pending" as const, reason: "created" })))
       .onConflictDoNothing();
   }
-  const cursors = new Map((await db.select().from(meterCursors).where(inArray(meterCursors.instanceId, page.map((c) => c.id)))).map((c) => [c.instanceId, c]));
+  const cursors = new Map(
+    (
+      await db
+        .select()
+        .from(meterCursors)
+        .where(
+          inArray(
+            meterCursors.instanceId,
+            page.map((c) => c.id),
+          ),
+        )
+    ).map((c) => [c.instanceId, c]),
+  );
 
   const rows = await db
     .select({
@@ -155,7 +167,16 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
     .select({ instanceId: instancePlans.instanceId, seq: instancePlans.seq, at: instancePlans.fromAt })
     .from(instancePlans)
     .innerJoin(meterCursors, eq(meterCursors.instanceId, instancePlans.instanceId))
-    .where(and(inArray(instancePlans.instanceId, page.map((c) => c.id)), gt(instancePlans.seq, meterCursors.planSeq), lte(instancePlans.fromAt, until)));
+    .where(
+      and(
+        inArray(
+          instancePlans.instanceId,
+          page.map((c) => c.id),
+        ),
+        gt(instancePlans.seq, meterCursors.planSeq),
+        lte(instancePlans.fromAt, until),
+      ),
+    );
   const planChanges = new Map<string, PlanChange[]>();
   for (const row of planRows) {
     let list = planChanges.get(row.instanceId);
@@ -228,9 +249,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
     // per tick during its first seconds.)
     const runStart = window.end.startSeq === null ? undefined : history.get(c.id)?.find((row) => row.seq === window.end.startSeq);
     const sameRun =
-      cursor.containerId !== null &&
-      cursor.sampledAt !== null &&
-      (cursor.sampleStartSeq === window.end.startSeq || (runStart !== undefined && cursor.sampledAt.getTime() >= runStart.at.getTime()));
+      cursor.containerId !== null && cursor.sampledAt !== null && (cursor.sampleStartSeq === window.end.startSeq || (runStart !== undefined && cursor.sampledAt.getTime() >= runStart.at.getTime()));
     let memoryBytes = sameRun ? (cursor.memoryBytes ?? 0) : 0;
     if (counters) {
       const reset = !sameRun || counters.containerId !== cursor.containerId;
@@ -240,15 +259,35 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
         txBytes: counterDelta(counters.txBytes, cursor.txBytes, reset),
       };
       memoryBytes = reset || cursor.memoryBytes === null ? counters.memoryBytes : (counters.memoryBytes + cursor.memoryBytes) / 2;
-      next = { sampleStartSeq: window.end.startSeq, containerId: counters.containerId, cpuNs: counters.cpuNs, rxBytes: counters.rxBytes, txBytes: counters.txBytes, memoryBytes: counters.memoryBytes, sampledAt: counters.at };
+      next = {
+        sampleStartSeq: window.end.startSeq,
+        containerId: counters.containerId,
+        cpuNs: counters.cpuNs,
+        rxBytes: counters.rxBytes,
+        txBytes: counters.txBytes,
+        memoryBytes: counters.memoryBytes,
+        sampledAt: counters.at,
+      };
     }
-    cursorRows.push({ instanceId: c.id, version: cursor.version, meteredUntil: until, state: window.end.state, reason: window.end.reason, startSeq: window.end.startSeq, planSeq: window.planSeq, ...next });
+    cursorRows.push({
+      instanceId: c.id,
+      version: cursor.version,
+      meteredUntil: until,
+      state: window.end.state,
+      reason: window.end.reason,
+      startSeq: window.end.startSeq,
+      planSeq: window.planSeq,
+      ...next,
+    });
     const liveInWindow = weights.reduce((a, w) => a + w, 0);
-    if (sample && (liveInWindow > 0 || deltas.cpuNs > 0)) shares.push({ instanceId: c.id, userId: c.userId, cpuNs: deltas.cpuNs, reservedMillisMs: c.cpuMillis * liveInWindow, liveFrom: cursor.meteredUntil.getTime() });
+    if (sample && (liveInWindow > 0 || deltas.cpuNs > 0))
+      shares.push({ instanceId: c.id, userId: c.userId, cpuNs: deltas.cpuNs, reservedMillisMs: c.cpuMillis * liveInWindow, liveFrom: cursor.meteredUntil.getTime() });
 
     if (window.hours.length === 0 && deltas.cpuNs === 0 && deltas.rxBytes === 0 && deltas.txBytes === 0) continue;
     // Counter growth with no live time in the window (a container stopped since its last sample) goes to the window's last hour.
-    const hoursOut = window.hours.length ? window.hours : [{ hour: Math.floor((until.getTime() - 1) / 3_600_000) * 3_600_000, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, planSeq: window.planSeq }];
+    const hoursOut = window.hours.length
+      ? window.hours
+      : [{ hour: Math.floor((until.getTime() - 1) / 3_600_000) * 3_600_000, runningMs: 0, pausedMs: 0, emergencyPausedMs: 0, planSeq: window.planSeq }];
     const cpu = apportion(deltas.cpuNs, weights.length ? weights : [0]);
     const rx = apportion(deltas.rxBytes, weights.length ? weights : [0]);
     const tx = apportion(deltas.txBytes, weights.length ? weights : [0]);

@@ -219,9 +219,16 @@ function moneyMismatch(payment: Payment, change: PaymentChange): string | null {
 /** Holds the payment for an admin: nothing moves, the reason is kept and audited. */
 async function flagPayment(tx: Database, payment: Payment, reason: string, eventId: string, log: Logger): Promise<EventOutcome> {
   log.error("stripe event does not match its payment; held for review", { eventId, paymentId: payment.id, reason });
-  await tx.update(payments).set({ reviewReason: reason.slice(0, 500), reviewFlaggedAt: new Date() }).where(eq(payments.id, payment.id));
+  await tx
+    .update(payments)
+    .set({ reviewReason: reason.slice(0, 500), reviewFlaggedAt: new Date() })
+    .where(eq(payments.id, payment.id));
   await tx.insert(paymentEvents).values({ paymentId: payment.id, fromStatus: payment.status, toStatus: payment.status, providerEventId: eventId, note: `held for review: ${reason}`.slice(0, 500) });
-  await recordAudit(tx, { actor: webhookActor }, { action: "billing.payment.flagged", targetType: "payment", targetId: payment.id, reason: reason.slice(0, 500), metadata: { eventId, invoiceId: payment.invoiceId } });
+  await recordAudit(
+    tx,
+    { actor: webhookActor },
+    { action: "billing.payment.flagged", targetType: "payment", targetId: payment.id, reason: reason.slice(0, 500), metadata: { eventId, invoiceId: payment.invoiceId } },
+  );
   return "flagged";
 }
 
@@ -327,7 +334,13 @@ async function movePayment(tx: Database, payment: Payment, change: PaymentChange
       ...(change.failureMessage && statusMoves ? { failureMessage: change.failureMessage.slice(0, 500) } : {}),
     })
     .where(eq(payments.id, payment.id));
-  await tx.insert(paymentEvents).values({ paymentId: payment.id, fromStatus: payment.status, toStatus: to, providerEventId: eventId, note: refundGrew ? `refunded ${refunded} of ${payment.amountMinor}` : (change.failureMessage ?? null) });
+  await tx.insert(paymentEvents).values({
+    paymentId: payment.id,
+    fromStatus: payment.status,
+    toStatus: to,
+    providerEventId: eventId,
+    note: refundGrew ? `refunded ${refunded} of ${payment.amountMinor}` : (change.failureMessage ?? null),
+  });
 
   const [invoice] = await tx.select().from(invoices).where(eq(invoices.id, payment.invoiceId)).for("update");
   const nowSettled = SETTLED.includes(to) && !SETTLED.includes(payment.status);

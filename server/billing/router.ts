@@ -29,7 +29,10 @@ export const billingRouter = router({
   invoices: router({
     list: read.input(pageInput).query(({ ctx, input }) => listInvoices(ctx.db, ctx.user.id, input)),
     get: read.input(byId).query(({ ctx, input }) => getInvoice(ctx.db, ctx.user.id, input.id)),
-    pay: write.meta({ cost: 5 }).input(byId).mutation(({ ctx, input }) => payInvoice(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input.id)),
+    pay: write
+      .meta({ cost: 5 })
+      .input(byId)
+      .mutation(({ ctx, input }) => payInvoice(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input.id)),
   }),
   payments: router({
     list: read.input(pageInput).query(({ ctx, input }) => listPayments(ctx.db, ctx.user.id, input)),

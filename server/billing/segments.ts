@@ -70,13 +70,7 @@ export async function periodSegments(db: Database, opts: { period: Pick<Period, 
     .from(m)
     .innerJoin(instances, eq(instances.id, m.instanceId))
     .innerJoin(instancePlans, and(eq(instancePlans.instanceId, m.instanceId), eq(instancePlans.seq, m.planSeq)))
-    .where(
-      and(
-        eq(m.periodStart, opts.period.start),
-        sql`${m.userId} = any(${pgArray(opts.userIds)}::uuid[])`,
-        sql`(${m.runningMs} + ${m.pausedMs} + ${m.emergencyPausedMs} > 0 or ${m.txBytes} > 0)`,
-      ),
-    )
+    .where(and(eq(m.periodStart, opts.period.start), sql`${m.userId} = any(${pgArray(opts.userIds)}::uuid[])`, sql`(${m.runningMs} + ${m.pausedMs} + ${m.emergencyPausedMs} > 0 or ${m.txBytes} > 0)`))
     .orderBy(asc(instances.userId), asc(instances.createdAt), asc(instances.id), asc(instancePlans.seq));
 }
 
@@ -107,7 +101,21 @@ export function priceSegments(rows: readonly SegmentRow[], period: Pick<Period, 
       const cap = segments.length === 1 ? segment.priceMonthlyMinor : divideRoundHalfUp(BigInt(segment.priceMonthlyMinor) * BigInt(to - from), periodMs);
       const charge = chargeInstance(segment, segment, rules, cap);
       charges.push(charge);
-      lines.push(...instanceLines({ id: segment.instanceId, name: segment.name, priority: segment.priority, priceHourlyMinor: segment.priceHourlyMinor, priceMonthlyMinor: segment.priceMonthlyMinor, ...(segments.length > 1 ? { plan: segment.planSlug } : {}) }, segment, charge, rules));
+      lines.push(
+        ...instanceLines(
+          {
+            id: segment.instanceId,
+            name: segment.name,
+            priority: segment.priority,
+            priceHourlyMinor: segment.priceHourlyMinor,
+            priceMonthlyMinor: segment.priceMonthlyMinor,
+            ...(segments.length > 1 ? { plan: segment.planSlug } : {}),
+          },
+          segment,
+          charge,
+          rules,
+        ),
+      );
     });
   }
   return { lines, charges };

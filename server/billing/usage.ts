@@ -11,7 +11,6 @@ import { HOUR_MS, hourFloor, periodOf } from "./periods";
 import { invoiceTotals, pricingRules } from "./pricing";
 import { priceSegments, priceStorage, segmentUsage, storageUsage, sum, type SegmentRow, type StorageRow } from "./segments";
 
-
 /** What pricing needs to know of an instance: its identity and its copy of the plan's prices. */
 export const pricedInstance = {
   instanceId: instances.id,
@@ -81,7 +80,13 @@ export async function usageReport(deps: { db: Database; config: Config }, ownerI
     { runningSeconds: 0, pausedSeconds: 0, emergencyPausedSeconds: 0, cpuSeconds: 0, memoryByteSeconds: 0, rxBytes: 0, txBytes: 0 },
   );
   const energyTotal = [...energy.values()].reduce(addEnergy, noEnergy());
-  return { from: new Date(hourFloor(from.getTime())).toISOString(), to: to.toISOString(), meteredUntil: await meteredUntil(db, ownerId), instances: items, totals: { ...totals, energy: energyView(energyTotal, co2) } };
+  return {
+    from: new Date(hourFloor(from.getTime())).toISOString(),
+    to: to.toISOString(),
+    meteredUntil: await meteredUntil(db, ownerId),
+    instances: items,
+    totals: { ...totals, energy: energyView(energyTotal, co2) },
+  };
 }
 
 function measures(row: { runningMs: number; pausedMs: number; emergencyPausedMs: number; cpuNs: number; memoryByteMs: number; rxBytes: number; txBytes: number }) {
@@ -176,7 +181,15 @@ export async function estimate(deps: { db: Database; config: Config }, ownerId: 
     const compute = priceSegments(segments, period, rules);
     const stored = priceStorage(volumeRows);
     const totals = invoiceTotals(compute.charges, rules.taxRateBps, stored.amounts);
-    const lines = [...compute.lines, ...stored.lines].map(({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor }) => ({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor }));
+    const lines = [...compute.lines, ...stored.lines].map(({ instanceId, kind, description, quantity, unit, unitPriceMinor, amountMinor }) => ({
+      instanceId,
+      kind,
+      description,
+      quantity,
+      unit,
+      unitPriceMinor,
+      amountMinor,
+    }));
     return { ...totals, lines };
   };
 

@@ -54,7 +54,7 @@ export function engineUnavailable(error: unknown): boolean {
 
 export function engineMessage(error: unknown): string {
   const json = (error as { json?: { message?: unknown } })?.json;
-  return typeof json?.message === "string" ? json.message : (error as Error)?.message ?? String(error);
+  return typeof json?.message === "string" ? json.message : ((error as Error)?.message ?? String(error));
 }
 
 export async function inspectContainer(docker: Docker, name: string): Promise<Docker.ContainerInspectInfo | null> {

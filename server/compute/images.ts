@@ -84,7 +84,10 @@ export async function ensureRegistryImage(docker: Docker, config: Config, refere
   if (!info) throw new PermanentFailure(`image ${reference} was pulled but is not on the engine`);
   if (info.Size > limit) {
     // Another instance may use it already (409): then it stays.
-    await docker.getImage(run).remove().catch(() => undefined);
+    await docker
+      .getImage(run)
+      .remove()
+      .catch(() => undefined);
     throw new PermanentFailure(`image ${reference} unpacks to ${mib(info.Size)}, over this platform's limit of ${mib(limit)} (IMAGE_MAX_BYTES)`);
   }
   return { run, digest: remote.digest, volumePaths: volumePathsOf(info) };

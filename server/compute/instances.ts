@@ -157,7 +157,9 @@ export async function resizeInstance(deps: ComputeDeps, who: Who, input: { insta
     if (owner) await lockUserForCreate(tx, owner.userId);
     const instance = await lockInstance(tx, input.instanceId, input.ownerId);
     if (instance.state !== "running" && instance.state !== "stopped") {
-      throw new AppError("INVALID_TRANSITION", `Cannot resize an instance that is ${instance.state}; resize it while it is running or stopped`, { details: { state: instance.state, action: "resize" } });
+      throw new AppError("INVALID_TRANSITION", `Cannot resize an instance that is ${instance.state}; resize it while it is running or stopped`, {
+        details: { state: instance.state, action: "resize" },
+      });
     }
     await assertHostReachable(tx, instance.hostId);
     const plan = await findPlan(tx, input.planId);
@@ -177,7 +179,12 @@ export async function resizeInstance(deps: ComputeDeps, who: Who, input: { insta
       .insert(instanceActions)
       .values({ instanceId: instance.id, userId: instance.userId, kind: "resize", reason: "requested", params: { planId: plan.id }, actorType: who.actor.kind, actorId: actorUserId(who.actor) })
       .returning();
-    await recordAudit(tx, who, { action: "compute.instance.resize", targetType: "instance", targetId: instance.id, metadata: { actionId: action!.id, fromPlanId: instance.planId, toPlan: plan.slug } });
+    await recordAudit(tx, who, {
+      action: "compute.instance.resize",
+      targetType: "instance",
+      targetId: instance.id,
+      metadata: { actionId: action!.id, fromPlanId: instance.planId, toPlan: plan.slug },
+    });
     return { instance, actionId: action!.id };
   });
   await enqueueAction(deps, result.actionId);
@@ -295,8 +302,16 @@ function prepareReads(db: Database) {
       .limit(sql.placeholder("limit"))
       .prepare(`compute_instances_list${byState ? "_state" : ""}${fromCursor ? "_after" : ""}`);
   return {
-    instance: db.select().from(instances).where(eq(instances.id, sql.placeholder("id"))).prepare("compute_instance_by_id"),
-    action: db.select().from(instanceActions).where(eq(instanceActions.id, sql.placeholder("id"))).prepare("compute_action_by_id"),
+    instance: db
+      .select()
+      .from(instances)
+      .where(eq(instances.id, sql.placeholder("id")))
+      .prepare("compute_instance_by_id"),
+    action: db
+      .select()
+      .from(instanceActions)
+      .where(eq(instanceActions.id, sql.placeholder("id")))
+      .prepare("compute_action_by_id"),
     list: [list(false, false), list(false, true), list(true, false), list(true, true)] as const,
   };
 }
@@ -391,7 +406,12 @@ export async function pauseInstances(deps: ComputeDeps, instanceIds: readonly st
     const hostRows = hostIds.length ? await tx.select().from(hosts).where(inArray(hosts.id, hostIds)) : [];
     const hostOf = new Map(hostRows.map((h) => [h.id, h]));
     const open = new Map(
-      (await tx.select().from(instanceActions).where(and(inArray(instanceActions.instanceId, [...instanceIds]), inArray(instanceActions.status, ["pending", "running"])))).map((a) => [a.instanceId, a]),
+      (
+        await tx
+          .select()
+          .from(instanceActions)
+          .where(and(inArray(instanceActions.instanceId, [...instanceIds]), inArray(instanceActions.status, ["pending", "running"])))
+      ).map((a) => [a.instanceId, a]),
     );
     const byId = new Map(rows.map((r) => [r.id, r]));
     const pausable: Instance[] = [];
@@ -404,7 +424,12 @@ export async function pauseInstances(deps: ComputeDeps, instanceIds: readonly st
         outcomes.set(id, new AppError("INVALID_TRANSITION", `Cannot pause an instance that is ${instance.state}`, { details: { state: instance.state, action: "pause" } }));
       } else if (host && host.status !== "active") outcomes.set(id, hostUnreachable(host));
       else if (busy) {
-        outcomes.set(id, new AppError("INVALID_TRANSITION", `Another action (${busy.kind}) is in progress on this instance; retry when it has finished`, { details: { state: instance.state, action: "pause", actionInProgress: busy.id } }));
+        outcomes.set(
+          id,
+          new AppError("INVALID_TRANSITION", `Another action (${busy.kind}) is in progress on this instance; retry when it has finished`, {
+            details: { state: instance.state, action: "pause", actionInProgress: busy.id },
+          }),
+        );
       } else pausable.push(instance);
     }
     if (pausable.length === 0) return [];
@@ -416,14 +441,24 @@ export async function pauseInstances(deps: ComputeDeps, instanceIds: readonly st
     await recordAudit(
       tx,
       who,
-      actions.map((a) => ({ action: "compute.instance.pause", targetType: "instance", targetId: a.instanceId, reason: opts.note ?? opts.reason, metadata: { actionId: a.id, ...(opts.note !== undefined ? { stateReason: opts.reason } : {}) } })),
+      actions.map((a) => ({
+        action: "compute.instance.pause",
+        targetType: "instance",
+        targetId: a.instanceId,
+        reason: opts.note ?? opts.reason,
+        metadata: { actionId: a.id, ...(opts.note !== undefined ? { stateReason: opts.reason } : {}) },
+      })),
     );
     return actions;
   });
   for (const a of actionIds) outcomes.set(a.instanceId, { actionId: a.id });
   try {
     // More attempts than the default, as enqueueAction: the backoff then rides out an engine restart.
-    await deps.queues.enqueueMany("lifecycle", "run", actionIds.map((a) => ({ payload: { actionId: a.id }, opts: { jobId: actionJobId(a.id), attempts: 8 } })));
+    await deps.queues.enqueueMany(
+      "lifecycle",
+      "run",
+      actionIds.map((a) => ({ payload: { actionId: a.id }, opts: { jobId: actionJobId(a.id), attempts: 8 } })),
+    );
   } catch (error) {
     deps.log.warn("lifecycle enqueue failed; the sweep will retry", { actions: actionIds.length, error: (error as Error).message });
   }
@@ -436,7 +471,13 @@ export function resumeInstance(deps: ComputeDeps, instanceId: string, opts: Plat
 
 /** Sets the instance's CPU limit (`millis` null: the plan's) and applies it to the container. */
 export function throttleInstance(deps: ComputeDeps, instanceId: string, opts: PlatformRequest & { millis: number | null }) {
-  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), { instanceId, kind: "throttle", reason: opts.reason, ownerId: null, cpuThrottle: { millis: opts.millis, reason: opts.reason } });
+  return requestAction(deps, opts.actor ? { actor: opts.actor } : platform("compute"), {
+    instanceId,
+    kind: "throttle",
+    reason: opts.reason,
+    ownerId: null,
+    cpuThrottle: { millis: opts.millis, reason: opts.reason },
+  });
 }
 
 const cpuLimit = (opts: WithCpuLimit) => (opts.cpuThrottle ? { cpuThrottle: opts.cpuThrottle } : {});

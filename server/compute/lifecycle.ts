@@ -326,7 +326,10 @@ async function remove(deps: LifecycleDeps, docker: Docker, action: Action, insta
  */
 async function resize(deps: LifecycleDeps, docker: Docker, host: Host, action: Action, instance: Instance): Promise<Effect> {
   const { db, config } = deps;
-  const [plan] = await db.select().from(plans).where(eq(plans.id, action.params.planId ?? ""));
+  const [plan] = await db
+    .select()
+    .from(plans)
+    .where(eq(plans.id, action.params.planId ?? ""));
   if (!plan) throw new PermanentFailure("the plan to resize to no longer exists");
   const resized: Instance = { ...instance, planId: plan.id, cpuMillis: plan.cpuMillis, memoryMb: plan.memoryMb, diskGb: plan.diskGb };
   const MIB = 1024 * 1024;
@@ -347,7 +350,17 @@ async function resize(deps: LifecycleDeps, docker: Docker, host: Host, action: A
     }
   }
   return {
-    set: { ...extra, planId: plan.id, cpuMillis: plan.cpuMillis, memoryMb: plan.memoryMb, diskGb: plan.diskGb, priceHourlyMinor: plan.priceHourlyMinor, priceMonthlyMinor: plan.priceMonthlyMinor, currency: plan.currency, planSeq: instance.planSeq + 1 },
+    set: {
+      ...extra,
+      planId: plan.id,
+      cpuMillis: plan.cpuMillis,
+      memoryMb: plan.memoryMb,
+      diskGb: plan.diskGb,
+      priceHourlyMinor: plan.priceHourlyMinor,
+      priceMonthlyMinor: plan.priceMonthlyMinor,
+      currency: plan.currency,
+      planSeq: instance.planSeq + 1,
+    },
     after: async (tx, current) => {
       await tx.insert(instancePlans).values(planSegment(instance.id, current.planSeq, plan));
     },

@@ -39,7 +39,8 @@ export function drift(instance: Pick<Instance, "state">, info: Docker.ContainerI
   const finished = Date.parse(state.FinishedAt);
   const at = Number.isFinite(finished) && finished > 0 ? new Date(finished) : undefined;
   const restarts = info.RestartCount ? `, after ${info.RestartCount} automatic restart${info.RestartCount === 1 ? "" : "s"}` : "";
-  if (state.OOMKilled && state.ExitCode !== EXIT_SIGTERM && state.ExitCode !== 0) return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode}${restarts})`, at };
+  if (state.OOMKilled && state.ExitCode !== EXIT_SIGTERM && state.ExitCode !== 0)
+    return { to: "error", reason: `container was killed for exceeding its memory limit (exit code ${state.ExitCode}${restarts})`, at };
   if (state.ExitCode === EXIT_SIGTERM) return { to: "stopped", reason: "container was stopped outside the platform (SIGTERM, exit code 143)", at };
   if (state.ExitCode === 0) return { to: "stopped", reason: "container exited (exit code 0)", at };
   return { to: "error", reason: `container died (exit code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ""}${restarts})`, at };
@@ -63,7 +64,12 @@ export async function recordOomKill(deps: Pick<ReconcileDeps, "db" | "log">, ins
       type: "instance.oom_killed",
       userId: updated.userId,
       occurredAt: at,
-      data: { instanceId, name: updated.name, memoryMb: updated.memoryMb, reason: `a process in the instance was killed for exceeding its ${updated.memoryMb} MB memory limit (${updated.oomKills} so far)` },
+      data: {
+        instanceId,
+        name: updated.name,
+        memoryMb: updated.memoryMb,
+        reason: `a process in the instance was killed for exceeding its ${updated.memoryMb} MB memory limit (${updated.oomKills} so far)`,
+      },
     });
     deps.log.warn("out-of-memory kill in instance", { instanceId, kills: updated.oomKills });
   });

@@ -61,10 +61,7 @@ const createInput = v.pipe(
     /** Replaces the image's CMD. */
     args: v.optional(argv(0)),
     volumes: v.optional(
-      v.pipe(
-        v.array(v.union([v.strictObject({ volumeId: uuid, mountPath }), v.strictObject({ name: resourceName, sizeMb: v.optional(sizeMb), mountPath })])),
-        v.maxLength(8, "at most 8 volumes"),
-      ),
+      v.pipe(v.array(v.union([v.strictObject({ volumeId: uuid, mountPath }), v.strictObject({ name: resourceName, sizeMb: v.optional(sizeMb), mountPath })])), v.maxLength(8, "at most 8 volumes")),
     ),
     idempotencyKey: v.optional(v.pipe(v.string(), v.minLength(8), v.maxLength(128), v.regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces"))),
     /** The container port to serve at the instance's URL: the catalogue image's (the default), or null for no URL; an own image names its own. */
@@ -105,7 +102,10 @@ export const computeRouter = router({
   }),
   instances: router({
     // Costs: a create is placement, quota and a container; stats and logs are ~1 s Docker calls each.
-    create: write.meta({ cost: 5, example: { name: "web", planId: "nano", imageId: "busybox" } }).input(createInput).mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
+    create: write
+      .meta({ cost: 5, example: { name: "web", planId: "nano", imageId: "busybox" } })
+      .input(createInput)
+      .mutation(({ ctx, input }) => createInstance(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
     list: read.input(listInput).query(({ ctx, input }) => listInstances(ctx, ctx.user.id, input)),
     get: read.input(byId).query(({ ctx, input }) => getInstance(ctx, ctx.user.id, input.id)),
     start: instanceAction("start"),
@@ -115,17 +115,27 @@ export const computeRouter = router({
     delete: write
       .input(v.strictObject({ id: uuid, deleteVolumes: v.optional(v.boolean()) }))
       .mutation(({ ctx, input }) => requestAction(ctx, ctx, { instanceId: input.id, kind: "delete", ownerId: ctx.user.id, params: input.deleteVolumes ? { deleteVolumes: true } : {} })),
-    resize: write.meta({ cost: 5 }).input(v.strictObject({ id: uuid, planId: catalogueRef })).mutation(({ ctx, input }) => resizeInstance(ctx, ctx, { instanceId: input.id, planId: input.planId, ownerId: ctx.user.id })),
-    stats: read.meta({ cost: 10 }).input(byId).query(({ ctx, input }) => instanceStats(ctx, ctx.user.id, input.id)),
+    resize: write
+      .meta({ cost: 5 })
+      .input(v.strictObject({ id: uuid, planId: catalogueRef }))
+      .mutation(({ ctx, input }) => resizeInstance(ctx, ctx, { instanceId: input.id, planId: input.planId, ownerId: ctx.user.id })),
+    stats: read
+      .meta({ cost: 10 })
+      .input(byId)
+      .query(({ ctx, input }) => instanceStats(ctx, ctx.user.id, input.id)),
     traffic: read.input(trafficInput).query(({ ctx, input }) => instanceTrafficReport(ctx.db, ctx.user.id, input.id, input)),
-    logs: read.meta({ cost: 10 }).input(logsInput).query(({ ctx, input }) => instanceLogs(ctx, ctx.user.id, input.id, { tail: input.tail })),
+    logs: read
+      .meta({ cost: 10 })
+      .input(logsInput)
+      .query(({ ctx, input }) => instanceLogs(ctx, ctx.user.id, input.id, { tail: input.tail })),
     /** Follows the logs over Server-Sent Events (`httpSubscriptionLink`), bounded in lines, bytes and time. */
-    logsFollow: read.meta({ cost: 10 }).input(followInput).subscription(({ ctx, input, signal }) => followLogs(ctx, ctx.user.id, input.id, { ...input, signal })),
+    logsFollow: read
+      .meta({ cost: 10 })
+      .input(followInput)
+      .subscription(({ ctx, input, signal }) => followLogs(ctx, ctx.user.id, input.id, { ...input, signal })),
   }),
   volumes: router({
-    create: write
-      .input(v.strictObject({ name: resourceName, sizeMb }))
-      .mutation(({ ctx, input }) => createVolume(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
+    create: write.input(v.strictObject({ name: resourceName, sizeMb })).mutation(({ ctx, input }) => createVolume(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input)),
     list: read.input(v.optional(v.strictObject({ state: v.optional(v.picklist(volumeState.enumValues)), cursor, limit }), {})).query(({ ctx, input }) => listVolumes(ctx.db, ctx.user.id, input)),
     get: read.input(byId).query(({ ctx, input }) => getVolume(ctx.db, ctx.user.id, input.id)),
     delete: write.input(byId).mutation(({ ctx, input }) => deleteVolume(ctx, { actor: ctx.actor, request: ctx.request, ownerId: ctx.user.id }, input.id)),

@@ -34,4 +34,3 @@ export async function assertNoOverdueInvoices(db: Database, config: Config, user
     details: { invoiceId: overdue.id, invoiceNumber: overdue.number, refusedSince: new Date(overdue.finalizedAt!.getTime() + days * DAY_MS).toISOString() },
   });
 }
-

@@ -60,7 +60,18 @@ export async function attributeTickEnergy(db: Database, config: Config, tick: { 
   return db.transaction(async (tx) => {
     const [window] = await tx
       .insert(energyAttributions)
-      .values({ from, until, loadWh: t.loadWh, solarWh: t.solarWh, batteryWh: t.batteryWh, backupWh: t.backupWh, idleWh: t.idleWh, attributedWh: t.attributedWh, unattributedWh: t.unattributedWh, instances: result.byInstance.size })
+      .values({
+        from,
+        until,
+        loadWh: t.loadWh,
+        solarWh: t.solarWh,
+        batteryWh: t.batteryWh,
+        backupWh: t.backupWh,
+        idleWh: t.idleWh,
+        attributedWh: t.attributedWh,
+        unattributedWh: t.unattributedWh,
+        instances: result.byInstance.size,
+      })
       .onConflictDoNothing({ target: energyAttributions.from })
       .returning({ id: energyAttributions.id });
     // Another tick shared this window out first.
@@ -115,7 +126,14 @@ export async function energyByInstance(db: Database, opts: { userId: string; fro
   const rows = await db
     .select({ instanceId: usageEnergy.instanceId, ...sources })
     .from(usageEnergy)
-    .where(and(eq(usageEnergy.userId, opts.userId), gte(usageEnergy.hour, new Date(hourFloor(opts.from.getTime()))), lt(usageEnergy.hour, opts.to), opts.instanceId ? eq(usageEnergy.instanceId, opts.instanceId) : undefined))
+    .where(
+      and(
+        eq(usageEnergy.userId, opts.userId),
+        gte(usageEnergy.hour, new Date(hourFloor(opts.from.getTime()))),
+        lt(usageEnergy.hour, opts.to),
+        opts.instanceId ? eq(usageEnergy.instanceId, opts.instanceId) : undefined,
+      ),
+    )
     .groupBy(usageEnergy.instanceId);
   return new Map(rows.map(({ instanceId, ...s }) => [instanceId, s]));
 }

@@ -33,7 +33,11 @@ export type Margins = { temperatureVolts: number; sagVolts: number };
 export type AlignmentOptions = { bank: BatteryBank & { nominalVoltage: number }; minTemperatureC: number; sagVolts: number };
 
 export function alignmentOptions(energy: Config["energy"]): AlignmentOptions {
-  return { bank: { chemistry: energy.battery.chemistry, cells: energy.battery.cells, nominalVoltage: energy.battery.nominalVoltage }, minTemperatureC: energy.battery.minTemperatureC, sagVolts: energy.controller.sagVolts };
+  return {
+    bank: { chemistry: energy.battery.chemistry, cells: energy.battery.cells, nominalVoltage: energy.battery.nominalVoltage },
+    minTemperatureC: energy.battery.minTemperatureC,
+    sagVolts: energy.controller.sagVolts,
+  };
 }
 
 export function margins(cutoffs: ControllerCutoffs, opts: AlignmentOptions): Margins {
@@ -78,5 +82,16 @@ export function policyAlignment(policy: PowerPolicy, cutoffs: ControllerCutoffs 
 export function configuredCutoffs(energy: Config["energy"]): ControllerCutoffs | null {
   const c = energy.controller.cutoffs;
   if (c.lvd === null && c.uvWarning === null) return null;
-  return { source: "config", lvd: c.lvd, lvr: c.lvr, uvWarning: c.uvWarning, uvWarningRecover: null, dischargeLimit: null, tempCompMvPerCell: null, batteryType: null, capacityAh: null, scaled: false };
+  return {
+    source: "config",
+    lvd: c.lvd,
+    lvr: c.lvr,
+    uvWarning: c.uvWarning,
+    uvWarningRecover: null,
+    dischargeLimit: null,
+    tempCompMvPerCell: null,
+    batteryType: null,
+    capacityAh: null,
+    scaled: false,
+  };
 }

@@ -225,7 +225,13 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
   const pauses = plan.shed.filter((step) => step.action === "pause");
   const others = plan.shed.filter((step) => step.action !== "pause");
   const [paused, shedOthers] = await Promise.all([
-    pauses.length ? pauseInstances(deps, pauses.map((step) => step.instanceId), { reason: POWER_EMERGENCY_REASON, actor: EMERGENCY_ACTOR }) : new Map<string, never>(),
+    pauses.length
+      ? pauseInstances(
+          deps,
+          pauses.map((step) => step.instanceId),
+          { reason: POWER_EMERGENCY_REASON, actor: EMERGENCY_ACTOR },
+        )
+      : new Map<string, never>(),
     mapBounded(others, SHED_CONCURRENCY, (step) => apply(step, POWER_EMERGENCY_REASON)),
     shedding.length && latest ? noticeOwners(deps, latest, shedding) : undefined,
   ]);
@@ -399,7 +405,13 @@ export async function handlePowerEmergency(deps: EmergencyDeps, job: PowerEmerge
   const latest = await latestLevelChange(deps.db);
   const stale = !latest || job.seq < latest.seq || latest.id !== job.changeId;
   if (stale) {
-    deps.log.info("stale power-emergency job: converging to the current level instead", { changeId: job.changeId, seq: job.seq, to: job.to, current: latest?.toLevel ?? "normal", currentSeq: latest?.seq ?? 0 });
+    deps.log.info("stale power-emergency job: converging to the current level instead", {
+      changeId: job.changeId,
+      seq: job.seq,
+      to: job.to,
+      current: latest?.toLevel ?? "normal",
+      currentSeq: latest?.seq ?? 0,
+    });
   }
   const result = await enforcePowerLevel(deps, latest);
   if (result.deferred.length && !result.superseded) {

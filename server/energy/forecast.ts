@@ -188,13 +188,14 @@ export function forecastRunway(input: ForecastInput): ForecastResult {
     const wLoad = input.currentLoadW === null ? 0 : Math.exp(-(at - input.now) / LOAD_PERSISTENCE_MS);
     const current = input.currentLoadW ?? 0;
     // Without any history the load now is all there is: it is assumed to stay.
-    const slotLoad = profile.days === 0 && input.currentLoadW !== null
-      ? current
-      : scenario === "expected"
-        ? profile.load.expected[slot]!
-        : scenario === "pessimistic"
-          ? Math.max(profile.load.expected[slot]!, profile.load.high[slot]!)
-          : Math.min(profile.load.expected[slot]!, profile.load.low[slot]!);
+    const slotLoad =
+      profile.days === 0 && input.currentLoadW !== null
+        ? current
+        : scenario === "expected"
+          ? profile.load.expected[slot]!
+          : scenario === "pessimistic"
+            ? Math.max(profile.load.expected[slot]!, profile.load.high[slot]!)
+            : Math.min(profile.load.expected[slot]!, profile.load.low[slot]!);
     const load = wLoad * current + (1 - wLoad) * slotLoad;
     const wSky = input.clearSky === null ? 0 : Math.exp(-(at - input.now) / SKY_PERSISTENCE_MS);
     const modelPv = wSky * (input.clearSky ?? 0) * profile.pv.envelope[slot]! + (1 - wSky) * profile.pv.median[slot]!;

@@ -20,10 +20,7 @@ import { shedAction } from "./restrictions";
  * instance already noticed since then (by the forecast, before the episode had
  * a level change to be named by) is not noticed again.
  */
-export async function noticePowerEpisode(
-  db: Database,
-  input: { level: PowerLevel; expectedAt: Date; instanceIds: readonly string[]; episodeId: string; coveredSince?: Date },
-): Promise<string[]> {
+export async function noticePowerEpisode(db: Database, input: { level: PowerLevel; expectedAt: Date; instanceIds: readonly string[]; episodeId: string; coveredSince?: Date }): Promise<string[]> {
   if (input.instanceIds.length === 0) return [];
   return db.transaction(async (tx) => {
     const rows = await tx

@@ -84,7 +84,10 @@ export function powerEmergencyPayload(change: LevelChange): PowerEmergencyPayloa
  */
 export async function dispatchPowerEmergency(db: Database, queues: Queues, change: LevelChange): Promise<string> {
   const id = await queues.enqueue("emergency", "power-emergency", powerEmergencyPayload(change), { jobId: powerEmergencyJobId(change.id) });
-  await db.update(energyLevelChanges).set({ enqueuedAt: new Date() }).where(and(eq(energyLevelChanges.id, change.id), isNull(energyLevelChanges.enqueuedAt)));
+  await db
+    .update(energyLevelChanges)
+    .set({ enqueuedAt: new Date() })
+    .where(and(eq(energyLevelChanges.id, change.id), isNull(energyLevelChanges.enqueuedAt)));
   return id;
 }
 

@@ -96,7 +96,7 @@ export async function energyHistory(db: Database, opts: { from: Date; to: Date; 
   if (to.getTime() <= from.getTime()) throw new AppError("VALIDATION_FAILED", "`to` must be after `from`", { details: { field: "to" } });
   const span = to.getTime() - from.getTime();
   const points = { sample: span / (opts.sampleSeconds * 1000), hour: span / HOUR_MS, day: span / (24 * HOUR_MS) };
-  const resolution = opts.resolution === "auto" ? (["sample", "hour", "day"] as const).find((r) => points[r] <= MAX_POINTS) ?? "day" : opts.resolution;
+  const resolution = opts.resolution === "auto" ? ((["sample", "hour", "day"] as const).find((r) => points[r] <= MAX_POINTS) ?? "day") : opts.resolution;
   if (points[resolution] > MAX_POINTS) {
     throw new AppError("VALIDATION_FAILED", `At ${resolution} resolution this range has more than ${MAX_POINTS} points; narrow it or use a coarser resolution`, {
       details: { field: "resolution", maxPoints: MAX_POINTS },

@@ -14,7 +14,11 @@ import { energyForecast, sharedEnergyStatus } from "./status";
  * admins; the policy is admin-only. API keys need `energy:read` for reads; like
  * every admin procedure, the policy cannot be read or changed with an API key.
  */
-const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp"), v.transform((s) => new Date(s)));
+const isoTime = v.pipe(
+  v.string(),
+  v.isoTimestamp("must be an ISO 8601 timestamp"),
+  v.transform((s) => new Date(s)),
+);
 const DAY_MS = 86_400_000;
 
 const historyInput = v.optional(

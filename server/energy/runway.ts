@@ -71,7 +71,11 @@ export async function loadRunwayHistory(db: Database, now: number): Promise<Runw
     if (r.soc === null || r.outWh <= r.inWh) break;
     stretch.push({ soc: r.soc, outWh: r.outWh, inWh: r.inWh });
   }
-  return { hours: rows.map((r) => ({ hour: r.hour.getTime(), seconds: r.seconds, pvWh: r.pvWh, loadWh: r.loadWh, socMax: r.socMax })), capacityEstimateWh: estimateCapacityWh(stretch.reverse()), loadedAt: now };
+  return {
+    hours: rows.map((r) => ({ hour: r.hour.getTime(), seconds: r.seconds, pvWh: r.pvWh, loadWh: r.loadWh, socMax: r.socMax })),
+    capacityEstimateWh: estimateCapacityWh(stretch.reverse()),
+    loadedAt: now,
+  };
 }
 
 export function computeRunway(energy: Config["energy"], history: RunwayHistory, input: RunwayInput): { runway: Runway; result: ForecastResult } {

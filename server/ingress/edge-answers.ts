@@ -59,9 +59,7 @@ export function instanceAnswer(host: string, state: Exclude<EdgeState, "gone">, 
           host,
           state: "paused_for_power",
           retryAfterSeconds: retryAfter,
-          power: power
-            ? { level: power.level, batteryPercent: power.batteryPercent, trend: power.trend, returnsAtPercent: power.targetPercent, expectedBackAt: power.at }
-            : null,
+          power: power ? { level: power.level, batteryPercent: power.batteryPercent, trend: power.trend, returnsAtPercent: power.targetPercent, expectedBackAt: power.at } : null,
         },
         facts,
       };

@@ -48,10 +48,7 @@ export function edgeRoutes(services: Services) {
   app.all("/_edge/instance", async (c) => {
     const instanceId = c.req.header(EDGE_HEADERS.instance) ?? "";
     if (!UUID.test(instanceId) || !tokens.verify(instanceId, c.req.header(EDGE_HEADERS.token))) return respond(c, unknownHostAnswer(host(c)));
-    const [row] = await db
-      .select({ state: instances.state, stateReason: instances.stateReason, priority: instances.priority })
-      .from(instances)
-      .where(eq(instances.id, instanceId));
+    const [row] = await db.select({ state: instances.state, stateReason: instances.stateReason, priority: instances.priority }).from(instances).where(eq(instances.id, instanceId));
     if (!row) return respond(c, unknownHostAnswer(host(c)));
     const [open] = await db
       .select({ kind: instanceActions.kind, reason: instanceActions.reason })

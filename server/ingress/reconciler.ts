@@ -24,7 +24,13 @@ export function startProxyReconciler(deps: { settings: IngressConfig; sync: Rout
 
   const loop = async () => {
     // A managed proxy that is not running yet is started before the first load, rather than after it fails.
-    if (settings.proxy === "managed" && !(await admin.ping().then(() => true, () => false))) {
+    if (
+      settings.proxy === "managed" &&
+      !(await admin.ping().then(
+        () => true,
+        () => false,
+      ))
+    ) {
       lastSpawn = Date.now();
       await startManagedProxy(settings, admin, log);
     }

@@ -103,10 +103,7 @@ export function renderProxyConfig(settings: RenderSettings, adminListen: string,
 
   const apps: Record<string, unknown> = { http: { http_port: settings.httpPort, https_port: settings.httpsPort, grace_period: GRACE_PERIOD, servers } };
   if (settings.tls !== "off") {
-    const issuer =
-      settings.tls === "internal"
-        ? { module: "internal" }
-        : { module: "acme", ca: settings.acme.ca, ...(settings.acme.email ? { email: settings.acme.email } : {}) };
+    const issuer = settings.tls === "internal" ? { module: "internal" } : { module: "acme", ca: settings.acme.ca, ...(settings.acme.email ? { email: settings.acme.email } : {}) };
     apps.tls = {
       automation: {
         // Certificates only for names the platform vouches for: existing instances (any state but deleted).

@@ -46,9 +46,7 @@ function message(from: string, mail: OutgoingMail): Mail.Options {
     subject: mail.subject,
     text: mail.text,
     ...(mail.html ? { html: mail.html } : {}),
-    ...(mail.attachments?.length
-      ? { attachments: mail.attachments.map((a) => ({ filename: a.filename, contentType: a.contentType, content: Buffer.from(a.contentBase64, "base64") })) }
-      : {}),
+    ...(mail.attachments?.length ? { attachments: mail.attachments.map((a) => ({ filename: a.filename, contentType: a.contentType, content: Buffer.from(a.contentBase64, "base64") })) } : {}),
     messageId: `<${mail.id}@sahary>`,
   };
 }

@@ -102,7 +102,11 @@ export function registerPlatformMetrics(registry: Registry, services: Services, 
       }
     },
   });
-  queueGauge("sahary_queue_oldest_waiting_seconds", "Age of the oldest job ready to run (waiting, or delayed and overdue); 0 when none", (q) => Math.max(q.oldestWaitingMs ?? 0, q.overdueDelayedMs ?? 0) / 1000);
+  queueGauge(
+    "sahary_queue_oldest_waiting_seconds",
+    "Age of the oldest job ready to run (waiting, or delayed and overdue); 0 when none",
+    (q) => Math.max(q.oldestWaitingMs ?? 0, q.overdueDelayedMs ?? 0) / 1000,
+  );
   queueGauge("sahary_queue_paused", "1 when the queue is paused", (q) => (q.paused ? 1 : 0));
   queueGauge("sahary_queue_workers", "Workers connected to the queue", (q) => q.workers);
   queueGauge("sahary_queue_stalled", "1 when ready jobs have waited over a minute with nothing active (a stuck worker)", (q) => (q.stalled ? 1 : 0));

@@ -27,13 +27,7 @@ export async function listNotifications(db: Database, ownerId: string, opts: { u
   const rows = await db
     .select({ notification: notifications, id: notifications.id, cursorAt: cursorTime(notifications.createdAt) })
     .from(notifications)
-    .where(
-      and(
-        eq(notifications.userId, ownerId),
-        opts.unreadOnly ? isNull(notifications.readAt) : undefined,
-        cursor ? after(notifications.createdAt, notifications.id, cursor) : undefined,
-      ),
-    )
+    .where(and(eq(notifications.userId, ownerId), opts.unreadOnly ? isNull(notifications.readAt) : undefined, cursor ? after(notifications.createdAt, notifications.id, cursor) : undefined))
     .orderBy(desc(notifications.createdAt), desc(notifications.id))
     .limit(limit + 1);
   return page(rows, limit, (row) => notificationView(row.notification));

@@ -75,7 +75,10 @@ async function deliverEmail(deps: DeliverDeps, delivery: Delivery, event: Outbox
       await db.update(eventDeliveries).set({ status: "failed", completedAt: new Date() }).where(current);
       return { status: "failed", reason: message };
     }
-    await db.update(eventDeliveries).set({ nextAttemptAt: new Date(Date.now() + delayMs) }).where(current);
+    await db
+      .update(eventDeliveries)
+      .set({ nextAttemptAt: new Date(Date.now() + delayMs) })
+      .where(current);
     return { status: "retry", delayMs };
   }
 }

@@ -83,7 +83,10 @@ export async function relayBatch(deps: FanOutDeps, limit: number): Promise<{ eve
     if (plan.unknown.length) deps.log.error("events of unknown types dispatched without delivery", { eventIds: plan.unknown });
 
     for (let i = 0; i < plan.notifications.length; i += CHUNK) {
-      await tx.insert(notifications).values(plan.notifications.slice(i, i + CHUNK)).onConflictDoNothing();
+      await tx
+        .insert(notifications)
+        .values(plan.notifications.slice(i, i + CHUNK))
+        .onConflictDoNothing();
     }
     const refs: DeliveryRef[] = [];
     for (let i = 0; i < plan.deliveries.length; i += CHUNK) {

@@ -27,32 +27,63 @@ function detailsOf<T extends EventType>(type: T, raw: EventData<T>, occurredAt: 
     case "power.paused":
     case "power.resumed": {
       const d = raw as EventData<"instance.failed">;
-      return { rows: [["Instance", d.name], ["Instance id", d.instanceId], ["When", at]], link: null };
+      return {
+        rows: [
+          ["Instance", d.name],
+          ["Instance id", d.instanceId],
+          ["When", at],
+        ],
+        link: null,
+      };
     }
     case "invoice.issued": {
       const d = raw as EventData<"invoice.issued">;
       return {
-        rows: [["Invoice", d.invoiceNumber], ["Period", d.period], ["Issued", day(d.issuedAt)], ["Total", money(d.totalMinor, d.currency)], ["Amount due", money(d.amountDueMinor, d.currency)]],
+        rows: [
+          ["Invoice", d.invoiceNumber],
+          ["Period", d.period],
+          ["Issued", day(d.issuedAt)],
+          ["Total", money(d.totalMinor, d.currency)],
+          ["Amount due", money(d.amountDueMinor, d.currency)],
+        ],
         link: { label: "Download the invoice (PDF)", path: `/billing/invoices/${d.invoiceId}/pdf` },
       };
     }
     case "invoice.overdue": {
       const d = raw as EventData<"invoice.overdue">;
-      const rows: Array<[string, string]> = [["Invoice", d.invoiceNumber], ["Issued", day(d.issuedAt)], ["Amount due", money(d.amountDueMinor, d.currency)], ["Reminder", String(d.reminder)]];
+      const rows: Array<[string, string]> = [
+        ["Invoice", d.invoiceNumber],
+        ["Issued", day(d.issuedAt)],
+        ["Amount due", money(d.amountDueMinor, d.currency)],
+        ["Reminder", String(d.reminder)],
+      ];
       if (d.blocksNewInstancesAt) rows.push(["New instances refused from", day(d.blocksNewInstancesAt)]);
       return { rows, link: { label: "Download the invoice (PDF)", path: `/billing/invoices/${d.invoiceId}/pdf` } };
     }
     case "payment.succeeded": {
       const d = raw as EventData<"payment.succeeded">;
       return {
-        rows: [["Receipt for", `invoice ${d.invoiceNumber}`], ["Amount paid", money(d.amountMinor, d.currency)], ["Paid", at], ["Payment reference", d.paymentId]],
+        rows: [
+          ["Receipt for", `invoice ${d.invoiceNumber}`],
+          ["Amount paid", money(d.amountMinor, d.currency)],
+          ["Paid", at],
+          ["Payment reference", d.paymentId],
+        ],
         link: null,
       };
     }
     case "payment.failed":
     case "payment.refunded": {
       const d = raw as EventData<"payment.failed">;
-      return { rows: [["Invoice", d.invoiceNumber], ["Amount", money(d.amountMinor, d.currency)], ["When", at], ["Payment reference", d.paymentId]], link: null };
+      return {
+        rows: [
+          ["Invoice", d.invoiceNumber],
+          ["Amount", money(d.amountMinor, d.currency)],
+          ["When", at],
+          ["Payment reference", d.paymentId],
+        ],
+        link: null,
+      };
     }
     case "account.security": {
       const d = raw as EventData<"account.security">;
@@ -63,7 +94,13 @@ function detailsOf<T extends EventType>(type: T, raw: EventData<T>, occurredAt: 
     }
     case "webhook.endpoint_disabled": {
       const d = raw as EventData<"webhook.endpoint_disabled">;
-      return { rows: [["Endpoint", d.url], ["When", at]], link: null };
+      return {
+        rows: [
+          ["Endpoint", d.url],
+          ["When", at],
+        ],
+        link: null,
+      };
     }
   }
   return { rows: [], link: null };
@@ -82,9 +119,7 @@ export async function renderEventMail(deps: { db: Database; config: Config }, ev
   const base = deps.config.publicUrl.replace(/\/+$/, "");
   const link = details.link ? { label: details.link.label, url: `${base}${details.link.path}` } : null;
   const mandatory = (CHANNEL_POLICY[type].mandatory ?? []).includes("email");
-  const footer = mandatory
-    ? "This is a security notice about your account; it is always sent."
-    : `You get this mail because of your notification settings: ${base}/settings/notifications`;
+  const footer = mandatory ? "This is a security notice about your account; it is always sent." : `You get this mail because of your notification settings: ${base}/settings/notifications`;
 
   const text = [
     `Hello ${recipient.name},`,
@@ -128,4 +163,3 @@ async function attachmentsFor(db: Database, type: EventType, data: EventData<Eve
   const pdf = await renderInvoicePdf(invoice, lines, customer!);
   return [{ filename: `${invoice.number}.pdf`, contentType: "application/pdf", contentBase64: pdf.toString("base64") }];
 }
-

@@ -41,7 +41,10 @@ const DESCRIBE: { [T in EventType]: (data: EventData<T>) => Message } = {
       (d.blocksNewInstancesAt ? `If it is still unpaid on ${day(d.blocksNewInstancesAt)}, no new instances can be created until it is paid. ` : "") +
       `Running instances are not affected.`,
   }),
-  "payment.succeeded": (d) => ({ title: `Payment received: ${formatMoney(d.amountMinor, d.currency)}`, body: `We received ${formatMoney(d.amountMinor, d.currency)} for invoice ${d.invoiceNumber}. Thank you.` }),
+  "payment.succeeded": (d) => ({
+    title: `Payment received: ${formatMoney(d.amountMinor, d.currency)}`,
+    body: `We received ${formatMoney(d.amountMinor, d.currency)} for invoice ${d.invoiceNumber}. Thank you.`,
+  }),
   "payment.failed": (d) => ({
     title: `Payment for invoice ${d.invoiceNumber} failed`,
     body: `A payment of ${formatMoney(d.amountMinor, d.currency)} for invoice ${d.invoiceNumber} failed${d.failureMessage ? `: ${d.failureMessage}` : ""}. Try again (billing.invoices.pay) with the same or another card.`,

@@ -37,6 +37,9 @@ export const notificationsRouter = router({
   markAllRead: write.mutation(({ ctx }) => markAllRead(ctx.db, ctx.user.id)),
   preferences: router({
     get: read.query(({ ctx }) => getPreferences(ctx.db, ctx.user.id)),
-    update: write.meta({ example: { type: "instance.state_changed", email: false } }).input(preferenceInput).mutation(({ ctx, input }) => updatePreference(ctx.db, ctx.user.id, input)),
+    update: write
+      .meta({ example: { type: "instance.state_changed", email: false } })
+      .input(preferenceInput)
+      .mutation(({ ctx, input }) => updatePreference(ctx.db, ctx.user.id, input)),
   }),
 });

@@ -165,7 +165,9 @@ function batchPaths(): Json {
       summary: "Several queries in one request",
       description: "Each call is authorised and validated on its own, exactly as when called alone.",
       parameters: [procedures, batch, { name: "input", in: "query", required: false, content: { "application/json": { schema: inputs } } }],
-      "x-codeSamples": [{ lang: "Shell", label: "curl", source: `curl -sG "$API/auth.me,compute.plans.list" -H "Authorization: Bearer $TOKEN" \\\n  --data-urlencode 'batch=1' --data-urlencode 'input={}'` }],
+      "x-codeSamples": [
+        { lang: "Shell", label: "curl", source: `curl -sG "$API/auth.me,compute.plans.list" -H "Authorization: Bearer $TOKEN" \\\n  --data-urlencode 'batch=1' --data-urlencode 'input={}'` },
+      ],
     },
     post: {
       ...common,
@@ -175,7 +177,11 @@ function batchPaths(): Json {
       parameters: [procedures, batch],
       requestBody: { required: true, content: { "application/json": { schema: inputs } } },
       "x-codeSamples": [
-        { lang: "Shell", label: "curl", source: `curl -s -X POST "$API/auth.requestPasswordReset,auth.requestPasswordReset?batch=1" \\\n  -H 'content-type: application/json' \\\n  --data-raw '{"0":{"email":"ada@example.com"},"1":{"email":"grace@example.com"}}'` },
+        {
+          lang: "Shell",
+          label: "curl",
+          source: `curl -s -X POST "$API/auth.requestPasswordReset,auth.requestPasswordReset?batch=1" \\\n  -H 'content-type: application/json' \\\n  --data-raw '{"0":{"email":"ada@example.com"},"1":{"email":"grace@example.com"}}'`,
+        },
       ],
     },
   };

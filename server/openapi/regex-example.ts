@@ -7,11 +7,7 @@
  * null (the caller falls back, and the OpenAPI test fails loudly).
  */
 
-type Node =
-  | { kind: "seq"; items: Node[] }
-  | { kind: "alt"; options: Node[] }
-  | { kind: "char"; source: string }
-  | { kind: "repeat"; node: Node; min: number; max: number };
+type Node = { kind: "seq"; items: Node[] } | { kind: "alt"; options: Node[] } | { kind: "char"; source: string } | { kind: "repeat"; node: Node; min: number; max: number };
 
 /** Characters tried for a class, escape or dot, most readable first. */
 const CANDIDATES = [..."abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_.@ :/+=,!#$%&*?~"];

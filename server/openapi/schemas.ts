@@ -72,10 +72,7 @@ function caseInsensitive(source: string): string {
   return out;
 }
 
-export type ProcedureInput =
-  | { kind: "none" }
-  | { kind: "schema"; schema: JsonSchemaNode; optional: boolean; valibot: v.GenericSchema[] }
-  | { kind: "unsupported"; problem: string };
+export type ProcedureInput = { kind: "none" } | { kind: "schema"; schema: JsonSchemaNode; optional: boolean; valibot: v.GenericSchema[] } | { kind: "unsupported"; problem: string };
 
 function isValibotSchema(value: unknown): value is v.GenericSchema {
   return typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "schema" && "~standard" in value;

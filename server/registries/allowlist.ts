@@ -16,7 +16,13 @@ export type AllowEntry = { id: string | null; pattern: string; source: "config" 
  * admins added. Read at every create, so a removal applies to the next one.
  */
 export async function listAllowedRegistries(db: Database, config: Config): Promise<AllowEntry[]> {
-  const fromConfig = config.compute.registries.allow.map((entry) => ({ id: null, pattern: formatAllowPattern(parseAllowPattern(entry)), source: "config" as const, note: "REGISTRY_ALLOWLIST", createdAt: null }));
+  const fromConfig = config.compute.registries.allow.map((entry) => ({
+    id: null,
+    pattern: formatAllowPattern(parseAllowPattern(entry)),
+    source: "config" as const,
+    note: "REGISTRY_ALLOWLIST",
+    createdAt: null,
+  }));
   const rows = await db.select().from(allowedRegistries).orderBy(asc(allowedRegistries.pattern));
   return [...fromConfig, ...rows.map((row) => ({ id: row.id, pattern: row.pattern, source: "admin" as const, note: row.note, createdAt: row.createdAt.toISOString() }))];
 }
@@ -58,7 +64,11 @@ export async function addAllowedRegistry(db: Database, config: Config, who: Who,
     throw new AppError("CONFLICT", `${pattern} is already allowed by REGISTRY_ALLOWLIST`, { details: { pattern } });
   }
   return db.transaction(async (tx) => {
-    const [row] = await tx.insert(allowedRegistries).values({ pattern, note: input.note, createdBy: actorUserId(who.actor) }).onConflictDoNothing().returning();
+    const [row] = await tx
+      .insert(allowedRegistries)
+      .values({ pattern, note: input.note, createdBy: actorUserId(who.actor) })
+      .onConflictDoNothing()
+      .returning();
     if (!row) throw new AppError("CONFLICT", `${pattern} is already allowed`, { details: { pattern } });
     await recordAudit(tx, who, { action: "admin.registry.allowed", targetType: "registry", targetId: pattern, reason: input.note });
     return { id: row.id, pattern: row.pattern, source: "admin" as const, note: row.note, createdAt: row.createdAt.toISOString() };

@@ -79,7 +79,8 @@ async function getManifest(base: string, ref: ImageReference, reference: string,
     response = await request(url, access, session.token);
   }
   if (response.status === 404) throw new RegistryError("not_found", `${ref.domain}/${ref.path}:${reference} was not found in the registry (manifest unknown)`);
-  if (response.status === 401 || response.status === 403) throw new RegistryError("denied", `the registry refused access to ${ref.domain}/${ref.path} (HTTP ${response.status}); only public images can be pulled`);
+  if (response.status === 401 || response.status === 403)
+    throw new RegistryError("denied", `the registry refused access to ${ref.domain}/${ref.path} (HTTP ${response.status}); only public images can be pulled`);
   if (!response.ok) throw new RegistryError("unreachable", `the registry answered HTTP ${response.status} for ${ref.domain}/${ref.path}`);
   const bytes = Buffer.from(await response.arrayBuffer());
   if (bytes.length > MAX_MANIFEST_BYTES) throw new RegistryError("invalid", "the registry sent a manifest over 4 MiB");
@@ -111,7 +112,8 @@ async function request(url: string, access: RegistryAccess, token: string | null
  */
 async function bearerToken(challenge: string | null, base: string, ref: ImageReference, access: RegistryAccess): Promise<string> {
   const params = Object.fromEntries([...(challenge ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]));
-  if (!challenge?.toLowerCase().startsWith("bearer") || !params.realm) throw new RegistryError("denied", `the registry asks for credentials for ${ref.domain}/${ref.path}; only public images can be pulled`);
+  if (!challenge?.toLowerCase().startsWith("bearer") || !params.realm)
+    throw new RegistryError("denied", `the registry asks for credentials for ${ref.domain}/${ref.path}; only public images can be pulled`);
   const realm = new URL(params.realm);
   if (realm.protocol !== "https:" && realm.host !== new URL(base).host) throw new RegistryError("invalid", "the registry's token service is not HTTPS");
   realm.searchParams.set("scope", params.scope ?? `repository:${ref.path}:pull`);

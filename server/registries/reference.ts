@@ -95,7 +95,8 @@ export type AllowPattern = { domain: string; pathPrefix: string | null };
 /** Parses an allow-list entry, `host[:port][/path-prefix]` (no tag, no digest), normalised like a reference's name. */
 export function parseAllowPattern(input: string): AllowPattern {
   const value = input.trim();
-  if (!value || value.includes("@") || value !== value.toLowerCase()) throw new ImageReferenceError(`${input}: an allow-list entry is a lower-case registry host, optionally with a port and a repository prefix`);
+  if (!value || value.includes("@") || value !== value.toLowerCase())
+    throw new ImageReferenceError(`${input}: an allow-list entry is a lower-case registry host, optionally with a port and a repository prefix`);
   const slash = value.indexOf("/");
   const domain = parseDomain(slash < 0 ? value : value.slice(0, slash));
   const pathPrefix = slash < 0 ? null : value.slice(slash + 1);

@@ -15,7 +15,6 @@ const LEVEL_TEXT: Record<string, { label: string; color: string; meaning: string
   shutdown: { label: "Shutdown", color: "#6a1b9a", meaning: "Only critical instances run." },
 };
 
-
 function duration(minutes: number): string {
   if (minutes < 90) return `${minutes} min`;
   const hours = minutes / 60;

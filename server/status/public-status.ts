@@ -35,7 +35,9 @@ export async function publicStatus(db: Database, energy: Config["energy"]) {
     .where(and(eq(instances.state, "running"), isNotNull(instances.cpuThrottleMillis)));
   const reading = status.reading;
   const forecast = status.forecast;
-  const next = forecast ? (["conserve", "critical", "shutdown"] as const).map((name) => ({ name, ...forecast.thresholds[name]! })).find((t) => t.minutes.expected !== null && t.minutes.expected > 0) ?? null : null;
+  const next = forecast
+    ? ((["conserve", "critical", "shutdown"] as const).map((name) => ({ name, ...forecast.thresholds[name]! })).find((t) => t.minutes.expected !== null && t.minutes.expected > 0) ?? null)
+    : null;
   const r1 = (n: number | null | undefined) => (n === null || n === undefined ? null : Math.round(n * 10) / 10);
   return {
     at: new Date(now).toISOString(),

@@ -77,15 +77,18 @@ async function claimAttempt(db: Database, delivery: Delivery, url: string): Prom
       .where(and(eq(eventDeliveries.id, delivery.id), eq(eventDeliveries.status, "pending"), eq(eventDeliveries.generation, delivery.generation)))
       .returning({ attempts: eventDeliveries.attempts });
     if (!claimed) return null;
-    const [row] = await tx
-      .insert(webhookAttempts)
-      .values({ deliveryId: delivery.id, generation: delivery.generation, attempt: claimed.attempts, url })
-      .returning({ id: webhookAttempts.id });
+    const [row] = await tx.insert(webhookAttempts).values({ deliveryId: delivery.id, generation: delivery.generation, attempt: claimed.attempts, url }).returning({ id: webhookAttempts.id });
     return { id: row!.id, number: claimed.attempts };
   });
 }
 
-async function recordOutcome(deps: AttemptDeps, delivery: Delivery, endpoint: Endpoint, attempt: { id: string; number: number }, result: SendResult & { address: string | null }): Promise<AttemptOutcome> {
+async function recordOutcome(
+  deps: AttemptDeps,
+  delivery: Delivery,
+  endpoint: Endpoint,
+  attempt: { id: string; number: number },
+  result: SendResult & { address: string | null },
+): Promise<AttemptOutcome> {
   const { db, config } = deps;
   const code = result.statusCode;
   const succeeded = code !== null && code >= 200 && code < 300;
@@ -122,7 +125,12 @@ async function recordOutcome(deps: AttemptDeps, delivery: Delivery, endpoint: En
         .where(
           and(
             eq(webhookEndpoints.id, endpoint.id),
-            or(gt(webhookEndpoints.consecutiveFailures, 0), isNotNull(webhookEndpoints.failingSince), isNull(webhookEndpoints.lastSuccessAt), lt(webhookEndpoints.lastSuccessAt, new Date(now.getTime() - LAST_SUCCESS_RESOLUTION_MS))),
+            or(
+              gt(webhookEndpoints.consecutiveFailures, 0),
+              isNotNull(webhookEndpoints.failingSince),
+              isNull(webhookEndpoints.lastSuccessAt),
+              lt(webhookEndpoints.lastSuccessAt, new Date(now.getTime() - LAST_SUCCESS_RESOLUTION_MS)),
+            ),
           ),
         );
       return { status: "succeeded" } as const;
@@ -132,13 +140,8 @@ async function recordOutcome(deps: AttemptDeps, delivery: Delivery, endpoint: En
       .set({ consecutiveFailures: sql`${webhookEndpoints.consecutiveFailures} + 1`, failingSince: sql`coalesce(${webhookEndpoints.failingSince}, now())` })
       .where(eq(webhookEndpoints.id, endpoint.id))
       .returning();
-    const sustained =
-      streak && streak.consecutiveFailures >= config.webhooks.disableMinFailures && now.getTime() - (streak.failingSince ?? now).getTime() >= config.webhooks.disableAfterMs;
-    const reason = gone
-      ? "the receiver answered 410 Gone"
-      : sustained
-        ? `every delivery failed since ${streak.failingSince!.toISOString()} (${streak.consecutiveFailures} attempts in a row)`
-        : null;
+    const sustained = streak && streak.consecutiveFailures >= config.webhooks.disableMinFailures && now.getTime() - (streak.failingSince ?? now).getTime() >= config.webhooks.disableAfterMs;
+    const reason = gone ? "the receiver answered 410 Gone" : sustained ? `every delivery failed since ${streak.failingSince!.toISOString()} (${streak.consecutiveFailures} attempts in a row)` : null;
     if (reason && (await disableEndpoint(tx, endpoint, reason))) {
       deps.log.warn("webhook endpoint disabled", { endpointId: endpoint.id, reason });
       return { status: "failed", reason } as const;

@@ -39,9 +39,7 @@ export async function listDeliveries(
     .orderBy(desc(eventDeliveries.createdAt), desc(eventDeliveries.id))
     .limit(limit + 1);
   const ids = rows.slice(0, limit).map((row) => row.id);
-  const attempts = ids.length
-    ? await db.select().from(webhookAttempts).where(inArray(webhookAttempts.deliveryId, ids)).orderBy(asc(webhookAttempts.startedAt), asc(webhookAttempts.attempt))
-    : [];
+  const attempts = ids.length ? await db.select().from(webhookAttempts).where(inArray(webhookAttempts.deliveryId, ids)).orderBy(asc(webhookAttempts.startedAt), asc(webhookAttempts.attempt)) : [];
   return page(rows, limit, ({ delivery, type }) => ({
     id: delivery.id,
     eventId: delivery.eventId,

@@ -38,7 +38,10 @@ export const webhooksRouter = router({
   endpoints: router({
     create: write.input(createInput).mutation(({ ctx, input }) => createEndpoint(ctx, owner(ctx), input)),
     list: read.query(({ ctx }) => listEndpoints(ctx.db, ctx.user.id)),
-    update: write.meta({ example: { id: "3f1c2a9e-8b7d-4c6e-9f01-2a3b4c5d6e7f", enabled: false } }).input(updateInput).mutation(({ ctx, input }) => updateEndpoint(ctx, owner(ctx), input)),
+    update: write
+      .meta({ example: { id: "3f1c2a9e-8b7d-4c6e-9f01-2a3b4c5d6e7f", enabled: false } })
+      .input(updateInput)
+      .mutation(({ ctx, input }) => updateEndpoint(ctx, owner(ctx), input)),
     delete: write.input(byId).mutation(({ ctx, input }) => deleteEndpoint(ctx, owner(ctx), input.id)),
     rotateSecret: write.input(byId).mutation(({ ctx, input }) => rotateSecret(ctx, owner(ctx), input.id)),
   }),

@@ -57,5 +57,12 @@ export function openSecret(appSecret: string, sealed: string): string {
  */
 export function signatureHeader(secrets: readonly string[], messageId: string, at: Date, body: string): string {
   const content = `${messageId}.${Math.floor(at.getTime() / 1000)}.${body}`;
-  return secrets.map((secret) => `v1,${createHmac("sha256", Buffer.from(secret.slice(SECRET_PREFIX.length), "base64")).update(content).digest("base64")}`).join(" ");
+  return secrets
+    .map(
+      (secret) =>
+        `v1,${createHmac("sha256", Buffer.from(secret.slice(SECRET_PREFIX.length), "base64"))
+          .update(content)
+          .digest("base64")}`,
+    )
+    .join(" ");
 }

@@ -25,11 +25,7 @@ export type SendResult = {
  * `tls` is for callers that trust a private CA (the tests' self-signed
  * receiver); production passes none and the system roots apply.
  */
-export async function sendWebhook(
-  target: ResolvedTarget,
-  request: { headers: Record<string, string>; body: string },
-  opts: { timeoutMs: number; tls?: { ca: string } },
-): Promise<SendResult> {
+export async function sendWebhook(target: ResolvedTarget, request: { headers: Record<string, string>; body: string }, opts: { timeoutMs: number; tls?: { ca: string } }): Promise<SendResult> {
   const { url } = target;
   const address = target.family === 6 ? `[${target.address}]` : target.address;
   const pinned = `${url.protocol}//${address}${url.port ? `:${url.port}` : ""}${url.pathname}${url.search}`;

@@ -42,7 +42,9 @@ export function targetPolicy(config: Pick<Config, "webhooks">): TargetPolicy {
   return {
     requireHttps: config.webhooks.requireHttps,
     allowPrivate: config.webhooks.allowPrivateTargets,
-    deny: config.webhooks.denyAddresses.map((entry) => (entry.includes("/") ? ipaddr.parseCIDR(entry) : ([ipaddr.process(entry), entry.includes(":") ? 128 : 32] as [ipaddr.IPv4 | ipaddr.IPv6, number]))),
+    deny: config.webhooks.denyAddresses.map((entry) =>
+      entry.includes("/") ? ipaddr.parseCIDR(entry) : ([ipaddr.process(entry), entry.includes(":") ? 128 : 32] as [ipaddr.IPv4 | ipaddr.IPv6, number]),
+    ),
     own,
   };
 }

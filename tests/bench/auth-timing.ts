@@ -29,7 +29,10 @@ async function pair(label: string, a: [string, () => Promise<unknown>], b: [stri
   const ta: number[] = [];
   const tb: number[] = [];
   for (let i = 0; i < samples; i++) {
-    for (const [call, into] of [[a[1], ta], [b[1], tb]] as const) {
+    for (const [call, into] of [
+      [a[1], ta],
+      [b[1], tb],
+    ] as const) {
       const started = performance.now();
       await call().catch(() => {});
       into.push(performance.now() - started);

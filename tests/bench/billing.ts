@@ -95,7 +95,11 @@ try {
   const rerun = await time(() => runInvoicing(services, { period }));
   results.invoicingRerun = { created: rerun.value.created, seconds: seconds(rerun.ms) };
   const [totals] = await db
-    .select({ invoices: sql<number>`count(*)`.mapWith(Number), numbers: sql<number>`count(distinct ${invoices.number})`.mapWith(Number), totalMinor: sql<number>`sum(${invoices.totalMinor})`.mapWith(Number) })
+    .select({
+      invoices: sql<number>`count(*)`.mapWith(Number),
+      numbers: sql<number>`count(distinct ${invoices.number})`.mapWith(Number),
+      totalMinor: sql<number>`sum(${invoices.totalMinor})`.mapWith(Number),
+    })
     .from(invoices)
     .where(eq(invoices.period, period));
   results.invoicingCheck = totals;
@@ -103,11 +107,17 @@ try {
   // Free the database for the container part.
   await db.delete(usageRecords).where(inArray(usageRecords.instanceId, db.select({ id: instances.id }).from(instances).where(eq(instances.hostId, host!.id))));
   await db.execute(sql`delete from meter_cursors where instance_id in (select id from instances where host_id = ${host!.id})`);
-  await db.update(instances).set({ state: "deleted", stateChangedAt: new Date("2025-01-01T00:00:00Z") }).where(eq(instances.hostId, host!.id));
+  await db
+    .update(instances)
+    .set({ state: "deleted", stateChangedAt: new Date("2025-01-01T00:00:00Z") })
+    .where(eq(instances.hostId, host!.id));
   await db.execute(sql`insert into meter_cursors (instance_id, metered_until, state, reason) select id, now(), 'deleted', 'bench' from instances where host_id = ${host!.id} on conflict do nothing`);
 
   // 2. Metering real containers.
-  workers = await startWorkers(services, processors.filter((p) => p.queue === "lifecycle"));
+  workers = await startWorkers(
+    services,
+    processors.filter((p) => p.queue === "lifecycle"),
+  );
   await syncHosts(services);
   const { user } = await createUserWithSession(services);
   await setUserQuota(db, user.id, { maxInstances: 10_000, maxCpuMillis: 100_000_000, maxMemoryMb: 100_000_000 });
@@ -116,7 +126,9 @@ try {
     const made: string[] = [];
     for (let i = 0; i < containersN; i += 10) {
       const batch = await Promise.all(
-        Array.from({ length: Math.min(10, containersN - i) }, (_, k) => createInstance(deps, { actor: systemActor("bench"), ownerId: user.id }, { name: `m-${i + k}`, planId: "nano", imageId: "busybox" })),
+        Array.from({ length: Math.min(10, containersN - i) }, (_, k) =>
+          createInstance(deps, { actor: systemActor("bench"), ownerId: user.id }, { name: `m-${i + k}`, planId: "nano", imageId: "busybox" }),
+        ),
       );
       made.push(...batch.map((b) => b.instance.id));
       for (;;) {
@@ -137,7 +149,13 @@ try {
   for (let i = 0; i < 3; i++) {
     if (i) await Bun.sleep(1000);
     const t = await time(() => meterUsage(services));
-    ticks.push({ seconds: seconds(t.ms), sampled: t.value.sampled, viaCgroup: t.value.sampledViaCgroup, failures: t.value.sampleFailures, instancesSampledPerSecond: Math.round(t.value.sampled / (t.ms / 1000)) });
+    ticks.push({
+      seconds: seconds(t.ms),
+      sampled: t.value.sampled,
+      viaCgroup: t.value.sampledViaCgroup,
+      failures: t.value.sampleFailures,
+      instancesSampledPerSecond: Math.round(t.value.sampled / (t.ms / 1000)),
+    });
   }
   results.meteringTickRealContainers = ticks;
 
@@ -146,12 +164,20 @@ try {
   const cgroup = await time(() => mapBounded(targets, config.billing.sampleConcurrency, (t) => readCgroupCounters(t.containerId!)));
   results.sampleCgroupFiles = { containers: targets.length, ms: Math.round(cgroup.ms * 100) / 100, read: cgroup.value.filter(Boolean).length };
   const parallel = await time(() => mapBounded(targets, config.billing.sampleConcurrency, (t) => readDockerCounters(docker, config, t)));
-  results.sampleDockerOneShotParallel = { containers: targets.length, concurrency: config.billing.sampleConcurrency, seconds: seconds(parallel.ms), perSecond: Math.round(targets.length / (parallel.ms / 1000)) };
+  results.sampleDockerOneShotParallel = {
+    containers: targets.length,
+    concurrency: config.billing.sampleConcurrency,
+    seconds: seconds(parallel.ms),
+    perSecond: Math.round(targets.length / (parallel.ms / 1000)),
+  };
   const series = await time(() => mapBounded(targets.slice(0, 5), 1, (t) => readDockerCounters(docker, config, t)));
   results.sampleDockerOneShotSeries = { containers: Math.min(5, targets.length), secondsEach: seconds(series.ms / Math.min(5, targets.length)) };
 } finally {
   await workers?.close();
-  await services.queues.queue("lifecycle").obliterate({ force: true }).catch(() => {});
+  await services.queues
+    .queue("lifecycle")
+    .obliterate({ force: true })
+    .catch(() => {});
   await services.close();
   results.cleanup = await sandbox.destroy();
 }

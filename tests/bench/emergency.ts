@@ -51,7 +51,10 @@ import { createUserWithSession } from "../harness/users";
 import { defineSandbox } from "../harness/sandbox";
 
 const [sizesArg = "25,50,100", runsArg = "5", staggerArg = "100"] = process.argv.slice(2);
-const sizes = sizesArg.split(",").map(Number).sort((a, b) => a - b);
+const sizes = sizesArg
+  .split(",")
+  .map(Number)
+  .sort((a, b) => a - b);
 const runs = Number(runsArg);
 // Its own database, Redis prefix, Docker namespace and data folder, removed at the end.
 const sandbox = defineSandbox("bench");
@@ -105,7 +108,13 @@ events.on("data", (chunk: Buffer) => {
 
 // The controller: a VE.Direct battery monitor sending one block per second with its SOC.
 const monitor = await startMonitor(services);
-await until(async () => monitor.status().bridge.state, (s) => s === "running", "the bridge", 10_000, 20);
+await until(
+  async () => monitor.status().bridge.state,
+  (s) => s === "running",
+  "the bridge",
+  10_000,
+  20,
+);
 const controller = openControllerEnd(pair.device);
 const block = (socPercent: number) =>
   encodeBlock([
@@ -121,7 +130,13 @@ const block = (socPercent: number) =>
 let soc = 80;
 const heartbeat = setInterval(() => controller.write(block(soc)), 1000);
 controller.write(block(soc));
-await until(async () => monitor.status().telemetry, (t) => t === "ok", "telemetry", 10_000, 20);
+await until(
+  async () => monitor.status().telemetry,
+  (t) => t === "ok",
+  "telemetry",
+  10_000,
+  20,
+);
 
 const { user } = await createUserWithSession(services);
 await setUserQuota(db, user.id, { maxInstances: 10_000, maxCpuMillis: 100_000_000, maxMemoryMb: 100_000_000 });
@@ -130,7 +145,13 @@ const fleet: string[] = [];
 /** Grows the fleet to `n` running interruptible instances, ten creates at a time (at normal: conserve admits no new interruptible one). */
 async function growFleet(n: number) {
   soc = 80;
-  await until(async () => monitor.status().level, (l) => l === "normal", "level normal", 60_000, 20);
+  await until(
+    async () => monitor.status().level,
+    (l) => l === "normal",
+    "level normal",
+    60_000,
+    20,
+  );
   while (fleet.length < n) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(10, n - fleet.length) }, (_, k) =>
@@ -151,7 +172,13 @@ async function growFleet(n: number) {
 
 /** At conserve with every container throttled and nothing in flight: the state each run starts from. */
 async function throttledAtConserve() {
-  await until(async () => monitor.status().level, (l) => l === "conserve", "level conserve", 60_000, 20);
+  await until(
+    async () => monitor.status().level,
+    (l) => l === "conserve",
+    "level conserve",
+    60_000,
+    20,
+  );
   await until(
     () => db.select({ state: instances.state, throttle: instances.cpuThrottleMillis }).from(instances).where(inArray(instances.id, fleet)),
     (rows) => rows.every((r) => r.state === "running" && r.throttle !== null),
@@ -160,7 +187,11 @@ async function throttledAtConserve() {
     50,
   );
   await until(
-    () => db.select({ status: instanceActions.status }).from(instanceActions).where(and(inArray(instanceActions.instanceId, fleet), inArray(instanceActions.status, ["pending", "running"]))),
+    () =>
+      db
+        .select({ status: instanceActions.status })
+        .from(instanceActions)
+        .where(and(inArray(instanceActions.instanceId, fleet), inArray(instanceActions.status, ["pending", "running"]))),
     (open) => open.length === 0,
     "no action in flight",
     120_000,
@@ -184,7 +215,13 @@ try {
       soc = 29;
       controller.write(block(soc));
       const t0 = now();
-      await until(async () => engineAt.pause.size, (n) => n >= size, `${size} containers paused`, 60_000, 2);
+      await until(
+        async () => engineAt.pause.size,
+        (n) => n >= size,
+        `${size} containers paused`,
+        60_000,
+        2,
+      );
       const paused = [...engineAt.pause.values()];
       const [change] = await db.select().from(energyLevelChanges).orderBy(desc(energyLevelChanges.seq)).limit(1);
       const [actions] = await db
@@ -199,13 +236,14 @@ try {
       // Recovery: times count from the level change the monitor records (the filter waits for three readings first).
       soc = 80;
       const [critical] = await db.select().from(energyLevelChanges).orderBy(desc(energyLevelChanges.seq)).limit(1);
-      await until(async () => engineAt.unpause.size, (n) => n >= size, `${size} containers resumed`, 120_000, 10);
-      const [recovered] = await db
-        .select()
-        .from(energyLevelChanges)
-        .where(eq(energyLevelChanges.fromLevel, "critical"))
-        .orderBy(desc(energyLevelChanges.seq))
-        .limit(1);
+      await until(
+        async () => engineAt.unpause.size,
+        (n) => n >= size,
+        `${size} containers resumed`,
+        120_000,
+        10,
+      );
+      const [recovered] = await db.select().from(energyLevelChanges).where(eq(energyLevelChanges.fromLevel, "critical")).orderBy(desc(energyLevelChanges.seq)).limit(1);
       if (critical?.toLevel !== "critical" || !recovered || recovered.seq <= critical.seq) throw new Error("the run did not go through a critical level change and back");
       const resumed = [...engineAt.unpause.values()];
       const levelAt = recovered.at.getTime();
@@ -259,20 +297,46 @@ const line = (label: string, xs: number[]) => console.log(`  ${label.padEnd(44)}
 console.log(`power emergency at scale: ${runs} runs per size; dwell 0; resume stagger ${staggerArg} ms; Docker ${(await docker.version()).Version}, ${navigator.hardwareConcurrency} CPUs`);
 for (const { size, runs: rs } of bySize) {
   console.log(`${size} interruptible containers:`);
-  line("byte written → first container paused", rs.map((r) => r.firstPaused));
-  line("byte written → last container paused", rs.map((r) => r.lastPaused));
-  line("level back to normal → first resumed", rs.map((r) => r.firstResumed));
-  line(`level back to normal → last resumed`, rs.map((r) => r.lastResumed));
-  for (const label of Object.keys(rs[0]!.steps)) line(`  ${label}`, rs.map((r) => r.steps[label]!));
+  line(
+    "byte written → first container paused",
+    rs.map((r) => r.firstPaused),
+  );
+  line(
+    "byte written → last container paused",
+    rs.map((r) => r.lastPaused),
+  );
+  line(
+    "level back to normal → first resumed",
+    rs.map((r) => r.firstResumed),
+  );
+  line(
+    `level back to normal → last resumed`,
+    rs.map((r) => r.lastResumed),
+  );
+  for (const label of Object.keys(rs[0]!.steps))
+    line(
+      `  ${label}`,
+      rs.map((r) => r.steps[label]!),
+    );
 }
 if (engineFloor) {
   const { containers, pause, unpause } = engineFloor;
-  console.log(`engine floor, ${containers} containers straight through the Docker API, 8 at a time: paused first ${fmt(pause.first)} last ${fmt(pause.last)}; unpaused first ${fmt(unpause.first)} last ${fmt(unpause.last)}`);
+  console.log(
+    `engine floor, ${containers} containers straight through the Docker API, 8 at a time: paused first ${fmt(pause.first)} last ${fmt(pause.last)}; unpaused first ${fmt(unpause.first)} last ${fmt(unpause.last)}`,
+  );
 }
 console.log("growth (p50 of the last paused, against the smallest size):");
-const base = percentile(bySize[0]!.runs.map((r) => r.lastPaused), 50);
+const base = percentile(
+  bySize[0]!.runs.map((r) => r.lastPaused),
+  50,
+);
 for (const { size, runs: rs } of bySize) {
-  const p50 = percentile(rs.map((r) => r.lastPaused), 50);
-  console.log(`  ${String(size).padStart(4)} containers: last paused p50 ${fmt(p50)}  ×${(p50 / base).toFixed(2)} for ×${(size / sizes[0]!).toFixed(1)} containers  (${(p50 / size).toFixed(1)} ms per container)`);
+  const p50 = percentile(
+    rs.map((r) => r.lastPaused),
+    50,
+  );
+  console.log(
+    `  ${String(size).padStart(4)} containers: last paused p50 ${fmt(p50)}  ×${(p50 / base).toFixed(2)} for ×${(size / sizes[0]!).toFixed(1)} containers  (${(p50 / size).toFixed(1)} ms per container)`,
+  );
 }
 process.exit(0);

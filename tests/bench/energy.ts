@@ -57,7 +57,7 @@ console.log(`VE.Direct stream: ${FRAMES} frames, ${fmt(stream.length)} bytes (${
 const frameRate = measure("VE.Direct decode (checksum, HEX skip, merge)", "frames", () => decodeStream(false));
 measure("VE.Direct decode + normalise to a reading", "frames", () => decodeStream(true));
 measure("VE.Direct decode + normalise + plausibility (ranges, jumps)", "frames", () => decodeStream(true, true));
-console.log(`${"VE.Direct decode throughput".padEnd(58)} ${(((frameRate * stream.length) / FRAMES) / 1e6).toFixed(1).padStart(12)} MB/s  (the line carries 0.0019 MB/s at 19200 baud)`);
+console.log(`${"VE.Direct decode throughput".padEnd(58)} ${((frameRate * stream.length) / FRAMES / 1e6).toFixed(1).padStart(12)} MB/s  (the line carries 0.0019 MB/s at 19200 baud)`);
 
 // Modbus: the largest reply of a poll (0x3100 × 18 registers, 41 bytes).
 const registers = epeverRegisters(model.state);

@@ -169,7 +169,10 @@ try {
   const keepAlive = Bun.spawn([process.execPath, "-e", `Bun.serve({ hostname: "127.0.0.1", port: ${keepAlivePort}, fetch: () => new Response("<h1>Sahary</h1>\\n") })`]);
   await Bun.sleep(500);
   const routed = await plain.api.compute.instances.get.query({ id: made[1]! });
-  await plain.services.db.update(instances).set({ upstream: `127.0.0.1:${keepAlivePort}` }).where(eq(instances.id, routed.id));
+  await plain.services.db
+    .update(instances)
+    .set({ upstream: `127.0.0.1:${keepAlivePort}` })
+    .where(eq(instances.id, routed.id));
   await plain.services.ingress.routes.changed(routed.id);
   const bare = await wrk(`http://127.0.0.1:${keepAlivePort}/`);
   const viaProxy = await wrk(`http://127.0.0.1:${proxy.httpPort}/`, { Host: new URL(routed.url!).host });

@@ -33,17 +33,37 @@ import { createServices } from "../../server/services";
 import { defineSandbox } from "../harness/sandbox";
 
 const [sizesArg = "10000,30000,100000", perCustomerArg = "2"] = process.argv.slice(2);
-const sizes = sizesArg.split(",").map(Number).sort((a, b) => a - b);
+const sizes = sizesArg
+  .split(",")
+  .map(Number)
+  .sort((a, b) => a - b);
 const perCustomer = Number(perCustomerArg);
 const sandbox = defineSandbox("bench");
 await sandbox.create();
-const config = loadConfig({ LOG_LEVEL: "error", ...sandbox.env, DATABASE_POOL_MAX: "10", BILLING_TAX_RATE_PERCENT: "20", BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: "40", BILLING_EGRESS_PRICE_PER_GB_MINOR: "1" });
+const config = loadConfig({
+  LOG_LEVEL: "error",
+  ...sandbox.env,
+  DATABASE_POOL_MAX: "10",
+  BILLING_TAX_RATE_PERCENT: "20",
+  BILLING_INTERRUPTIBLE_DISCOUNT_PERCENT: "40",
+  BILLING_EGRESS_PRICE_PER_GB_MINOR: "1",
+});
 const services = await createServices(config, { log: createLogger({ level: "error" }) });
 const { db } = services;
 const seconds = (ms: number) => Math.round(ms) / 1000;
 const mb = (bytes: number) => Math.round(bytes / 1048576);
 
-type SizeResult = { customers: number; instances: number; seedSeconds: number; seconds: number; invoicesPerSecond: number; runs: unknown[]; peakRssMb: number; peakHeapMb: number; check: Record<string, unknown> };
+type SizeResult = {
+  customers: number;
+  instances: number;
+  seedSeconds: number;
+  seconds: number;
+  invoicesPerSecond: number;
+  runs: unknown[];
+  peakRssMb: number;
+  peakHeapMb: number;
+  check: Record<string, unknown>;
+};
 const bySize: SizeResult[] = [];
 try {
   const [host] = await db.insert(hosts).values({ name: "bench-seed", endpoint: "unix:///nonexistent/bench.sock", status: "offline" }).returning();
@@ -116,7 +136,11 @@ try {
     const [counter] = await db.select({ value: billingCounters.value }).from(billingCounters).where(eq(billingCounters.name, "invoice"));
     const expected = size - Math.floor(size / 10);
     const numberOf = (n: string) => Number(n.replace(/^INV-/, ""));
-    const gapFree = check!.invoices === check!.numbers && numberOf(check!.lastNumber) - numberOf(check!.firstNumber) + 1 === check!.invoices && numberOf(check!.firstNumber) === (before?.value ?? 0) + 1 && counter!.value === numberOf(check!.lastNumber);
+    const gapFree =
+      check!.invoices === check!.numbers &&
+      numberOf(check!.lastNumber) - numberOf(check!.firstNumber) + 1 === check!.invoices &&
+      numberOf(check!.firstNumber) === (before?.value ?? 0) + 1 &&
+      counter!.value === numberOf(check!.lastNumber);
     const ok = check!.invoices === expected && check!.customers === expected && gapFree;
     bySize.push({
       customers: size,

@@ -159,7 +159,9 @@ try {
         n % 2
           ? await stripe.signedEvent("payment_intent.succeeded", { id: `pi_load${n}`, object: "payment_intent", amount: 1000, currency: "usd", metadata: {}, livemode: false })
           : await stripe.signedEvent("invoice.created", { id: `in_load${n}`, object: "invoice" });
-      await timed("webhook", () => fetch(`${urlOf(n)}/webhooks/stripe`, { method: "POST", headers: { "content-type": "application/json", "stripe-signature": delivery.header }, body: delivery.payload }));
+      await timed("webhook", () =>
+        fetch(`${urlOf(n)}/webhooks/stripe`, { method: "POST", headers: { "content-type": "application/json", "stripe-signature": delivery.header }, body: delivery.payload }),
+      );
     }
   })();
 

@@ -32,7 +32,10 @@ import { createUserWithSession } from "../harness/users";
 import { defineSandbox } from "../harness/sandbox";
 
 const [sizesArg = "125,250,500", ticksArg = "3"] = process.argv.slice(2);
-const sizes = sizesArg.split(",").map(Number).sort((a, b) => a - b);
+const sizes = sizesArg
+  .split(",")
+  .map(Number)
+  .sort((a, b) => a - b);
 const ticksN = Number(ticksArg);
 const sandbox = defineSandbox("bench");
 await sandbox.create();
@@ -67,7 +70,9 @@ try {
     while (fleet.length < size) {
       const ownerId = await ownerOf(fleet.length);
       const batch = await Promise.all(
-        Array.from({ length: Math.min(10, size - fleet.length) }, (_, k) => createInstance(services, { actor: systemActor("bench"), ownerId }, { name: `m-${fleet.length + k}`, planId: "nano", imageId: "busybox" })),
+        Array.from({ length: Math.min(10, size - fleet.length) }, (_, k) =>
+          createInstance(services, { actor: systemActor("bench"), ownerId }, { name: `m-${fleet.length + k}`, planId: "nano", imageId: "busybox" }),
+        ),
       );
       fleet.push(...batch.map((b) => b.instance.id));
       const ids = batch.map((b) => b.actionId);
@@ -90,7 +95,17 @@ try {
       ticksMs.push(Math.round(performance.now() - t));
     }
     const medianMs = median(ticksMs);
-    bySize.push({ containers: size, running: last.sampled, secondsToGrow, ticksMs, medianMs, msPerContainer: Math.round((medianMs / size) * 100) / 100, sampled: last.sampled, viaCgroup: last.sampledViaCgroup, failures: last.sampleFailures });
+    bySize.push({
+      containers: size,
+      running: last.sampled,
+      secondsToGrow,
+      ticksMs,
+      medianMs,
+      msPerContainer: Math.round((medianMs / size) * 100) / 100,
+      sampled: last.sampled,
+      viaCgroup: last.sampledViaCgroup,
+      failures: last.sampleFailures,
+    });
     console.error(`${size} containers: tick median ${medianMs} ms (${ticksMs.join(", ")})`);
   }
 } finally {

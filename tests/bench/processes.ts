@@ -31,7 +31,12 @@ export async function startPlatform(entry: string, env: Record<string, string>, 
     stderr: "inherit",
   });
   const deadline = Date.now() + 60_000;
-  while ((await fetch(`${url}/health`).then((r) => r.status, () => 0)) !== 200) {
+  while (
+    (await fetch(`${url}/health`).then(
+      (r) => r.status,
+      () => 0,
+    )) !== 200
+  ) {
     if (child.exitCode !== null) throw new Error(`${entry} exited with ${child.exitCode} before answering`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");

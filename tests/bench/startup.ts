@@ -28,7 +28,10 @@ async function timeToHealth(command: string[], env: Record<string, string>): Pro
   const child = Bun.spawn(command, { cwd: root, env: { ...process.env, PORT: String(port), LOG_LEVEL: "warn", REDIS_PREFIX: redisPrefix, ...env }, stdout: "ignore", stderr: "inherit" });
   try {
     for (;;) {
-      const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
+      const ok = await fetch(`http://127.0.0.1:${port}/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return performance.now() - started;
       if (performance.now() - started > 60_000) throw new Error("no /health within 60 s");
       await Bun.sleep(10);

@@ -76,7 +76,10 @@ try {
     const expected = eventsN * n;
     for (;;) {
       if (!fannedOutMs) {
-        const [left] = await services.db.select({ n: count() }).from(outboxEvents).where(and(eq(outboxEvents.userId, user.id), isNull(outboxEvents.dispatchedAt)));
+        const [left] = await services.db
+          .select({ n: count() })
+          .from(outboxEvents)
+          .where(and(eq(outboxEvents.userId, user.id), isNull(outboxEvents.dispatchedAt)));
         if (left!.n === 0) fannedOutMs = performance.now() - t0;
       }
       const [done] = await services.db

@@ -40,7 +40,11 @@ describe("the Docker engine restarted with running instances", () => {
     const ids: string[] = [];
     for (const name of ["web-1", "web-2"]) {
       const { instance, actionId } = await api.compute.instances.create.mutate({ name, planId: "nano", imageId: "busybox" });
-      await eventually(() => api.compute.actions.get.query({ id: actionId }), (a) => a.status === "succeeded", { timeoutMs: 60_000, what: `${name} to run` });
+      await eventually(
+        () => api.compute.actions.get.query({ id: actionId }),
+        (a) => a.status === "succeeded",
+        { timeoutMs: 60_000, what: `${name} to run` },
+      );
       ids.push(instance.id);
     }
     const containers = () => dockerd.docker.listContainers({ all: true, filters: { label: [`sahary.namespace=${testRun.dockerNamespace}`] } });
@@ -65,7 +69,11 @@ describe("the Docker engine restarted with running instances", () => {
 
     // One container per instance, as the engine reports it, and the instance says the same. The engine restarts
     // the containers its own shutdown ended (their on-failure policy); the reconciler stops them again.
-    const after = await eventually(containers, (list) => list.length === 2 && list.every((c) => c.State === "exited"), { timeoutMs: 30_000, intervalMs: 200, what: "the engine's own restarts to be stopped" });
+    const after = await eventually(containers, (list) => list.length === 2 && list.every((c) => c.State === "exited"), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      what: "the engine's own restarts to be stopped",
+    });
     expect(after).toHaveLength(2);
     for (const row of rows) {
       const mine = after.filter((c) => c.Labels["sahary.instance"] === row.id);
@@ -95,7 +103,10 @@ describe("the Docker engine restarted with running instances", () => {
         ([cursor]) => !!cursor && cursor.meteredUntil.getTime() > Date.now() - 8000 && cursor.state !== "running",
         { timeoutMs: 30_000, intervalMs: 250, what: "metering to pass the reconciliation" },
       );
-      const [billed] = await services.db.select({ ms: sql<number>`coalesce(sum(${usageRecords.runningMs}), 0)::bigint`.mapWith(Number) }).from(usageRecords).where(eq(usageRecords.instanceId, id));
+      const [billed] = await services.db
+        .select({ ms: sql<number>`coalesce(sum(${usageRecords.runningMs}), 0)::bigint`.mapWith(Number) })
+        .from(usageRecords)
+        .where(eq(usageRecords.instanceId, id));
       const ran = finishedAt - started!.at.getTime();
       expect(Math.abs(billed!.ms - ran)).toBeLessThan(1000);
       // The seconds the engine was down (and the time until the platform noticed) are not in it.
@@ -104,7 +115,11 @@ describe("the Docker engine restarted with running instances", () => {
 
     // The instances work again from where the platform put them.
     const { actionId } = await api.compute.instances.start.mutate({ id: ids[0]! });
-    await eventually(() => api.compute.actions.get.query({ id: actionId }), (a) => a.status === "succeeded", { timeoutMs: 60_000, what: "the restart" });
+    await eventually(
+      () => api.compute.actions.get.query({ id: actionId }),
+      (a) => a.status === "succeeded",
+      { timeoutMs: 60_000, what: "the restart" },
+    );
     expect((await containers()).filter((c) => c.State === "running")).toHaveLength(1);
     expect(await containers()).toHaveLength(2);
     recordRecovery("Docker engine restarted with 2 running instances", { "engine down for": backAt - stoppedAt, "both instances reconciled after the engine was back": reconciledMs });

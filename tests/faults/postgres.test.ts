@@ -100,10 +100,21 @@ describe("PostgreSQL restarted during mixed load", () => {
     // No partial writes: each key exists with exactly its audit rows, and each audit row with its key.
     const ids = users.map((u) => u.user.id);
     const keys = await services.db.select().from(apiKeys).where(inArray(apiKeys.userId, ids));
-    const created = await services.db.select().from(auditLog).where(and(eq(auditLog.action, "auth.api_key.created"), inArray(auditLog.actorId, ids)));
-    const revoked = await services.db.select().from(auditLog).where(and(eq(auditLog.action, "auth.api_key.revoked"), inArray(auditLog.actorId, ids)));
+    const created = await services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "auth.api_key.created"), inArray(auditLog.actorId, ids)));
+    const revoked = await services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "auth.api_key.revoked"), inArray(auditLog.actorId, ids)));
     expect(created.map((a) => a.targetId).sort()).toEqual(keys.map((k) => k.id).sort());
-    expect(revoked.map((a) => a.targetId).sort()).toEqual(keys.filter((k) => k.revokedAt).map((k) => k.id).sort());
+    expect(revoked.map((a) => a.targetId).sort()).toEqual(
+      keys
+        .filter((k) => k.revokedAt)
+        .map((k) => k.id)
+        .sort(),
+    );
     // Every key the API said it created exists; every revoke it confirmed is recorded.
     const confirmed = outcomes.filter((o) => o.kind === "create" && o.status === 200).map((o) => o.keyId);
     expect(confirmed.every((id) => keys.some((k) => k.id === id))).toBe(true);

@@ -35,7 +35,11 @@ describe("Redis restarted under the workers", () => {
     for (let i = 0; i < 105; i++) ids.push(await queueMail(services.db, { to: `redis-${tag}-${i}@example.test`, subject: `job ${i}`, text: "x", kind: "test" }));
     const mail = services.queues.queue("mail");
     await Promise.all(ids.map((id) => dispatchMail(services.queues, id)));
-    await eventually(() => mail.getJobCounts("active", "waiting"), (c) => c.active === 5 && (c.waiting ?? 0) >= 90, { timeoutMs: 30_000, intervalMs: 20, what: "5 active and ~100 waiting" });
+    await eventually(
+      () => mail.getJobCounts("active", "waiting"),
+      (c) => c.active === 5 && (c.waiting ?? 0) >= 90,
+      { timeoutMs: 30_000, intervalMs: 20, what: "5 active and ~100 waiting" },
+    );
 
     await redis.stop("kill");
     await Bun.sleep(1000);
@@ -44,9 +48,17 @@ describe("Redis restarted under the workers", () => {
     const sentAtRestart = await sentCount(services, ids);
 
     // The same worker process picks the work up again: no restart, no job lost.
-    await eventually(() => sentCount(services, ids), (n) => n > sentAtRestart, { timeoutMs: 20_000, intervalMs: 50, what: "a job to complete after the restart" });
+    await eventually(
+      () => sentCount(services, ids),
+      (n) => n > sentAtRestart,
+      { timeoutMs: 20_000, intervalMs: 50, what: "a job to complete after the restart" },
+    );
     const firstJobMs = sinceRestart();
-    await eventually(() => sentCount(services, ids), (n) => n === ids.length, { timeoutMs: 60_000, intervalMs: 100, what: "all 105 messages to be sent" });
+    await eventually(
+      () => sentCount(services, ids),
+      (n) => n === ids.length,
+      { timeoutMs: 60_000, intervalMs: 100, what: "all 105 messages to be sent" },
+    );
     const allMs = sinceRestart();
     recordRecovery("Redis restarted (100 waiting, 5 active)", { "first job done after restart": firstJobMs, "all 105 done": allMs });
 

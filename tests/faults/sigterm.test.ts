@@ -26,14 +26,22 @@ afterAll(async () => {
 });
 
 const count = async (period: string) => (await services.db.select({ n: sql<number>`count(*)::int` }).from(invoices).where(eq(invoices.period, period)))[0]!.n;
-const runs = (period: string) => services.db.select().from(auditLog).where(and(eq(auditLog.action, "billing.invoicing.run"), eq(auditLog.targetId, period)));
+const runs = (period: string) =>
+  services.db
+    .select()
+    .from(auditLog)
+    .where(and(eq(auditLog.action, "billing.invoicing.run"), eq(auditLog.targetId, period)));
 
 async function invoicingUnderWay(period: string, customers: number, env: Record<string, string>) {
   await seedCustomers(services, period, customers);
   const worker = await startPlatform("workers/main.ts", { WORKER_LOCK_MS: "2000", ...env });
   children.push(worker);
   await services.queues.enqueue("billing", "invoice", { period }, { jobId: `sigterm-invoice-${period}` });
-  await eventually(() => count(period), (n) => n > 0, { timeoutMs: 60_000, intervalMs: 10, what: "invoicing to be under way" });
+  await eventually(
+    () => count(period),
+    (n) => n > 0,
+    { timeoutMs: 60_000, intervalMs: 10, what: "invoicing to be under way" },
+  );
   return worker;
 }
 
@@ -96,7 +104,11 @@ describe("SIGTERM during a long job", () => {
     // SHUTDOWN_TIMEOUT_MS bounds the stop (plus the database pool's 5 s to close), whatever the job is doing.
     expect(exitMs).toBeLessThan(10_000);
     const sinceExit = stopwatch();
-    await eventually(() => runs(period), (rows) => rows.length > 0, { timeoutMs: 90_000, intervalMs: 100, what: "the rerun to finish" });
+    await eventually(
+      () => runs(period),
+      (rows) => rows.length > 0,
+      { timeoutMs: 90_000, intervalMs: 100, what: "the rerun to finish" },
+    );
     recordRecovery("SIGTERM during invoicing (past the timeout)", { "process exited after SIGTERM": exitMs, "job finished by another worker after the exit": sinceExit() });
     const rows = await services.db.select().from(invoices).where(eq(invoices.period, period));
     expect(rows).toHaveLength(customers);

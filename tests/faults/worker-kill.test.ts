@@ -113,7 +113,11 @@ describe("a worker killed with SIGKILL", () => {
     await worker();
     await eventually(count, (n) => n === customers, { timeoutMs: 90_000, intervalMs: 100, what: `${customers} invoices` });
     await eventually(
-      () => app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "billing.invoicing.run"), eq(auditLog.targetId, period))),
+      () =>
+        app.services.db
+          .select()
+          .from(auditLog)
+          .where(and(eq(auditLog.action, "billing.invoicing.run"), eq(auditLog.targetId, period))),
       (rows) => rows.length > 0,
       { timeoutMs: 30_000, what: "the run to finish" },
     );
@@ -131,7 +135,10 @@ describe("a worker killed with SIGKILL", () => {
       .where(eq(invoices.period, period));
     expect(lineCount!.n).toBe(customers);
     expect(rows.find((r) => r.userId === firstUser)!.totalMinor).toBe(123);
-    const runs = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "billing.invoicing.run"), eq(auditLog.targetId, period)));
+    const runs = await app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "billing.invoicing.run"), eq(auditLog.targetId, period)));
     expect(runs).toHaveLength(1);
   }, 180_000);
 });

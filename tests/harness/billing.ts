@@ -13,7 +13,15 @@ type Db = Pick<Services, "db">;
 export async function seedInstance(
   services: Db,
   userId: string,
-  opts: { name?: string; priceHourlyMinor?: number; priceMonthlyMinor?: number; priority?: "critical" | "standard" | "interruptible"; state?: "running" | "stopped" | "paused" | "deleted"; createdAt?: Date; currency?: string } = {},
+  opts: {
+    name?: string;
+    priceHourlyMinor?: number;
+    priceMonthlyMinor?: number;
+    priority?: "critical" | "standard" | "interruptible";
+    state?: "running" | "stopped" | "paused" | "deleted";
+    createdAt?: Date;
+    currency?: string;
+  } = {},
 ) {
   const { db } = services;
   const [host] = await db
@@ -74,7 +82,11 @@ export async function seedHistory(services: Db, instanceId: string, rows: Array<
 }
 
 /** Usage already metered for an instance, hour by hour. */
-export async function seedUsage(services: Db, instance: { id: string; userId: string }, hoursOfUsage: Array<{ hour: Date; runningMs?: number; pausedMs?: number; emergencyPausedMs?: number; txBytes?: number }>) {
+export async function seedUsage(
+  services: Db,
+  instance: { id: string; userId: string },
+  hoursOfUsage: Array<{ hour: Date; runningMs?: number; pausedMs?: number; emergencyPausedMs?: number; txBytes?: number }>,
+) {
   await services.db.insert(usageRecords).values(
     hoursOfUsage.map((h) => ({
       instanceId: instance.id,
@@ -114,6 +126,9 @@ export async function seedCustomers(services: Db, period: string, n: number) {
     )
     insert into usage_records (instance_id, user_id, hour, running_ms, paused_ms, emergency_paused_ms, tx_bytes)
     select i.id, i.user_id, ${hour}::timestamptz, 3600000, 0, 0, 0 from i`);
-  const [first] = await services.db.select({ id: users.id }).from(users).where(eq(users.email, `inv-${tag}-1@example.test`));
+  const [first] = await services.db
+    .select({ id: users.id })
+    .from(users)
+    .where(eq(users.email, `inv-${tag}-1@example.test`));
   return { firstUser: first!.id };
 }

@@ -76,12 +76,25 @@ export function retireInstancesSince(services: Pick<Services, "db" | "docker">, 
 }
 
 async function retire({ db, docker }: Pick<Services, "db" | "docker">, which?: SQL): Promise<void> {
-  const left = await db.select({ id: instances.id }).from(instances).where(and(ne(instances.state, "deleted"), which));
+  const left = await db
+    .select({ id: instances.id })
+    .from(instances)
+    .where(and(ne(instances.state, "deleted"), which));
   if (!left.length) return;
   const leftIds = left.map((i) => i.id);
-  await db.update(instanceActions).set({ status: "failed", error: "test cleanup", finishedAt: new Date() }).where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));
+  await db
+    .update(instanceActions)
+    .set({ status: "failed", error: "test cleanup", finishedAt: new Date() })
+    .where(and(inArray(instanceActions.instanceId, leftIds), inArray(instanceActions.status, ["pending", "running"])));
   const rows = await db.update(instances).set({ state: "deleted", deletedAt: new Date() }).where(inArray(instances.id, leftIds)).returning({ id: instances.id });
   // Recorded in the history too: metering and energy accounting read time from it, and must see them gone from now on.
   await db.insert(instanceStateHistory).values(rows.map((row) => ({ instanceId: row.id, fromState: null, toState: "deleted" as const, reason: "test cleanup", actorType: "system" })));
-  await Promise.all(leftIds.map((id) => docker.getContainer(`${testRun.dockerNamespace}-${id}`).remove({ force: true }).catch(() => {})));
+  await Promise.all(
+    leftIds.map((id) =>
+      docker
+        .getContainer(`${testRun.dockerNamespace}-${id}`)
+        .remove({ force: true })
+        .catch(() => {}),
+    ),
+  );
 }

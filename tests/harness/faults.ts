@@ -122,7 +122,10 @@ export async function startPlatform(entry: PlatformEntry, env: Record<string, st
       await eventually(
         async () => {
           if (done) throw new Error(`${entry} exited during start-up: ${stderr.slice(-2000)} ${JSON.stringify(logs.slice(-5))}`);
-          return fetch(`${child.url}/health`).then((r) => r.status, () => 0);
+          return fetch(`${child.url}/health`).then(
+            (r) => r.status,
+            () => 0,
+          );
         },
         (status) => status === 200,
         { timeoutMs: opts.readyTimeoutMs ?? 60_000, intervalMs: 100, what: `${entry} /health` },
@@ -271,7 +274,12 @@ export async function startRedis(opts: { maxmemoryPolicy?: string; maxmemory?: s
 
 /** The newest PostgreSQL server binaries installed (Debian layout: /usr/lib/postgresql/<major>/bin). */
 const PG_BIN = (() => {
-  const majors = Bun.spawnSync(["ls", "/usr/lib/postgresql"]).stdout.toString().split(/\s+/).filter((v) => /^\d+$/.test(v)).map(Number).sort((a, b) => b - a);
+  const majors = Bun.spawnSync(["ls", "/usr/lib/postgresql"])
+    .stdout.toString()
+    .split(/\s+/)
+    .filter((v) => /^\d+$/.test(v))
+    .map(Number)
+    .sort((a, b) => b - a);
   return `/usr/lib/postgresql/${majors[0] ?? 15}/bin`;
 })();
 
@@ -404,7 +412,10 @@ export async function startDockerd(opts: { hostName?: string } = {}): Promise<Ow
     await eventually(
       async () => {
         if (proc!.exitCode !== null) throw new Error(`dockerd exited: ${readFileSync(join(dir, "dockerd.log"), "utf8").slice(-2000)}`);
-        return docker.ping().then(() => true, () => false);
+        return docker.ping().then(
+          () => true,
+          () => false,
+        );
       },
       (ok) => ok,
       { timeoutMs: 60_000, intervalMs: 200, what: "the private dockerd" },
@@ -436,7 +447,14 @@ export async function startDockerd(opts: { hostName?: string } = {}): Promise<Ow
     },
     async destroy() {
       const containers = await docker.listContainers({ all: true }).catch(() => []);
-      await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+      await Promise.all(
+        containers.map((c) =>
+          docker
+            .getContainer(c.Id)
+            .remove({ force: true })
+            .catch(() => {}),
+        ),
+      );
       await stop();
       // Its interfaces go with the namespace.
       run(["ip", "netns", "del", netns], { allowFailure: true });

@@ -41,7 +41,10 @@ function decode(body: string, encoding: string | undefined): Buffer {
     case "base64":
       return Buffer.from(body.replace(/\s+/g, ""), "base64");
     case "quoted-printable":
-      return Buffer.from(body.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), "latin1");
+      return Buffer.from(
+        body.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+        "latin1",
+      );
     default:
       return Buffer.from(body, "utf8");
   }

@@ -39,7 +39,12 @@ export async function startApiProcess(env: Record<string, string> = {}): Promise
   const url = `http://127.0.0.1:${port}`;
   const child = Bun.spawn([process.execPath, "server/api.ts"], { cwd: projectRoot, env: processEnv({ LOG_LEVEL: "warn", PORT: String(port), ...env }), stdout: "inherit", stderr: "inherit" });
   const deadline = Date.now() + 30_000;
-  while ((await fetch(`${url}/health`).then((r) => r.status, () => 0)) !== 200) {
+  while (
+    (await fetch(`${url}/health`).then(
+      (r) => r.status,
+      () => 0,
+    )) !== 200
+  ) {
     if (child.exitCode !== null) throw new Error(`the API process exited with ${child.exitCode} before answering`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");

@@ -33,13 +33,13 @@ export async function startTestRegistry(): Promise<TestRegistry> {
   mkdirSync(`${dir}/storage`, { recursive: true });
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
-  writeFileSync(
-    `${dir}/config.yml`,
-    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n`,
-  );
+  writeFileSync(`${dir}/config.yml`, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n`);
   const child = Bun.spawn(["docker-registry", "serve", `${dir}/config.yml`], { stdout: "ignore", stderr: Bun.file(`${dir}/registry.log`) });
   for (let waited = 0; ; waited += 100) {
-    const ok = await fetch(`http://${host}/v2/`).then((r) => r.status === 200, () => false);
+    const ok = await fetch(`http://${host}/v2/`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ok) break;
     if (child.exitCode !== null || waited > 15_000) throw new Error(`docker-registry did not start (exit ${child.exitCode}); see ${dir}/registry.log`);
     await Bun.sleep(100);
@@ -60,7 +60,9 @@ export async function startTestRegistry(): Promise<TestRegistry> {
       // The tags this registry's pushes left on the engine (the images themselves stay, shared by content hash).
       for (const tag of pushed) await sh(["docker", "rmi", "--no-prune", tag]).catch(() => undefined);
       // And the references the platform pulled by digest from it.
-      const pulled = (await sh(["docker", "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}", "--filter", `reference=${host}/*`]).catch(() => "")).split("\n").filter((r) => r.includes("@sha256:"));
+      const pulled = (await sh(["docker", "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}", "--filter", `reference=${host}/*`]).catch(() => ""))
+        .split("\n")
+        .filter((r) => r.includes("@sha256:"));
       for (const reference of pulled) await sh(["docker", "rmi", "--no-prune", reference]).catch(() => undefined);
     },
   };
@@ -72,9 +74,15 @@ export async function startTestRegistry(): Promise<TestRegistry> {
  * the suite stays fast. Built with the legacy builder (Docker 20.10, no BuildKit) from the local busybox image.
  */
 export async function testImage(name: string, files: Record<string, string>): Promise<string> {
-  const hash = createHash("sha256").update(JSON.stringify(Object.entries(files).sort())).digest("hex").slice(0, 16);
+  const hash = createHash("sha256")
+    .update(JSON.stringify(Object.entries(files).sort()))
+    .digest("hex")
+    .slice(0, 16);
   const tag = `sahary-test/${name}:${hash}`;
-  const present = await sh(["docker", "image", "inspect", tag]).then(() => true, () => false);
+  const present = await sh(["docker", "image", "inspect", tag]).then(
+    () => true,
+    () => false,
+  );
   if (present) return tag;
   const dir = `${testRun.dataDir}/build-${name}-${hash}`;
   mkdirSync(dir, { recursive: true });

@@ -75,11 +75,32 @@ export function defineSandbox(kind: "test" | "bench") {
       const docker = new Docker({ socketPath: dockerSocket });
       const filters = { label: [`sahary.namespace=${dockerNamespace}`] };
       const containers = await docker.listContainers({ all: true, filters }).catch(() => []);
-      await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+      await Promise.all(
+        containers.map((c) =>
+          docker
+            .getContainer(c.Id)
+            .remove({ force: true })
+            .catch(() => {}),
+        ),
+      );
       const networks = await docker.listNetworks({ filters }).catch(() => []);
-      await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(() => {})));
+      await Promise.all(
+        networks.map((n) =>
+          docker
+            .getNetwork(n.Id)
+            .remove()
+            .catch(() => {}),
+        ),
+      );
       const { Volumes: volumes } = await docker.listVolumes({ filters }).catch(() => ({ Volumes: [] as Array<{ Name: string }> }));
-      await Promise.all((volumes ?? []).map((v) => docker.getVolume(v.Name).remove().catch(() => {})));
+      await Promise.all(
+        (volumes ?? []).map((v) =>
+          docker
+            .getVolume(v.Name)
+            .remove()
+            .catch(() => {}),
+        ),
+      );
       await detachLoops(dataDir);
 
       const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });

@@ -38,7 +38,11 @@ async function followUpCompleted(userId: string) {
   const jobs = await app.services.queues.queue("admin").getJobs(["completed", "delayed", "waiting", "active"]);
   const job = jobs.find((j) => j.data.userId === userId);
   expect(job).toBeDefined();
-  await eventually(() => job!.getState(), (state) => state === "completed", { timeoutMs: 30_000, intervalMs: 200, what: "the suspension follow-up to complete" });
+  await eventually(
+    () => job!.getState(),
+    (state) => state === "completed",
+    { timeoutMs: 30_000, intervalMs: 200, what: "the suspension follow-up to complete" },
+  );
 }
 
 async function runningInstance(owner: { token: string }, name: string) {
@@ -57,7 +61,11 @@ describe("suspension stops the account's instances", () => {
     const result = await api.admin.users.setStatus.mutate({ id: owner.user.id, status: "suspended", reason: "abuse report #7" });
     expect(result.instances).toMatchObject({ stopRequested: [instanceId], waiting: [], failed: [], unsettled: 1, followUp: "scheduled" });
 
-    await eventually(() => stateOf(instanceId), (state) => state === "stopped", { timeoutMs: 30_000, what: "the instance to stop" });
+    await eventually(
+      () => stateOf(instanceId),
+      (state) => state === "stopped",
+      { timeoutMs: 30_000, what: "the instance to stop" },
+    );
     expect(await isRunning(instanceId)).toBe(false);
     const history = await stateHistory(app.services.db, instanceId);
     expect(history.slice(-2)).toMatchObject([
@@ -100,7 +108,11 @@ describe("suspension stops the account's instances", () => {
       await lifecycle.resume();
     }
 
-    await eventually(() => stateOf(createdId), (state) => state === "stopped", { timeoutMs: 40_000, intervalMs: 200, what: "the new instance to be stopped" });
+    await eventually(
+      () => stateOf(createdId),
+      (state) => state === "stopped",
+      { timeoutMs: 40_000, intervalMs: 200, what: "the new instance to be stopped" },
+    );
     expect(await isRunning(createdId)).toBe(false);
     const history = await stateHistory(app.services.db, createdId);
     expect(history.map((h) => h.to)).toEqual(["pending", "provisioning", "running", "stopping", "stopped"]);
@@ -126,7 +138,13 @@ describe("force stop", () => {
       .select()
       .from(auditLog)
       .where(and(eq(auditLog.action, "compute.instance.stop"), eq(auditLog.targetId, instanceId)));
-    expect(audit).toMatchObject({ actorType: "user", actorId: admin.user.id, targetType: "instance", reason: "mining crypto, ticket #881", metadata: { actionId: stopped.actionId, stateReason: FORCE_STOP_REASON } });
+    expect(audit).toMatchObject({
+      actorType: "user",
+      actorId: admin.user.id,
+      targetType: "instance",
+      reason: "mining crypto, ticket #881",
+      metadata: { actionId: stopped.actionId, stateReason: FORCE_STOP_REASON },
+    });
 
     await expectAppError(api.admin.instances.forceStop.mutate({ id: instanceId, reason: "again" }), "INVALID_TRANSITION");
     await actionDone(ownerApi, (await ownerApi.compute.instances.delete.mutate({ id: instanceId })).actionId);
@@ -139,7 +157,10 @@ describe("instances across users", () => {
     const bob = await createUserWithSession(app.services);
     const mine = [];
     const secret = await seedInstance(app.services, alice.user.id, { name: "with-env" });
-    await app.services.db.update(instances).set({ env: { DATABASE_URL: "postgres://alice:hunter2@db/app", MODE: "prod" } }).where(eq(instances.id, secret.id));
+    await app.services.db
+      .update(instances)
+      .set({ env: { DATABASE_URL: "postgres://alice:hunter2@db/app", MODE: "prod" } })
+      .where(eq(instances.id, secret.id));
     mine.push(secret);
     for (let i = 0; i < 5; i++) {
       mine.push(await seedInstance(app.services, alice.user.id, { name: `a-${i}`, priority: i % 2 ? "interruptible" : "standard", state: i === 4 ? "running" : "stopped" }));

@@ -137,7 +137,13 @@ describe("suspending and reactivating", () => {
     await expectAppError(app.client({ headers: { "x-forwarded-for": uniqueIp() } }).auth.login.mutate({ email: person.email, password: STRONG_PASSWORD }), "ACCOUNT_SUSPENDED");
 
     const [audit] = await auditRows({ action: "admin.user.suspended", targetId: person.user.id });
-    expect(audit).toMatchObject({ actorType: "user", actorId: admin.user.id, targetType: "user", reason: "chargeback fraud report #42", metadata: { from: "active", to: "suspended", sessionsEnded: 2 } });
+    expect(audit).toMatchObject({
+      actorType: "user",
+      actorId: admin.user.id,
+      targetType: "user",
+      reason: "chargeback fraud report #42",
+      metadata: { from: "active", to: "suspended", sessionsEnded: 2 },
+    });
 
     // Suspending again changes nothing and records nothing.
     expect(await api.admin.users.setStatus.mutate({ id: person.user.id, status: "suspended", reason: "again" })).toMatchObject({ changed: false, sessionsEnded: 0 });
@@ -219,7 +225,15 @@ describe("there is always an active admin", () => {
       }
     }
   }
-  const activeAdmins = async () => (await app.services.db.select({ id: users.id }).from(users).where(and(eq(users.role, "admin"), eq(users.status, "active")))).map((r) => r.id).sort();
+  const activeAdmins = async () =>
+    (
+      await app.services.db
+        .select({ id: users.id })
+        .from(users)
+        .where(and(eq(users.role, "admin"), eq(users.status, "active")))
+    )
+      .map((r) => r.id)
+      .sort();
 
   test("the last admin cannot demote or suspend themself; with a second admin they can step down", async () => {
     const solo = await createUserWithSession(app.services, { role: "admin" });

@@ -16,7 +16,10 @@ afterAll(async () => {
 const anonymous = (ip = uniqueIp()) => app.client({ headers: { "x-forwarded-for": ip, "user-agent": "accounts-spec/1.0" } });
 const userRow = (email: string) => app.services.db.query.users.findFirst({ where: eq(users.email, email) });
 const auditFor = (action: string, targetId: string) =>
-  app.services.db.select().from(auditLog).where(and(eq(auditLog.action, action), eq(auditLog.targetId, targetId)));
+  app.services.db
+    .select()
+    .from(auditLog)
+    .where(and(eq(auditLog.action, action), eq(auditLog.targetId, targetId)));
 
 describe("registration", () => {
   test("creates an unverified customer, stores an Argon2id hash, and mails a verification link", async () => {
@@ -158,7 +161,10 @@ describe("email verification", () => {
     await anonymous().auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Ada" });
     const token = linkToken((await mailsTo(app.mail, email))[0]!, "verify-email");
     const user = await userRow(email);
-    await app.services.db.update(emailTokens).set({ expiresAt: new Date(Date.now() - 1000) }).where(eq(emailTokens.userId, user!.id));
+    await app.services.db
+      .update(emailTokens)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(emailTokens.userId, user!.id));
     await expectAppError(anonymous().auth.verifyEmail.mutate({ token }), "TOKEN_EXPIRED");
     expect((await userRow(email))!.status).toBe("unverified");
   });

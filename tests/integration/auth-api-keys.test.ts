@@ -30,7 +30,10 @@ describe("creating and listing keys", () => {
     expect(listed).toEqual([{ id: created.id, name: "CI deploys", start: created.start, scopes: ["compute:read", "compute:write"], createdAt: created.createdAt, lastUsedAt: null }]);
     expect(JSON.stringify(listed)).not.toContain(created.key);
 
-    const [audit] = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "auth.api_key.created"), eq(auditLog.targetId, created.id)));
+    const [audit] = await app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "auth.api_key.created"), eq(auditLog.targetId, created.id)));
     expect(audit).toMatchObject({ actorType: "user", actorId: user.id, userAgent: "keys-spec", metadata: { name: "CI deploys", scopes: ["compute:read", "compute:write"] } });
   });
 
@@ -91,10 +94,14 @@ describe("creating and listing keys", () => {
   test(`a user holds at most ${MAX_ACTIVE_KEYS} active keys`, async () => {
     const { token } = await createUserWithSession(app.services);
     const me = app.client({ token, batch: false });
-    const made = await Promise.all(Array.from({ length: MAX_ACTIVE_KEYS + 3 }, (_, i) => me.auth.apiKeys.create.mutate({ name: `k${i}`, scopes: ["account:read"] }).then(
-      (key) => key,
-      (error: Error) => error,
-    )));
+    const made = await Promise.all(
+      Array.from({ length: MAX_ACTIVE_KEYS + 3 }, (_, i) =>
+        me.auth.apiKeys.create.mutate({ name: `k${i}`, scopes: ["account:read"] }).then(
+          (key) => key,
+          (error: Error) => error,
+        ),
+      ),
+    );
     const refused = made.filter((m) => m instanceof Error);
     expect(refused).toHaveLength(3);
     for (const error of refused) expect((error as any).data.appCode).toBe("QUOTA_EXCEEDED");
@@ -112,7 +119,10 @@ describe("using and revoking keys", () => {
     await app.client({ token: created.key }).auth.me.query();
     expect((await keyRow(created.id))!.lastUsedAt).toEqual(first);
 
-    await app.services.db.update(apiKeys).set({ lastUsedAt: new Date(Date.now() - 120_000) }).where(eq(apiKeys.id, created.id));
+    await app.services.db
+      .update(apiKeys)
+      .set({ lastUsedAt: new Date(Date.now() - 120_000) })
+      .where(eq(apiKeys.id, created.id));
     await app.services.authCache.settle();
     await app.client({ token: created.key }).auth.me.query();
     expect((await keyRow(created.id))!.lastUsedAt!.getTime()).toBeGreaterThan(Date.now() - 10_000);
@@ -129,7 +139,10 @@ describe("using and revoking keys", () => {
     await expectAppError(app.client({ token: created.key }).auth.me.query(), "UNAUTHENTICATED");
     expect(await app.client({ token }).auth.apiKeys.list.query()).toEqual([]);
     await expectAppError(app.client({ token }).auth.apiKeys.revoke.mutate({ id: created.id }), "NOT_FOUND");
-    const [audit] = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "auth.api_key.revoked"), eq(auditLog.targetId, created.id)));
+    const [audit] = await app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "auth.api_key.revoked"), eq(auditLog.targetId, created.id)));
     expect(audit).toMatchObject({ actorId: user.id });
   });
 

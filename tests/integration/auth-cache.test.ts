@@ -166,7 +166,14 @@ describe("changes made outside the API", () => {
       expect((await c.client({ token }).auth.me.query()).status).toBe("active");
       const changedAt = Date.now();
       await eventually(
-        () => c.client({ token }).auth.me.query().then(() => "served", (error) => error.data?.appCode),
+        () =>
+          c
+            .client({ token })
+            .auth.me.query()
+            .then(
+              () => "served",
+              (error) => error.data?.appCode,
+            ),
         (outcome) => outcome === "ACCOUNT_SUSPENDED",
         { timeoutMs: 15_000, intervalMs: 200, what: "the entry to expire" },
       );

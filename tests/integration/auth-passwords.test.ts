@@ -14,7 +14,11 @@ afterAll(async () => {
 });
 
 const from = (ip = uniqueIp()) => app.client({ headers: { "x-forwarded-for": ip, "user-agent": "password-spec" } });
-const audits = (action: string, targetId: string) => app.services.db.select().from(auditLog).where(and(eq(auditLog.action, action), eq(auditLog.targetId, targetId)));
+const audits = (action: string, targetId: string) =>
+  app.services.db
+    .select()
+    .from(auditLog)
+    .where(and(eq(auditLog.action, action), eq(auditLog.targetId, targetId)));
 const NEW_PASSWORD = "moonless-granite-harbour-7";
 
 /** Requests a reset and returns the token from the delivered mail (the n-th reset mail to the address). */
@@ -137,7 +141,7 @@ describe("password reset", () => {
   });
 });
 
-describe("API keys after a password change or reset (docs/api.md, \"API keys and passwords\")", () => {
+describe('API keys after a password change or reset (docs/api.md, "API keys and passwords")', () => {
   const keyFor = async (token: string, name: string) => (await app.client({ token }).auth.apiKeys.create.mutate({ name, scopes: ["account:read"] })).key;
 
   test("a reset revokes every API key of the account, says so in the answer, the audit row and the mail", async () => {
@@ -166,9 +170,10 @@ describe("API keys after a password change or reset (docs/api.md, \"API keys and
 
     const keeping = await registerVerifiedUser(app, app.mail);
     const kept = await keyFor(keeping.token, "deploy");
-    expect(
-      await app.client({ token: keeping.token }).auth.changePassword.mutate({ currentPassword: keeping.password, newPassword: NEW_PASSWORD, keepApiKeys: true }),
-    ).toEqual({ sessionsEnded: 0, apiKeysRevoked: 0 });
+    expect(await app.client({ token: keeping.token }).auth.changePassword.mutate({ currentPassword: keeping.password, newPassword: NEW_PASSWORD, keepApiKeys: true })).toEqual({
+      sessionsEnded: 0,
+      apiKeysRevoked: 0,
+    });
     expect((await app.client({ token: kept }).auth.me.query()).id).toBe(keeping.user.id);
     const notice = await mailWithSubject(app.mail, keeping.email, "Your Sahary Cloud password was changed");
     expect(mailBody(notice)).toContain("Your 1 API key still works");

@@ -32,14 +32,16 @@ afterAll(async () => {
   await Promise.all([one?.close(), two?.close()]);
 });
 
-const updatesOf = async (id: string) =>
-  ((await one.services.db.execute(sql`select count(*)::int as n from refresh_probe where session_id = ${id}`)) as unknown as { n: number }[])[0]!.n;
+const updatesOf = async (id: string) => ((await one.services.db.execute(sql`select count(*)::int as n from refresh_probe where session_id = ${id}`)) as unknown as { n: number }[])[0]!.n;
 
 /** A session whose sliding expiry is an hour away: inside the refresh window (the last half of seven days). */
 async function sessionDueForRefresh() {
   const { token } = await createUserWithSession(one.services);
   const id = sessionIdOf(token);
-  await one.services.db.update(sessions).set({ expiresAt: new Date(Date.now() + 3_600_000) }).where(eq(sessions.id, id));
+  await one.services.db
+    .update(sessions)
+    .set({ expiresAt: new Date(Date.now() + 3_600_000) })
+    .where(eq(sessions.id, id));
   await one.services.authCache.settle();
   return { token, id, updatesBefore: await updatesOf(id) };
 }
@@ -82,7 +84,10 @@ describe("sliding refresh under concurrency", () => {
     const { token } = await createUserWithSession(one.services);
     const id = sessionIdOf(token);
     const absolute = new Date(Date.now() + 2 * 3_600_000);
-    await one.services.db.update(sessions).set({ expiresAt: new Date(Date.now() + 3_600_000), absoluteExpiresAt: absolute }).where(eq(sessions.id, id));
+    await one.services.db
+      .update(sessions)
+      .set({ expiresAt: new Date(Date.now() + 3_600_000), absoluteExpiresAt: absolute })
+      .where(eq(sessions.id, id));
     await one.services.authCache.settle();
     const [response] = await burst(1, { cookie: `sahary_session=${token}` });
     const cookie = response!.headers.getSetCookie()[0]!;

@@ -16,7 +16,11 @@ afterAll(async () => {
 
 const from = (ip = uniqueIp(), extra: Record<string, string> = {}) => app.client({ headers: { "x-forwarded-for": ip, ...extra } });
 const sessionRows = (userId: string) => app.services.db.select().from(sessions).where(eq(sessions.userId, userId));
-const audits = (action: string, targetId: string) => app.services.db.select().from(auditLog).where(and(eq(auditLog.action, action), eq(auditLog.targetId, targetId)));
+const audits = (action: string, targetId: string) =>
+  app.services.db
+    .select()
+    .from(auditLog)
+    .where(and(eq(auditLog.action, action), eq(auditLog.targetId, targetId)));
 
 function postJson(path: string, body: unknown, headers: Record<string, string> = {}) {
   return fetch(`${app.url}/trpc/${path}`, { method: "POST", headers: { "content-type": "application/json", "x-forwarded-for": uniqueIp(), ...headers }, body: JSON.stringify(body) });
@@ -213,7 +217,10 @@ describe("session storage", () => {
     const { email, password } = await registerVerifiedUser(app, app.mail);
     const { token } = await from().auth.login.mutate({ email, password });
     const id = new Bun.CryptoHasher("sha256").update(token).digest("hex");
-    await app.services.db.update(sessions).set({ expiresAt: new Date(Date.now() + 3_600_000) }).where(eq(sessions.id, id));
+    await app.services.db
+      .update(sessions)
+      .set({ expiresAt: new Date(Date.now() + 3_600_000) })
+      .where(eq(sessions.id, id));
     await app.services.authCache.settle();
     const res = await fetch(`${app.url}/trpc/auth.me`, { headers: { cookie: `sahary_session=${token}` } });
     expect(res.status).toBe(200);

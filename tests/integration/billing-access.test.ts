@@ -26,7 +26,10 @@ beforeAll(async () => {
   instanceId = instance.id;
   await seedUsage(app.services, instance, [{ hour: new Date("2021-05-03T10:00:00Z"), runningMs: 3_600_000 }]);
   await runInvoicing(app.services, { period: "2021-05" });
-  const [invoice] = await app.services.db.select().from(invoices).where(and(eq(invoices.userId, owner.user.id), eq(invoices.period, "2021-05")));
+  const [invoice] = await app.services.db
+    .select()
+    .from(invoices)
+    .where(and(eq(invoices.userId, owner.user.id), eq(invoices.period, "2021-05")));
   invoiceId = invoice!.id;
 });
 afterAll(async () => {

@@ -114,7 +114,12 @@ describe("a real container, metered and invoiced", () => {
 
     // Invoicing again creates nothing.
     expect((await runInvoicing(app.services, { period })).created).toBe(0);
-    expect(await app.services.db.select().from(invoices).where(and(eq(invoices.userId, owner.user.id), eq(invoices.period, period)))).toHaveLength(1);
+    expect(
+      await app.services.db
+        .select()
+        .from(invoices)
+        .where(and(eq(invoices.userId, owner.user.id), eq(invoices.period, period))),
+    ).toHaveLength(1);
 
     // The PDF carries the number, the period, the lines, the tax and the total.
     const response = await fetch(`${app.url}/billing/invoices/${invoice.id}/pdf`, { headers: { authorization: `Bearer ${owner.token}` } });
@@ -147,7 +152,11 @@ describe("a real container, metered and invoiced", () => {
     await seedUsage(app.services, instance, [{ hour: new Date("2020-02-29T23:00:00Z"), runningMs: 1_800_000 }]);
     await app.services.queues.enqueue("billing", "invoice", { period: "2020-02" });
     const [invoice] = await eventually(
-      () => app.services.db.select().from(invoices).where(and(eq(invoices.userId, user.id), eq(invoices.period, "2020-02"))),
+      () =>
+        app.services.db
+          .select()
+          .from(invoices)
+          .where(and(eq(invoices.userId, user.id), eq(invoices.period, "2020-02"))),
       (rows) => rows.length === 1,
       { timeoutMs: 15_000, what: "the invoice job" },
     );

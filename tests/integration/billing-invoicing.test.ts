@@ -85,9 +85,13 @@ describe("invoicing a period", () => {
 
     // Alice: a standard instance for 10 h at 10¢/h, and one that ran all month (capped at 400¢).
     const web = await seedInstance(services, alice.id, { name: "web", priceHourlyMinor: 10, priceMonthlyMinor: 5000 });
-    await seedUsage(services, web, [{ hour: h(3, 8), runningMs: 6 * HOUR / 6 }, ...Array.from({ length: 9 }, (_, i) => ({ hour: h(4, i), runningMs: HOUR }))]);
+    await seedUsage(services, web, [{ hour: h(3, 8), runningMs: (6 * HOUR) / 6 }, ...Array.from({ length: 9 }, (_, i) => ({ hour: h(4, i), runningMs: HOUR }))]);
     const db = await seedInstance(services, alice.id, { name: "db", priceHourlyMinor: 1, priceMonthlyMinor: 400 });
-    await seedUsage(services, db, Array.from({ length: 31 * 24 }, (_, i) => ({ hour: new Date(h(1, 0).getTime() + i * HOUR), runningMs: HOUR })));
+    await seedUsage(
+      services,
+      db,
+      Array.from({ length: 31 * 24 }, (_, i) => ({ hour: new Date(h(1, 0).getTime() + i * HOUR), runningMs: HOUR })),
+    );
     // Bob: interruptible, 20 h running + 5 h paused by a power emergency at 25¢/h, 3 GB sent.
     const batch = await seedInstance(services, bob.id, { name: "batch", priceHourlyMinor: 25, priceMonthlyMinor: 10_000, priority: "interruptible" });
     await seedUsage(services, batch, [
@@ -152,7 +156,15 @@ describe("invoicing a period", () => {
     const [first, second] = await Promise.all([runInvoicing(services, { period }), runInvoicing(services, { period })]);
     expect(first.created + second.created).toBe(3);
     const before = await services.db.select().from(invoices).where(eq(invoices.period, period)).orderBy(asc(invoices.id));
-    const linesBefore = await services.db.select().from(invoiceLines).where(inArray(invoiceLines.invoiceId, before.map((i) => i.id)));
+    const linesBefore = await services.db
+      .select()
+      .from(invoiceLines)
+      .where(
+        inArray(
+          invoiceLines.invoiceId,
+          before.map((i) => i.id),
+        ),
+      );
     expect(before).toHaveLength(3);
     expect(new Set(before.map((i) => i.userId)).size).toBe(3);
 
@@ -160,7 +172,17 @@ describe("invoicing a period", () => {
     expect(again).toMatchObject({ customers: 0, created: 0 });
     const after = await services.db.select().from(invoices).where(eq(invoices.period, period)).orderBy(asc(invoices.id));
     expect(after).toEqual(before);
-    expect(await services.db.select().from(invoiceLines).where(inArray(invoiceLines.invoiceId, after.map((i) => i.id)))).toHaveLength(linesBefore.length);
+    expect(
+      await services.db
+        .select()
+        .from(invoiceLines)
+        .where(
+          inArray(
+            invoiceLines.invoiceId,
+            after.map((i) => i.id),
+          ),
+        ),
+    ).toHaveLength(linesBefore.length);
   });
 
   test("closes metering at the period's end: time not yet metered is still invoiced, to the millisecond", async () => {
@@ -175,7 +197,10 @@ describe("invoicing a period", () => {
       { from: "stopping", to: "stopped", at: new Date("2023-09-01T01:00:01Z") },
     ]);
     await runInvoicing(services, { period: "2023-08" });
-    const [invoice] = await services.db.select().from(invoices).where(and(eq(invoices.userId, user.id), eq(invoices.period, "2023-08")));
+    const [invoice] = await services.db
+      .select()
+      .from(invoices)
+      .where(and(eq(invoices.userId, user.id), eq(invoices.period, "2023-08")));
     // Running from 22:00:00.750 to 24:00: 7,199,250 ms at 100¢ a second = 719,925¢.
     expect(invoice!.subtotalMinor).toBe(719_925);
     await meterUsage(services);

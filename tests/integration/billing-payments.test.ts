@@ -30,9 +30,16 @@ async function customerWithInvoice() {
   month += 1;
   const period = `2022-${String(month).padStart(2, "0")}`;
   const instance = await seedInstance(app.services, session.user.id, { priceHourlyMinor: 123, priceMonthlyMinor: 100_000 });
-  await seedUsage(app.services, instance, Array.from({ length: 10 }, (_, i) => ({ hour: new Date(Date.UTC(2022, month - 1, 2, i)), runningMs: HOUR })));
+  await seedUsage(
+    app.services,
+    instance,
+    Array.from({ length: 10 }, (_, i) => ({ hour: new Date(Date.UTC(2022, month - 1, 2, i)), runningMs: HOUR })),
+  );
   await runInvoicing(app.services, { period });
-  const [invoice] = await app.services.db.select().from(invoices).where(and(eq(invoices.userId, session.user.id), eq(invoices.period, period)));
+  const [invoice] = await app.services.db
+    .select()
+    .from(invoices)
+    .where(and(eq(invoices.userId, session.user.id), eq(invoices.period, period)));
   return { ...session, api: app.client({ token: session.token }), invoice: invoice! };
 }
 
@@ -124,7 +131,10 @@ describe("the Stripe webhook", () => {
     const twice = await state(c.invoice.id);
     expect(twice.invoice).toEqual(once.invoice);
     expect(twice.history).toBe(once.history);
-    const audits = await app.services.db.select().from(auditLog).where(and(eq(auditLog.targetId, c.started.paymentId), eq(auditLog.action, "billing.payment.succeeded")));
+    const audits = await app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.targetId, c.started.paymentId), eq(auditLog.action, "billing.payment.succeeded")));
     expect(audits).toHaveLength(1);
     expect(audits[0]!.actorType).toBe("webhook");
 
@@ -157,7 +167,10 @@ describe("the Stripe webhook", () => {
 
     const retried = await paid();
     const pi2 = retried.started.providerPaymentId;
-    await deliver(app.url, await stripe.signedEvent("payment_intent.payment_failed", stripe.intentAfter(pi2, { status: "requires_payment_method", last_payment_error: { message: "Your card was declined." } })));
+    await deliver(
+      app.url,
+      await stripe.signedEvent("payment_intent.payment_failed", stripe.intentAfter(pi2, { status: "requires_payment_method", last_payment_error: { message: "Your card was declined." } })),
+    );
     const declined = await state(retried.invoice.id);
     expect(declined.invoice.status).toBe("open");
     expect(declined.payment).toMatchObject({ status: "failed", failureMessage: "Your card was declined." });

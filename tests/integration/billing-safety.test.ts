@@ -39,11 +39,20 @@ const periodName = (p: { year: number; month: number }) => `${p.year}-${String(p
 /** A customer used `hours` of a plan at `priceHourlyMinor` in period `p`. */
 async function usage(userId: string, p: { year: number; month: number }, priceHourlyMinor: number, hours: number) {
   const instance = await seedInstance(app.services, userId, { priceHourlyMinor, priceMonthlyMinor: 10_000_000 });
-  await seedUsage(app.services, instance, Array.from({ length: hours }, (_, i) => ({ hour: new Date(Date.UTC(p.year, p.month - 1, 3, i)), runningMs: HOUR })));
+  await seedUsage(
+    app.services,
+    instance,
+    Array.from({ length: hours }, (_, i) => ({ hour: new Date(Date.UTC(p.year, p.month - 1, 3, i)), runningMs: HOUR })),
+  );
 }
 
 const invoiceOf = async (userId: string, p: { year: number; month: number }) =>
-  (await app.services.db.select().from(invoices).where(and(eq(invoices.userId, userId), eq(invoices.period, periodName(p)))))[0]!;
+  (
+    await app.services.db
+      .select()
+      .from(invoices)
+      .where(and(eq(invoices.userId, userId), eq(invoices.period, periodName(p))))
+  )[0]!;
 
 async function startedPayment() {
   const customer = await createUserWithSession(app.services);
@@ -97,7 +106,10 @@ describe("Stripe events are checked before they move money", () => {
       const [payment] = await app.services.db.select().from(payments).where(eq(payments.id, started.paymentId));
       expect(payment!.status).toBe("pending");
       expect(payment!.reviewFlaggedAt).toBeInstanceOf(Date);
-      const [audit] = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "billing.payment.flagged"), eq(auditLog.targetId, started.paymentId)));
+      const [audit] = await app.services.db
+        .select()
+        .from(auditLog)
+        .where(and(eq(auditLog.action, "billing.payment.flagged"), eq(auditLog.targetId, started.paymentId)));
       expect(audit).toBeDefined();
     }
 

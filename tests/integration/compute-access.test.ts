@@ -266,7 +266,10 @@ describe("the state machine at the API", () => {
 describe("the catalogue seed", () => {
   test("runs at every start without duplicating rows or undoing an operator's edit", async () => {
     const [nano] = await app.services.db.select().from(plans).where(eq(plans.slug, "nano"));
-    await app.services.db.update(plans).set({ priceMonthlyMinor: nano!.priceMonthlyMinor + 1 }).where(eq(plans.id, nano!.id));
+    await app.services.db
+      .update(plans)
+      .set({ priceMonthlyMinor: nano!.priceMonthlyMinor + 1 })
+      .where(eq(plans.id, nano!.id));
     try {
       await Promise.all([seedCatalogue(app.services.db), seedCatalogue(app.services.db)]);
       const rows = await app.services.db.select().from(plans).where(eq(plans.slug, "nano"));
@@ -281,7 +284,10 @@ describe("the catalogue seed", () => {
     const { api } = await customer();
     const [micro] = await app.services.db.select().from(plans).where(eq(plans.slug, "micro"));
     const { instance } = await create(api, "priced", { planId: "micro" });
-    await app.services.db.update(plans).set({ priceHourlyMinor: micro!.priceHourlyMinor * 10 }).where(eq(plans.id, micro!.id));
+    await app.services.db
+      .update(plans)
+      .set({ priceHourlyMinor: micro!.priceHourlyMinor * 10 })
+      .where(eq(plans.id, micro!.id));
     try {
       const after = await api.compute.instances.get.query({ id: instance.id });
       expect(after.priceHourlyMinor).toBe(micro!.priceHourlyMinor);

@@ -68,7 +68,11 @@ describe("lifecycle jobs are idempotent", () => {
       await actionDone(api, actionId);
       const before = (await containersOf(docker(), instance.id))[0]!;
       const duplicate = await app.services.queues.queue("lifecycle").add("run", { actionId }, { jobId: `duplicate-${actionId}` });
-      await eventually(() => duplicate.getState(), (state) => state === "completed", { what: "the duplicate job to complete" });
+      await eventually(
+        () => duplicate.getState(),
+        (state) => state === "completed",
+        { what: "the duplicate job to complete" },
+      );
       const after = await containersOf(docker(), instance.id);
       expect(after).toHaveLength(1);
       expect(after[0]!.Id).toBe(before.Id);
@@ -101,9 +105,15 @@ describe("lifecycle jobs are idempotent", () => {
 
   test("a transient failure is retried; on the final attempt the action fails and the instance shows the reason", async () => {
     const { instance, actionId } = await api.compute.instances.create.mutate({ name: "flaky", planId: "nano", imageId: "busybox" });
-    const [host] = await app.services.db.select().from(hosts).where(eq(hosts.id, (await row(instance.id)).hostId));
+    const [host] = await app.services.db
+      .select()
+      .from(hosts)
+      .where(eq(hosts.id, (await row(instance.id)).hostId));
     // An engine that does not answer: point the host at a socket nobody serves.
-    await app.services.db.update(hosts).set({ endpoint: `unix://${testRun.dataDir}/no-docker.sock` }).where(eq(hosts.id, host!.id));
+    await app.services.db
+      .update(hosts)
+      .set({ endpoint: `unix://${testRun.dataDir}/no-docker.sock` })
+      .where(eq(hosts.id, host!.id));
     try {
       await expect(run(actionId)).rejects.toThrow();
       expect((await api.compute.actions.get.query({ id: actionId })).status).toBe("running");
@@ -145,7 +155,11 @@ describe("the reconciler", () => {
   test("a killed container moves its running instance to error, with the exit code as the reason", async () => {
     const id = await runningInstance("killed");
     await docker().getContainer(nameOf(id)).kill();
-    await eventually(() => docker().getContainer(nameOf(id)).inspect(), (info) => !info.State.Running, { what: "the container to die" });
+    await eventually(
+      () => docker().getContainer(nameOf(id)).inspect(),
+      (info) => !info.State.Running,
+      { what: "the container to die" },
+    );
     expect(await reconcileInstance(app.services, id)).toBe("error");
     const instance = await api.compute.instances.get.query({ id });
     expect(instance.state).toBe("error");
@@ -180,7 +194,11 @@ describe("the reconciler", () => {
     const { pauseInstance } = await import("../../server/compute/instances");
     const { actionId } = await pauseInstance(app.services, id, { reason: "power_emergency" });
     await docker().getContainer(nameOf(id)).kill();
-    await eventually(() => docker().getContainer(nameOf(id)).inspect(), (info) => !info.State.Running, { what: "the container to die" });
+    await eventually(
+      () => docker().getContainer(nameOf(id)).inspect(),
+      (info) => !info.State.Running,
+      { what: "the container to die" },
+    );
     expect(await reconcileInstance(app.services, id)).toBeNull();
 
     const paused = await run(actionId);
@@ -202,7 +220,10 @@ describe("the reconciler", () => {
     // A lost enqueue: an action recorded long ago whose job never reached Redis.
     const lost = await api.compute.instances.create.mutate({ name: "lost", planId: "nano", imageId: "busybox" });
     await app.services.queues.queue("lifecycle").obliterate({ force: true });
-    await app.services.db.update(instanceActions).set({ createdAt: new Date(Date.now() - 10 * 60_000) }).where(eq(instanceActions.id, lost.actionId));
+    await app.services.db
+      .update(instanceActions)
+      .set({ createdAt: new Date(Date.now() - 10 * 60_000) })
+      .where(eq(instanceActions.id, lost.actionId));
 
     const result = await reconcileAll(app.services);
     expect(result.reconciled).toBeGreaterThanOrEqual(1);
@@ -225,7 +246,11 @@ describe("the reconciler", () => {
       await actionDone(api, actionId);
       const started = Date.now();
       await docker().getContainer(nameOf(instance.id)).kill();
-      const errored = await eventually(() => api.compute.instances.get.query({ id: instance.id }), (i) => i.state === "error", { timeoutMs: 10_000, what: "the event to be reconciled" });
+      const errored = await eventually(
+        () => api.compute.instances.get.query({ id: instance.id }),
+        (i) => i.state === "error",
+        { timeoutMs: 10_000, what: "the event to be reconciled" },
+      );
       expect(Date.now() - started).toBeLessThan(app.services.config.compute.reconcileIntervalMs);
       expect(errored.stateReason).toContain("exit code 137");
       const { actionId: deleteId } = await api.compute.instances.delete.mutate({ id: instance.id });

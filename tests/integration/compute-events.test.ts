@@ -63,7 +63,11 @@ describe("the Docker event watcher", () => {
     const lines: string[] = [];
     const log = createLogger({ level: "warn", sink: (line) => lines.push(line) });
     const watcher = watchEngineEvents({ ...services, log }, { name: "gone", endpoint: `unix://${testRun.dataDir}/nobody.sock` }, async () => {});
-    await eventually(async () => lines.length, (n) => n >= 2, { what: "two reconnect attempts" });
+    await eventually(
+      async () => lines.length,
+      (n) => n >= 2,
+      { what: "two reconnect attempts" },
+    );
     const started = performance.now();
     await watcher.stop();
     expect(performance.now() - started).toBeLessThan(1000);

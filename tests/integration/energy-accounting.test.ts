@@ -41,7 +41,22 @@ afterAll(async () => {
 async function storeLoad(from: number, seconds: number, sunny: number) {
   for (let i = 0; i < seconds; i++) {
     const pvW = i < sunny ? 300 : 0;
-    const sample: Sample = { at: new Date(from + i * 1000), seconds: 1, samples: 1, source: "vedirect", ...emptyReading(), loadPower: LOAD_W, pvPower: pvW, socMin: null, socMax: null, pvPowerMax: pvW, pvWh: pvW / 3600, loadWh: LOAD_W / 3600, batteryInWh: 0, batteryOutWh: 0 };
+    const sample: Sample = {
+      at: new Date(from + i * 1000),
+      seconds: 1,
+      samples: 1,
+      source: "vedirect",
+      ...emptyReading(),
+      loadPower: LOAD_W,
+      pvPower: pvW,
+      socMin: null,
+      socMax: null,
+      pvPowerMax: pvW,
+      pvWh: pvW / 3600,
+      loadWh: LOAD_W / 3600,
+      batteryInWh: 0,
+      batteryOutWh: 0,
+    };
     await storeSample(app.services.db, sample);
   }
 }
@@ -63,14 +78,22 @@ describe("per-tenant solar accounting", () => {
     // First tick: cursors and counter baselines, at a second both instances were already live by (a share
     // counts only the time an instance was there), once the settle margin behind it has passed.
     const t1 = Math.ceil(Date.now() / 1000) * 1000;
-    await eventually(async () => Date.now(), (now) => now >= t1 + 6000, { what: "the settle margin after t1 to pass" });
+    await eventually(
+      async () => Date.now(),
+      (now) => now >= t1 + 6000,
+      { what: "the settle margin after t1 to pass" },
+    );
     await meterUsage(app.services, { until: new Date(t1) });
     // The busy tenant burns CPU (the nano plan allows a quarter of a core) while the other idles.
     await execIn(app.services.docker, `${testRun.dockerNamespace}-${busy}`, ["sh", "-c", "end=$(( $(date +%s) + 3 )); while [ $(date +%s) -lt $end ]; do :; done"]);
     // Ten seconds of measured load after t1, the first four in sunshine.
     await storeLoad(t1, 10, 4);
     const t2 = t1 + 11_000;
-    await eventually(async () => Date.now(), (now) => now >= t2 + 5000, { what: "the settle margin to pass" });
+    await eventually(
+      async () => Date.now(),
+      (now) => now >= t2 + 5000,
+      { what: "the settle margin to pass" },
+    );
     const tick = await meterUsage(app.services, { until: new Date(t2) });
 
     const measuredWh = (10 * LOAD_W) / 3600;
@@ -85,7 +108,10 @@ describe("per-tenant solar accounting", () => {
     expect(window).toMatchObject({ instances: 2, unattributedWh: 0 });
     expect(window!.idleWh).toBeCloseTo((10 * IDLE_W) / 3600, 9);
 
-    const of = (id: string) => rows.filter((r) => r.instanceId === id).reduce((a, r) => ({ loadWh: a.loadWh + r.loadWh, solarWh: a.solarWh + r.solarWh, batteryWh: a.batteryWh + r.batteryWh }), { loadWh: 0, solarWh: 0, batteryWh: 0 });
+    const of = (id: string) =>
+      rows
+        .filter((r) => r.instanceId === id)
+        .reduce((a, r) => ({ loadWh: a.loadWh + r.loadWh, solarWh: a.solarWh + r.solarWh, batteryWh: a.batteryWh + r.batteryWh }), { loadWh: 0, solarWh: 0, batteryWh: 0 });
     const busyWh = of(busy);
     const quietWh = of(quiet);
     // Equal reservations share the idle part evenly; the CPU time decides the rest.

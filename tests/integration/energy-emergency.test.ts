@@ -134,7 +134,11 @@ const eventsOf = (kind: (typeof energyEvents.$inferSelect)["kind"]) => app.servi
 
 async function startMonitorAndSim(args: string[]) {
   monitor ??= await startMonitor(app.services);
-  await eventually(async () => monitor!.status().bridge.state, (s) => s === "running", { what: "the bridge to open the port" });
+  await eventually(
+    async () => monitor!.status().bridge.state,
+    (s) => s === "running",
+    { what: "the bridge to open the port" },
+  );
   sim = startSimulator(pair.device, args);
 }
 
@@ -144,7 +148,11 @@ async function stopSim() {
 }
 
 function levelReaches(level: PowerLevel, timeoutMs = 40_000) {
-  return eventually(async () => monitor!.status().level, (l) => l === level, { timeoutMs, intervalMs: 50, what: `power level ${level}` });
+  return eventually(
+    async () => monitor!.status().level,
+    (l) => l === level,
+    { timeoutMs, intervalMs: 50, what: `power level ${level}` },
+  );
 }
 
 /** A level change recorded directly (as the monitor would), optionally with its job. */
@@ -173,14 +181,21 @@ describe("a night drain read from the serial line", () => {
     expect((await api.compute.instances.get.query({ id: ids.web })).state).toBe("running");
 
     // Audited as the emergency worker's own action.
-    const [audit] = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "compute.instance.pause"), eq(auditLog.targetId, ids.batch)));
+    const [audit] = await app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "compute.instance.pause"), eq(auditLog.targetId, ids.batch)));
     expect(audit).toMatchObject({ actorType: "system", reason: POWER_EMERGENCY_REASON, metadata: expect.objectContaining({ system: "power-emergency" }) });
     // And visible to operators in the energy event log.
     const shed = await eventsOf("instances_shed");
     expect(shed.at(-1)!.details).toMatchObject({ level: "critical", paused: [ids.batch], stopped: [] });
     expect(shed.at(-1)!.message).toBe("Power level critical: paused 1 instance");
 
-    await eventually(async () => signals.length, (n) => n >= 1, { what: "the backup hook to be called" });
+    await eventually(
+      async () => signals.length,
+      (n) => n >= 1,
+      { what: "the backup hook to be called" },
+    );
     expect(signals.map((s) => [s.signal, s.to])).toEqual([["switch-to-backup", "critical"]]);
   }, 60_000);
 
@@ -255,7 +270,11 @@ describe("a night drain read from the serial line", () => {
     expect((await historyOf(ids.db)).map(([, to]) => to)).toEqual(["pending", "provisioning", "running"]);
 
     // Leaving critical hands the load back to solar, once.
-    await eventually(async () => signals.length, (n) => n >= 2, { what: "switch-to-solar" });
+    await eventually(
+      async () => signals.length,
+      (n) => n >= 2,
+      { what: "switch-to-solar" },
+    );
     expect(signals.map((s) => [s.signal, s.to])).toEqual([
       ["switch-to-backup", "critical"],
       ["switch-to-solar", "conserve"],
@@ -338,7 +357,12 @@ describe("a state of charge flapping around the critical threshold", () => {
       ["switch-to-backup", critical.id],
       ["switch-to-solar", normal.id],
     ]);
-    expect(await db.select().from(auditLog).where(and(eq(auditLog.action, "energy.backup.signalled"), eq(auditLog.targetId, normal.id)))).toHaveLength(1);
+    expect(
+      await db
+        .select()
+        .from(auditLog)
+        .where(and(eq(auditLog.action, "energy.backup.signalled"), eq(auditLog.targetId, normal.id))),
+    ).toHaveLength(1);
   }, 60_000);
 });
 
@@ -454,8 +478,19 @@ describe("the ladder: throttle before pause", () => {
   /** The container's CPU quota as Docker reports it (`docker inspect` HostConfig.NanoCpus). */
   const nanoCpus = async (instanceId: string) => (await app.services.docker.getContainer(containerOf(instanceId)).inspect()).HostConfig.NanoCpus;
   const lastActionDone = async (instanceId: string) =>
-    (await eventually(() => actionsOf(instanceId), (actions) => actions.at(-1)?.status === "succeeded", { what: `the last action on ${instanceId} to finish` })).at(-1)!;
-  const quota = (instanceId: string, expected: number) => eventually(() => nanoCpus(instanceId), (n) => n === expected, { what: `the CPU quota of ${instanceId} to be ${expected}` });
+    (
+      await eventually(
+        () => actionsOf(instanceId),
+        (actions) => actions.at(-1)?.status === "succeeded",
+        { what: `the last action on ${instanceId} to finish` },
+      )
+    ).at(-1)!;
+  const quota = (instanceId: string, expected: number) =>
+    eventually(
+      () => nanoCpus(instanceId),
+      (n) => n === expected,
+      { what: `the CPU quota of ${instanceId} to be ${expected}` },
+    );
 
   /** The plan's quota and the throttled one (EMERGENCY_THROTTLE_PERCENT, 25 % by default) of the interruptible instance. */
   async function quotas() {
@@ -477,7 +512,10 @@ describe("the ladder: throttle before pause", () => {
     expect(await engineState(ids.web)).toBe("running");
     const throttle = await lastActionDone(ids.batch);
     expect(throttle).toMatchObject({ kind: "throttle", status: "succeeded", reason: POWER_EMERGENCY_REASON, actorType: "system" });
-    const [audit] = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "compute.instance.throttle"), eq(auditLog.targetId, ids.batch)));
+    const [audit] = await app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "compute.instance.throttle"), eq(auditLog.targetId, ids.batch)));
     expect(audit?.metadata).toMatchObject({ cpuLimitMillis: { from: planNanoCpus / 1e6, to: throttledNanoCpus / 1e6 } });
     const shed = await eventsOf("instances_shed");
     expect(shed.at(-1)).toMatchObject({ message: "Power level conserve: throttled 1 instance", details: { throttled: [ids.batch], paused: [], stopped: [] } });

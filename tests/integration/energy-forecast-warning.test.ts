@@ -66,12 +66,24 @@ describe("who a step down will affect", () => {
 
   test("a warning is an event listing each affected instance with its owner; a restarted monitor knows it was given", async () => {
     const at = new Date();
-    const { eventId, affected } = await recordForecastWarning(services.db, { level: "critical", thresholdSoc: 30, at, earliestAt: new Date(at.getTime() + 40 * 60_000), expectedAt: new Date(at.getTime() + 65 * 60_000), soc: 34.2 });
+    const { eventId, affected } = await recordForecastWarning(services.db, {
+      level: "critical",
+      thresholdSoc: 30,
+      at,
+      earliestAt: new Date(at.getTime() + 40 * 60_000),
+      expectedAt: new Date(at.getTime() + 65 * 60_000),
+      soc: 34.2,
+    });
     expect(affected.map((a) => a.userId).sort()).toEqual([owners.alice, owners.bob].sort());
     const [event] = await services.db.select().from(energyEvents).where(eq(energyEvents.id, eventId));
     expect(event).toMatchObject({ kind: "forecast_warning", severity: "warning" });
     expect(event!.message).toBe("The battery (34.2 %) is forecast to fall below 30 % in 40 min at the earliest: power level critical would affect 2 instances of 2 tenants");
-    expect(event!.details).toMatchObject({ level: "critical", thresholdSoc: 30, soc: 34.2, affected: expect.arrayContaining([expect.objectContaining({ instanceId: ids.batch, userId: owners.alice, action: "pause", priority: "interruptible" })]) });
+    expect(event!.details).toMatchObject({
+      level: "critical",
+      thresholdSoc: 30,
+      soc: 34.2,
+      affected: expect.arrayContaining([expect.objectContaining({ instanceId: ids.batch, userId: owners.alice, action: "pause", priority: "interruptible" })]),
+    });
 
     expect([...(await armedWarnings(services.db, "normal"))]).toEqual(["critical"]);
     // Once the level has changed, the approach is over: a new one is warned about afresh.
@@ -97,13 +109,23 @@ describe("who a step down will affect", () => {
     const { eventId } = await recordForecastWarning(services.db, { level: "critical", thresholdSoc: 30, at, earliestAt, expectedAt: null, soc: 33 });
     const ahead = (await notices()).slice(before);
     // batch and job will be paused; the standard and critical ones are untouched at critical.
-    expect(ahead.map((n) => [n.instanceId, n.action]).sort()).toEqual([[ids.batch, "pause"], [ids.job, "pause"]].sort());
+    expect(ahead.map((n) => [n.instanceId, n.action]).sort()).toEqual(
+      [
+        [ids.batch, "pause"],
+        [ids.job, "pause"],
+      ].sort(),
+    );
     for (const notice of ahead) expect(notice).toMatchObject({ level: "critical", expectedAt: earliestAt.toISOString(), episodeId: `forecast-${eventId}` });
 
     // A later forecast of shutdown in the same approach tells only those not told yet.
     await recordForecastWarning(services.db, { level: "shutdown", thresholdSoc: 15, at, earliestAt, expectedAt: null, soc: 33 });
     const more = (await notices()).slice(before + ahead.length);
-    expect(more.map((n) => [n.instanceId, n.action]).sort()).toEqual([[ids.parked, "stop"], [ids.web, "stop"]].sort());
+    expect(more.map((n) => [n.instanceId, n.action]).sort()).toEqual(
+      [
+        [ids.parked, "stop"],
+        [ids.web, "stop"],
+      ].sort(),
+    );
 
     // The level change itself (the emergency worker's call) adds nothing for the instances already told.
     const change = (await recordLevelChange(services.db, { from: "normal", to: "shutdown", at: new Date(), soc: 14, reading: {}, policy: DEFAULT_POLICY }))!;

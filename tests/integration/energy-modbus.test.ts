@@ -47,7 +47,11 @@ describe("the hardware monitor polling an EPEver Tracer over Modbus RTU", () => 
         await updatePowerPolicy(services.db, { actor: systemActor("test") }, { thresholds: { conserve: 50, critical: 30, shutdown: 15 }, hysteresis: 5, dwellSeconds: 1, recoveryDwellSeconds: 1 });
         const monitor = await startMonitor(services);
         try {
-          const status = await eventually(async () => monitor.status(), (s) => s.framesDecoded >= 6 && s.level === "conserve", { timeoutMs: 15_000, what: "six polls and level conserve" });
+          const status = await eventually(
+            async () => monitor.status(),
+            (s) => s.framesDecoded >= 6 && s.level === "conserve",
+            { timeoutMs: 15_000, what: "six polls and level conserve" },
+          );
           expect(status.lastReading).toMatchObject({ socSource: "controller", loadPower: 120, pvPower: 0, chargeState: "off" });
           expect(Number.isInteger(status.lastReading!.soc)).toBe(true);
           expect(status.lastReading!.soc!).toBeLessThan(45);
@@ -80,7 +84,11 @@ describe("the hardware monitor polling an EPEver Tracer over Modbus RTU", () => 
         const monitor = await startMonitor(services);
         try {
           // Under load the telemetry timeout (1.5 s) can pass before the first poll has used up its retries: wait for both.
-          const status = await eventually(async () => monitor.status(), (s) => s.telemetry === "lost" && s.dropReasons.poll > 0, { timeoutMs: 8000, what: "telemetry lost after failed polls" });
+          const status = await eventually(
+            async () => monitor.status(),
+            (s) => s.telemetry === "lost" && s.dropReasons.poll > 0,
+            { timeoutMs: 8000, what: "telemetry lost after failed polls" },
+          );
           expect(status.framesDecoded).toBe(0);
           expect(status.dropReasons.poll).toBeGreaterThan(0);
           expect(status.modbus!.timeouts).toBeGreaterThan(0);

@@ -44,7 +44,11 @@ const eventsOf = (kind: (typeof energyEvents.$inferSelect)["kind"]) => services.
 async function withMonitor<T>(run: (monitor: Monitor) => Promise<T>): Promise<T> {
   const monitor = await startMonitor(services);
   try {
-    await eventually(async () => monitor.status().bridge.state, (s) => s === "running", { what: "the bridge to open the port" });
+    await eventually(
+      async () => monitor.status().bridge.state,
+      (s) => s === "running",
+      { what: "the bridge to open the port" },
+    );
     return await run(monitor);
   } finally {
     await monitor.stop();
@@ -72,13 +76,21 @@ describe("the hardware monitor on a VE.Direct line", () => {
     const monitor = await startMonitor(services);
     const controller = openControllerEnd(pair.device);
     try {
-      await eventually(async () => monitor.status().bridge.state, (s) => s === "running", { what: "the bridge to open the port" });
+      await eventually(
+        async () => monitor.status().bridge.state,
+        (s) => s === "running",
+        { what: "the bridge to open the port" },
+      );
       for (let i = 0; i < 6; i++) {
         controller.write(good);
         if (i === 2) controller.write(bad);
         await Bun.sleep(150);
       }
-      await eventually(async () => monitor.status(), (s) => s.framesDecoded === 6 && s.dropReasons.checksum === 1, { what: "6 frames decoded and 1 dropped" });
+      await eventually(
+        async () => monitor.status(),
+        (s) => s.framesDecoded === 6 && s.dropReasons.checksum === 1,
+        { what: "6 frames decoded and 1 dropped" },
+      );
     } finally {
       await monitor.stop();
       controller.close();
@@ -87,7 +99,17 @@ describe("the hardware monitor on a VE.Direct line", () => {
     const rows = await services.db.select().from(energyReadings);
     expect(rows.reduce((n, r) => n + r.samples, 0)).toBe(6);
     for (const row of rows) {
-      expect(row).toMatchObject({ source: "vedirect", batteryVoltage: 13.4, batteryCurrent: 2.5, pvPower: 120, loadCurrent: 3, loadPower: 40.2, chargeState: "bulk", yieldTodayKwh: 0.42, socSource: "voltage" });
+      expect(row).toMatchObject({
+        source: "vedirect",
+        batteryVoltage: 13.4,
+        batteryCurrent: 2.5,
+        pvPower: 120,
+        loadCurrent: 3,
+        loadPower: 40.2,
+        chargeState: "bulk",
+        yieldTodayKwh: 0.42,
+        socSource: "voltage",
+      });
       expect(row.soc).toBe(socFromVoltage({ chemistry: "lead-acid", cells: 6 }, 13.4));
     }
     const state = await readMonitorState(services.db);
@@ -100,7 +122,11 @@ describe("the hardware monitor on a VE.Direct line", () => {
     const sim = startSimulator(pair.device, ["--scenario", "night-drain", "--soc", "55", "--speed", "2400", "--rate", "10"]);
     try {
       await withMonitor(async (monitor) => {
-        await eventually(async () => monitor.status().level, (l) => l === "shutdown", { timeoutMs: 40_000, intervalMs: 200, what: "level shutdown" });
+        await eventually(
+          async () => monitor.status().level,
+          (l) => l === "shutdown",
+          { timeoutMs: 40_000, intervalMs: 200, what: "level shutdown" },
+        );
         await monitor.settled();
       });
     } finally {
@@ -139,7 +165,11 @@ describe("the hardware monitor on a VE.Direct line", () => {
     try {
       await withMonitor(async (monitor) => {
         expect(monitor.status().level).toBe("shutdown");
-        await eventually(async () => monitor.status().level, (l) => l === "normal", { timeoutMs: 40_000, intervalMs: 200, what: "level normal" });
+        await eventually(
+          async () => monitor.status().level,
+          (l) => l === "normal",
+          { timeoutMs: 40_000, intervalMs: 200, what: "level normal" },
+        );
         await monitor.settled();
       });
     } finally {
@@ -192,25 +222,45 @@ describe("the hardware monitor on a VE.Direct line", () => {
     const sim = startSimulator(pair.device, ["--scenario", "cable-pulled", "--pull-after", "3600", "--speed", "60", "--rate", "5"]);
     try {
       await withMonitor(async (monitor) => {
-        await eventually(async () => monitor.status().telemetry, (t) => t === "ok", { what: "telemetry ok" });
+        await eventually(
+          async () => monitor.status().telemetry,
+          (t) => t === "ok",
+          { what: "telemetry ok" },
+        );
         // A bridge slow to open under load may have been "lost" before the first byte: count from here.
         await monitor.settled();
         const [lostBefore, restoredBefore] = [(await eventsOf("telemetry_lost")).length, (await eventsOf("telemetry_restored")).length];
         // Pulled once data has flowed, so the pull cannot race the bridge opening.
         sim.pull();
-        await eventually(async () => monitor.status().telemetry, (t) => t === "lost", { timeoutMs: 6000, what: "telemetry lost" });
+        await eventually(
+          async () => monitor.status().telemetry,
+          (t) => t === "lost",
+          { timeoutMs: 6000, what: "telemetry lost" },
+        );
         await monitor.settled();
         const lost = (await eventsOf("telemetry_lost")).slice(lostBefore);
         expect(lost).toHaveLength(1);
         expect(lost[0]!.severity).toBe("critical");
         expect(lost[0]!.message).toContain("No valid data from the charge controller");
-        await eventually(() => energyStatus(services.db, services.config.energy), (s) => s.telemetry.state === "lost", { what: "status to say lost" });
+        await eventually(
+          () => energyStatus(services.db, services.config.energy),
+          (s) => s.telemetry.state === "lost",
+          { what: "status to say lost" },
+        );
 
         sim.plug();
-        await eventually(async () => monitor.status().telemetry, (t) => t === "ok", { timeoutMs: 5000, what: "telemetry restored" });
+        await eventually(
+          async () => monitor.status().telemetry,
+          (t) => t === "ok",
+          { timeoutMs: 5000, what: "telemetry restored" },
+        );
         await monitor.settled();
         expect(await eventsOf("telemetry_restored")).toHaveLength(restoredBefore + 1);
-        await eventually(() => energyStatus(services.db, services.config.energy), (s) => s.telemetry.state === "ok", { what: "status to say ok" });
+        await eventually(
+          () => energyStatus(services.db, services.config.energy),
+          (s) => s.telemetry.state === "ok",
+          { what: "status to say ok" },
+        );
       });
     } finally {
       await sim.stop();
@@ -221,14 +271,26 @@ describe("the hardware monitor on a VE.Direct line", () => {
     const sim = startSimulator(pair.device, ["--scenario", "sunny-day", "--speed", "60", "--rate", "5"]);
     try {
       await withMonitor(async (monitor) => {
-        await eventually(async () => monitor.status().framesDecoded, (n) => n >= 3, { what: "frames before the crash" });
+        await eventually(
+          async () => monitor.status().framesDecoded,
+          (n) => n >= 3,
+          { what: "frames before the crash" },
+        );
         const firstPid = monitor.status().bridge.pid;
         monitor.killBridge();
-        const after = await eventually(async () => monitor.status().bridge, (b) => b.restarts === 1 && b.state === "running", { what: "the bridge to be restarted" });
+        const after = await eventually(
+          async () => monitor.status().bridge,
+          (b) => b.restarts === 1 && b.state === "running",
+          { what: "the bridge to be restarted" },
+        );
         expect(after.pid).not.toBe(firstPid);
         expect(after.lastExit?.nextDelayMs).toBe(100);
         const frames = monitor.status().framesDecoded;
-        await eventually(async () => monitor.status().framesDecoded, (n) => n >= frames + 3, { what: "frames after the restart" });
+        await eventually(
+          async () => monitor.status().framesDecoded,
+          (n) => n >= frames + 3,
+          { what: "frames after the restart" },
+        );
         await monitor.settled();
         expect((await eventsOf("bridge_failed")).length).toBeGreaterThanOrEqual(1);
       });

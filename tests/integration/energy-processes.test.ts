@@ -41,7 +41,10 @@ describe("hardware entry points", () => {
       expect(status.result.data.telemetry.protocol).toBe("vedirect");
       child.kill("SIGTERM");
       expect(await child.exited).toBe(0);
-      const lines = (await new Response(child.stdout).text()).trim().split("\n").map((l) => JSON.parse(l));
+      const lines = (await new Response(child.stdout).text())
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
       expect(lines.some((l) => l.msg === "hardware monitor started")).toBe(true);
       expect(lines.some((l) => l.msg === "hardware monitor stopped")).toBe(true);
     } finally {
@@ -60,7 +63,11 @@ describe("hardware entry points", () => {
     const child = Bun.spawn([process.execPath, "server/api.ts"], { cwd: root, env: env({ PORT: String(port), ENERGY_SIMULATOR: "sunny-day" }), stdout: "pipe", stderr: "pipe" });
     try {
       await eventually(
-        () => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status, () => 0),
+        () =>
+          fetch(`http://127.0.0.1:${port}/health`).then(
+            (r) => r.status,
+            () => 0,
+          ),
         (s) => s === 200,
         { timeoutMs: 20_000, what: "/health" },
       );

@@ -60,7 +60,11 @@ async function withMonitor<T>(run: (monitor: Monitor, controller: ReturnType<typ
   const monitor = await startMonitor(services);
   const controller = openControllerEnd(pair.device);
   try {
-    await eventually(async () => monitor.status().bridge.state, (s) => s === "running", { what: "the bridge to open the port" });
+    await eventually(
+      async () => monitor.status().bridge.state,
+      (s) => s === "running",
+      { what: "the bridge to open the port" },
+    );
     return await run(monitor, controller);
   } finally {
     await monitor.stop();
@@ -78,7 +82,11 @@ describe("readings that cannot be fooled, through a pty", () => {
         controller.write(i % 2 ? flipHighBits(bmv(), i % 4 === 1 ? "V" : "SOC") : bmv());
         await Bun.sleep(120);
       }
-      const status = await eventually(async () => monitor.status(), (s) => s.framesDecoded === 4 && s.dropReasons.grammar === 4, { what: "4 frames decoded, 4 dropped for grammar" });
+      const status = await eventually(
+        async () => monitor.status(),
+        (s) => s.framesDecoded === 4 && s.dropReasons.grammar === 4,
+        { what: "4 frames decoded, 4 dropped for grammar" },
+      );
       expect(status.dropReasons.checksum).toBe(0);
       expect(status.lastReading).toMatchObject({ batteryVoltage: 12.65, soc: 81.2, socSource: "controller" });
       await monitor.settled();
@@ -104,7 +112,11 @@ describe("readings that cannot be fooled, through a pty", () => {
         controller.write(block);
         await Bun.sleep(120);
       }
-      const status = await eventually(async () => monitor.status(), (s) => s.framesDecoded === 7, { what: "7 frames decoded" });
+      const status = await eventually(
+        async () => monitor.status(),
+        (s) => s.framesDecoded === 7,
+        { what: "7 frames decoded" },
+      );
       expect(status.rejected).toEqual({ soc_range: 1, voltage_range: 1, current_range: 1, pv_power_range: 1, pv_voltage: 0, load_power_range: 0, jump: 1 });
       expect(status.readingsRejected).toBe(5);
       expect(status.lastReading).toMatchObject({ batteryVoltage: 12.65, soc: 81.2 });
@@ -122,7 +134,11 @@ describe("readings that cannot be fooled, through a pty", () => {
         controller.write(Buffer.concat([whole.subarray(0, cut), whole]));
         await Bun.sleep(150);
       }
-      const status = await eventually(async () => monitor.status(), (s) => s.framesDecoded === 4, { what: "4 frames decoded" });
+      const status = await eventually(
+        async () => monitor.status(),
+        (s) => s.framesDecoded === 4,
+        { what: "4 frames decoded" },
+      );
       expect(status.dropReasons.truncated).toBe(4);
       expect(status.dropReasons.checksum).toBe(0);
     });
@@ -135,13 +151,21 @@ describe("readings that cannot be fooled, through a pty", () => {
       await withMonitor(async (monitor) => {
         // A battery at 12 % sent at 9600 baud to a host listening at 19200: decoded, it would mean shutdown.
         sim = startSimulator(pair.device, ["--scenario", "night-drain", "--soc", "12", "--tx-baud", "9600", "--rx-baud", "19200", "--rate", "5"]);
-        await eventually(async () => monitor.status().telemetry, (t) => t === "degraded", { timeoutMs: 8000, what: "link degraded" });
+        await eventually(
+          async () => monitor.status().telemetry,
+          (t) => t === "degraded",
+          { timeoutMs: 8000, what: "link degraded" },
+        );
         const status = monitor.status();
         expect(status.link.totals.bytes).toBeGreaterThan(100);
         expect(status.link.totals.accepted).toBe(0);
         expect(status.level).toBe("normal");
         await monitor.settled();
-        await eventually(() => energyStatus(services.db, services.config.energy), (s) => s.telemetry.state === "degraded", { what: "status to say degraded" });
+        await eventually(
+          () => energyStatus(services.db, services.config.energy),
+          (s) => s.telemetry.state === "degraded",
+          { what: "status to say degraded" },
+        );
         const seen = await energyStatus(services.db, services.config.energy);
         expect(seen.telemetry.link).toMatchObject({ state: "degraded" });
         expect((seen.telemetry.link as { recent: { bytes: number } }).recent.bytes).toBeGreaterThan(0);
@@ -149,7 +173,11 @@ describe("readings that cannot be fooled, through a pty", () => {
 
         // Then the line goes silent: a different alert.
         await sim!.stop();
-        await eventually(async () => monitor.status().telemetry, (t) => t === "lost", { timeoutMs: 8000, what: "telemetry lost" });
+        await eventually(
+          async () => monitor.status().telemetry,
+          (t) => t === "lost",
+          { timeoutMs: 8000, what: "telemetry lost" },
+        );
         await monitor.settled();
       });
     } finally {
@@ -181,8 +209,16 @@ describe("an EPEver: wrong baud, its cut-offs, and a policy below them", () => {
         // A battery at 12 %: read, it would mean shutdown.
         const sim = startSimulator(pair.device, ["--protocol", "modbus", "--scenario", "night-drain", "--soc", "12", ...args]);
         try {
-          await eventually(async () => monitor.status().bridge.state, (s) => s === "running", { what: "the bridge" });
-          const status = await eventually(async () => monitor.status(), (s) => s.telemetry === expected && s.dropReasons.poll > 0, { timeoutMs: 10_000, what: `link ${expected}` });
+          await eventually(
+            async () => monitor.status().bridge.state,
+            (s) => s === "running",
+            { what: "the bridge" },
+          );
+          const status = await eventually(
+            async () => monitor.status(),
+            (s) => s.telemetry === expected && s.dropReasons.poll > 0,
+            { timeoutMs: 10_000, what: `link ${expected}` },
+          );
           expect(status.framesDecoded).toBe(0);
           expect(status.level).toBe("normal");
           if (expected === "degraded") {
@@ -212,11 +248,19 @@ describe("an EPEver: wrong baud, its cut-offs, and a policy below them", () => {
       await updatePowerPolicy(epever.db, { actor: systemActor("test") }, DEFAULT_POLICY);
       const monitor = await startMonitor(epever);
       try {
-        const status = await eventually(async () => monitor.status(), (s) => s.cutoffs !== null && s.telemetry === "ok", { timeoutMs: 10_000, what: "the settings to be read" });
+        const status = await eventually(
+          async () => monitor.status(),
+          (s) => s.cutoffs !== null && s.telemetry === "ok",
+          { timeoutMs: 10_000, what: "the settings to be read" },
+        );
         expect(status.cutoffs).toMatchObject({ source: "epever", lvd: 11.5, lvr: 12.6, uvWarning: 12, tempCompMvPerCell: 3 });
         expect(status.alignment).toMatchObject({ known: true, ok: false, shutdown: { soc: 15, ok: false, requiredVolts: 11.97 } });
         await monitor.settled();
-        await eventually(async () => (await readMonitorState(epever.db))?.controllerSettings, (s) => s !== null && s !== undefined, { what: "the settings to be published" });
+        await eventually(
+          async () => (await readMonitorState(epever.db))?.controllerSettings,
+          (s) => s !== null && s !== undefined,
+          { what: "the settings to be published" },
+        );
       } finally {
         await monitor.stop();
       }

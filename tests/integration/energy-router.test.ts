@@ -93,7 +93,12 @@ describe("who may call the energy procedures", () => {
     });
 
     test(`energy.${name}: API keys need the energy:read scope`, async () => {
-      const procedures = { status: (c: any) => c.energy.status(), history: (c: any) => c.energy.history({}), stats: (c: any) => c.energy.stats({ period: "day" }), forecast: (c: any) => c.energy.forecast() };
+      const procedures = {
+        status: (c: any) => c.energy.status(),
+        history: (c: any) => c.energy.history({}),
+        stats: (c: any) => c.energy.stats({ period: "day" }),
+        forecast: (c: any) => c.energy.forecast(),
+      };
       const procedure = procedures[name];
       await expectCallerError(procedure(apiKeyCaller(customer.user, ["compute:read"])), "INSUFFICIENT_SCOPE");
       expect(await procedure(apiKeyCaller(customer.user, ["energy:read"]))).toBeTruthy();
@@ -140,7 +145,10 @@ describe("energy.policy", () => {
     const saved = await client(admin.token).energy.policy.update.mutate(next);
     expect(saved).toMatchObject({ ...next, updatedBy: admin.user.id });
     expect(await client(admin.token).energy.policy.get.query()).toEqual(saved);
-    const [audit] = await db().select().from(auditLog).where(and(eq(auditLog.action, "energy.policy.updated"), eq(auditLog.actorId, admin.user.id)));
+    const [audit] = await db()
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "energy.policy.updated"), eq(auditLog.actorId, admin.user.id)));
     expect(audit).toMatchObject({ actorType: "user", targetType: "energy_policy", metadata: { before: DEFAULT_POLICY, after: next } });
   });
 
@@ -158,7 +166,19 @@ describe("energy.policy against the controller's cut-offs", () => {
   test("a shutdown below the controller's disconnect + margin is refused with the minimum; nothing is written", async () => {
     const now = new Date();
     const cutoffs = { source: "epever", lvd: 11.5, lvr: 12.6, uvWarning: 12, uvWarningRecover: 12.2, dischargeLimit: 10.6, tempCompMvPerCell: 3, batteryType: 1, capacityAh: 200, scaled: false };
-    await saveMonitorState(db(), { protocol: "modbus", startedAt: now, updatedAt: now, telemetry: "ok", lastReadingAt: null, lastReading: null, framesDecoded: 0, framesDropped: 0, bridgeState: "running", bridgeRestarts: 0, controllerSettings: { cutoffs } });
+    await saveMonitorState(db(), {
+      protocol: "modbus",
+      startedAt: now,
+      updatedAt: now,
+      telemetry: "ok",
+      lastReadingAt: null,
+      lastReading: null,
+      framesDecoded: 0,
+      framesDropped: 0,
+      bridgeState: "running",
+      bridgeRestarts: 0,
+      controllerSettings: { cutoffs },
+    });
     const error = await expectAppError(client(admin.token).energy.policy.update.mutate(DEFAULT_POLICY), "POLICY_BELOW_CUTOFF");
     expect(error.data.httpStatus).toBe(412);
     // 11.5 V + 0.27 V (3 mV/°C × 6 cells × 15 °C) + 0.2 V of sag, at rest.
@@ -225,7 +245,18 @@ describe("energy.status", () => {
 
   test("a monitor whose last reading is older than the telemetry timeout reads as lost", async () => {
     const old = new Date(Date.now() - 10 * 60_000);
-    await saveMonitorState(db(), { protocol: "modbus", startedAt: old, updatedAt: old, telemetry: "ok", lastReadingAt: old, lastReading: { ...emptyReading(), at: old.toISOString() }, framesDecoded: 1, framesDropped: 0, bridgeState: "running", bridgeRestarts: 0 });
+    await saveMonitorState(db(), {
+      protocol: "modbus",
+      startedAt: old,
+      updatedAt: old,
+      telemetry: "ok",
+      lastReadingAt: old,
+      lastReading: { ...emptyReading(), at: old.toISOString() },
+      framesDecoded: 1,
+      framesDropped: 0,
+      bridgeState: "running",
+      bridgeRestarts: 0,
+    });
     const status = await client(customer.token).energy.status.query();
     expect(status.telemetry.state).toBe("lost");
     expect(status.estimate.trend).toBe("unknown");
@@ -241,7 +272,18 @@ describe("energy.forecast", () => {
     const now = Date.now();
     // 60 % of 200 Ah × 12 V under 100 W, no history: 10 points (240 Wh) to conserve take 2.4 h.
     const reading = { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.2, batteryCurrent: -8.2, soc: 60, socSource: "controller" as const, loadPower: 100, pvPower: 0 };
-    await saveMonitorState(db(), { protocol: "vedirect", startedAt: new Date(now - 60_000), updatedAt: new Date(now), telemetry: "ok", lastReadingAt: new Date(now), lastReading: reading, framesDecoded: 10, framesDropped: 0, bridgeState: "running", bridgeRestarts: 0 });
+    await saveMonitorState(db(), {
+      protocol: "vedirect",
+      startedAt: new Date(now - 60_000),
+      updatedAt: new Date(now),
+      telemetry: "ok",
+      lastReadingAt: new Date(now),
+      lastReading: reading,
+      framesDecoded: 10,
+      framesDropped: 0,
+      bridgeState: "running",
+      bridgeRestarts: 0,
+    });
     const { forecast, trajectory, reason } = await client(customer.token).energy.forecast.query();
     expect(reason).toBeNull();
     expect(forecast).toMatchObject({ soc: 60, horizonHours: 48, capacityWh: { rated: 2400, estimated: null, used: 2400 }, historyDays: 0, clearSkyIndex: null });
@@ -303,8 +345,14 @@ describe("energy.history and energy.stats", () => {
       const inHour = windows.slice(h * 6, h * 6 + 6);
       const sum = (f: (w: Sample) => number) => inHour.reduce((a, w) => a + f(w), 0);
       expect(point.at).toBe(new Date(firstHour + h * HOUR).toISOString());
-      expect(point.pvWh).toBeCloseTo(sum((w) => w.pvWh), 3);
-      expect(point.loadWh).toBeCloseTo(sum((w) => w.loadWh), 3);
+      expect(point.pvWh).toBeCloseTo(
+        sum((w) => w.pvWh),
+        3,
+      );
+      expect(point.loadWh).toBeCloseTo(
+        sum((w) => w.loadWh),
+        3,
+      );
       expect(point.pvPower).toBeCloseTo((sum((w) => w.pvWh) * 3600) / sum((w) => w.seconds), 1);
       expect(point.pvPowerMax).toBe(Math.max(...inHour.map((w) => w.pvPowerMax!)));
       expect(point.soc).toBeCloseTo(sum((w) => w.soc!) / 6, 1);
@@ -399,7 +447,10 @@ describe("the power level service (compute's admission check)", () => {
   test("the system actor can save a policy too (audited without a user)", async () => {
     const saved = await import("../../server/energy/policy").then((m) => m.updatePowerPolicy(db(), { actor: systemActor("ops-script") }, DEFAULT_POLICY));
     expect(saved.updatedBy).toBeNull();
-    const rows = await db().select().from(auditLog).where(eq(auditLog.targetId, (await db().select().from(energyPolicies))[0]!.id));
+    const rows = await db()
+      .select()
+      .from(auditLog)
+      .where(eq(auditLog.targetId, (await db().select().from(energyPolicies))[0]!.id));
     expect(rows[0]).toMatchObject({ actorType: "system", metadata: { system: "ops-script" } });
   });
 });

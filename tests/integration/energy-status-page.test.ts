@@ -45,10 +45,34 @@ describe("the public status page", () => {
     const today = Math.floor(now / 86_400_000) * 86_400_000;
     // Two hours of sun today: 1.5 kWh.
     for (const hour of [1, 2]) {
-      await storeSample(app.services.db, { at: new Date(today + hour * 3_600_000), seconds: 3600, samples: 360, source: "vedirect", ...emptyReading(), socMin: null, socMax: null, pvPowerMax: 800, pvWh: 750, loadWh: 100, batteryInWh: 600, batteryOutWh: 0 });
+      await storeSample(app.services.db, {
+        at: new Date(today + hour * 3_600_000),
+        seconds: 3600,
+        samples: 360,
+        source: "vedirect",
+        ...emptyReading(),
+        socMin: null,
+        socMax: null,
+        pvPowerMax: 800,
+        pvWh: 750,
+        loadWh: 100,
+        batteryInWh: 600,
+        batteryOutWh: 0,
+      });
     }
     const reading = { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.1, batteryCurrent: -6.5, soc: 28.4, socSource: "voltage" as const, loadPower: 78.6, pvPower: 0 };
-    await saveMonitorState(app.services.db, { protocol: "vedirect", startedAt: new Date(now - 60_000), updatedAt: new Date(now), telemetry: "ok", lastReadingAt: new Date(now), lastReading: reading, framesDecoded: 60, framesDropped: 0, bridgeState: "running", bridgeRestarts: 0 });
+    await saveMonitorState(app.services.db, {
+      protocol: "vedirect",
+      startedAt: new Date(now - 60_000),
+      updatedAt: new Date(now),
+      telemetry: "ok",
+      lastReadingAt: new Date(now),
+      lastReading: reading,
+      framesDecoded: 60,
+      framesDropped: 0,
+      bridgeState: "running",
+      bridgeRestarts: 0,
+    });
     await recordLevelChange(app.services.db, { from: "normal", to: "critical", at: new Date(now - 60_000), soc: 28.9, reading: {}, policy: DEFAULT_POLICY });
     const owner = await createUserWithSession(app.services, { name: "Ada Secret" });
     const held = [await seedInstance(app.services, owner.user.id, { name: "private-batch" }), await seedInstance(app.services, owner.user.id, { name: "private-crawler" })];

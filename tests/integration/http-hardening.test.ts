@@ -96,7 +96,12 @@ describe("cookie sessions and CSRF", () => {
     expect(fromOwn.status).toBe(200);
     // Queries stay open to the cookie without Origin (browsers do not send it on same-origin GETs).
     expect((await call("auth.me", { method: "GET", headers: { cookie } })).status).toBe(200);
-    expect(await app.services.db.select({ n: auditLog.id }).from(auditLog).where(and(eq(auditLog.action, "auth.profile.updated"), eq(auditLog.targetId, user.id)))).toHaveLength(1);
+    expect(
+      await app.services.db
+        .select({ n: auditLog.id })
+        .from(auditLog)
+        .where(and(eq(auditLog.action, "auth.profile.updated"), eq(auditLog.targetId, user.id))),
+    ).toHaveLength(1);
   });
 
   test("a multipart body to a mutation without input (logoutAll) is refused for the cookie, even from the platform's origin", async () => {
@@ -122,7 +127,10 @@ describe("the client address behind trusted proxies", () => {
     const { user, token } = await createUserWithSession(app.services);
     const res = await call("auth.updateProfile", { input: { name: "Behind Proxy" }, headers: { authorization: `Bearer ${token}`, "x-forwarded-for": "6.6.6.6, 203.0.113.7" } });
     expect(res.status).toBe(200);
-    const [row] = await app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "auth.profile.updated"), eq(auditLog.targetId, user.id)));
+    const [row] = await app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "auth.profile.updated"), eq(auditLog.targetId, user.id)));
     expect(row!.ip).toBe("203.0.113.7");
   });
 
@@ -172,7 +180,11 @@ describe("slow requests and failed lookups", () => {
       await seedUsage(app.services, instance, [{ hour: new Date("2002-06-01T00:00:00Z"), runningMs: 60_000 }]);
       await sql`insert into billing_counters (name, value) values ('invoice', 0) on conflict do nothing`;
       const invoice = (base: string) =>
-        fetch(`${base}/trpc/admin.billing.runInvoicing`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ period: "2002-06" }) });
+        fetch(`${base}/trpc/admin.billing.runInvoicing`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({ period: "2002-06" }),
+        });
 
       const held = new Promise<void>((resolve) => (release = resolve));
       let locked!: () => void;

@@ -161,7 +161,10 @@ describe("sessions and the typed client", () => {
     const { user, token } = await createUserWithSession(app.services);
     const { sessions } = await import("../../db/schema");
     const { eq } = await import("drizzle-orm");
-    await app.services.db.update(sessions).set({ absoluteExpiresAt: new Date(Date.now() - 1000) }).where(eq(sessions.userId, user.id));
+    await app.services.db
+      .update(sessions)
+      .set({ absoluteExpiresAt: new Date(Date.now() - 1000) })
+      .where(eq(sessions.userId, user.id));
     await app.services.authCache.settle();
     await expectAppError(app.client({ token }).auth.me.query(), "UNAUTHENTICATED");
     expect(await app.services.db.query.sessions.findMany({ where: (s, { eq }) => eq(s.userId, user.id) })).toHaveLength(0);

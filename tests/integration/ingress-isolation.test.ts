@@ -28,7 +28,10 @@ beforeAll(async () => {
   alice = await launch(a.api, { name: "shop", volumes: [{ name: "shop-www", sizeMb: 32, mountPath: "/www" }] });
   bob = await launch(b.api, { name: "shop", volumes: [{ name: "shop-www", sizeMb: 32, mountPath: "/www" }] });
   // Each container says whose it is.
-  for (const [instance, owner] of [[alice, "alice"], [bob, "bob"]] as const) {
+  for (const [instance, owner] of [
+    [alice, "alice"],
+    [bob, "bob"],
+  ] as const) {
     const wrote = await execIn(rig.app.services.docker, container(instance.id), ["sh", "-c", `echo owner=${owner} > /www/who.txt`]);
     expect(wrote.exitCode).toBe(0);
   }
@@ -114,8 +117,7 @@ describe("tenant isolation with published ports", () => {
       .map((a) => a!.address);
 
     // From Bob's container, with BusyBox wget (`timeout`, because this build's `wget -T` crashes).
-    const tryFetch = (target: string) =>
-      execIn(docker, container(bob.id), ["sh", "-c", `timeout 3 wget -q -O - http://${target}/who.txt 2>&1; echo "exit=$?"`], 15_000).then((r) => r.output);
+    const tryFetch = (target: string) => execIn(docker, container(bob.id), ["sh", "-c", `timeout 3 wget -q -O - http://${target}/who.txt 2>&1; echo "exit=$?"`], 15_000).then((r) => r.output);
     const targets = [`${aliceIp}:8080`, `${bobGateway}:${published.HostPort}`, `127.0.0.1:${published.HostPort}`, ...hostAddresses.map((ip) => `${ip}:${published.HostPort}`)];
     for (const target of targets) {
       const output = await tryFetch(target);

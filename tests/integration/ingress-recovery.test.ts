@@ -30,7 +30,11 @@ beforeAll(async () => {
 afterAll(() => rig.close(), 60_000);
 
 /** Requests that fail (no listener, no certificate) read as status 0. */
-const statusOf = (url: string) => rig.proxy.visit(url).then((r) => r.status, () => 0);
+const statusOf = (url: string) =>
+  rig.proxy.visit(url).then(
+    (r) => r.status,
+    () => 0,
+  );
 
 describe("proxy killed", () => {
   test("kill -9 and restart: every route back within seconds, none for an instance deleted meanwhile", async () => {
@@ -89,17 +93,33 @@ describe("INGRESS_PROXY=managed", () => {
     const managedPid = () => Number(readFileSync(`${dir}/caddy.pid`, "utf8"));
     const app = await startTestServer({ workers: true, port: Number(env.INGRESS_EDGE_UPSTREAM.split(":")[1]), env });
     try {
-      await eventually(() => admin.ping().then(() => true, () => false), Boolean, { timeoutMs: 15_000, what: "the managed proxy to answer" });
+      await eventually(
+        () =>
+          admin.ping().then(
+            () => true,
+            () => false,
+          ),
+        Boolean,
+        { timeoutMs: 15_000, what: "the managed proxy to answer" },
+      );
       const first = managedPid();
       // It carries the platform's configuration: the instance's route.
       const { marker } = await app.services.ingress.routes.render();
       await eventually(() => admin.has(marker), Boolean, { timeoutMs: 10_000, what: "the configuration to be loaded" });
 
       process.kill(first, "SIGKILL");
-      await eventually(() => admin.ping().then(() => existsSync(`${dir}/caddy.pid`) && managedPid() !== first, () => false), Boolean, {
-        timeoutMs: 30_000,
-        what: "the managed proxy to be started again",
-      });
+      await eventually(
+        () =>
+          admin.ping().then(
+            () => existsSync(`${dir}/caddy.pid`) && managedPid() !== first,
+            () => false,
+          ),
+        Boolean,
+        {
+          timeoutMs: 30_000,
+          what: "the managed proxy to be started again",
+        },
+      );
       await eventually(() => admin.has(marker), Boolean, { timeoutMs: 10_000, what: "the configuration to be loaded again" });
     } finally {
       await app.close();

@@ -107,7 +107,8 @@ describe("/metrics", () => {
     const { samples } = await scrape(app);
     for (const queue of QUEUE_NAMES) {
       for (const state of ["waiting", "active", "delayed", "failed", "completed"]) expect(value(samples, "sahary_queue_jobs", { queue, state })).toBeGreaterThanOrEqual(0);
-      for (const family of ["sahary_queue_oldest_waiting_seconds", "sahary_queue_paused", "sahary_queue_workers", "sahary_queue_stalled"]) expect(value(samples, family, { queue })).toBeGreaterThanOrEqual(0);
+      for (const family of ["sahary_queue_oldest_waiting_seconds", "sahary_queue_paused", "sahary_queue_workers", "sahary_queue_stalled"])
+        expect(value(samples, family, { queue })).toBeGreaterThanOrEqual(0);
     }
     expect(value(samples, "sahary_queue_jobs", { queue: "mail", state: "waiting" })).toBeGreaterThanOrEqual(1);
     expect(value(samples, "sahary_metrics_source_up", { source: "queues" })).toBe(1);
@@ -230,7 +231,17 @@ describe("the Grafana dashboard (ops/grafana/sahary.json)", () => {
     const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
     const used = new Set(expressions.flatMap((expr) => [...expr.matchAll(/\b((?:sahary|http|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, ""))));
     for (const name of used) expect(`${name}: ${families.has(name)}`).toBe(`${name}: true`);
-    for (const family of ["sahary_trpc_calls_total", "sahary_trpc_errors_total", "sahary_queue_jobs", "sahary_instances", "sahary_power_level", "sahary_battery_soc_percent", "sahary_telemetry_state", "sahary_ingress_requests_total", "process_cpu_seconds_total"]) {
+    for (const family of [
+      "sahary_trpc_calls_total",
+      "sahary_trpc_errors_total",
+      "sahary_queue_jobs",
+      "sahary_instances",
+      "sahary_power_level",
+      "sahary_battery_soc_percent",
+      "sahary_telemetry_state",
+      "sahary_ingress_requests_total",
+      "process_cpu_seconds_total",
+    ]) {
       expect(used.has(family)).toBe(true);
     }
   });

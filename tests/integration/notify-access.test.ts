@@ -28,11 +28,24 @@ beforeAll(async () => {
   owner = await createUserWithSession(app.services);
   mine = app.client({ token: owner.token });
   ids.endpoint = (await mine.webhooks.endpoints.create.mutate({ url: "https://hooks.example.test/mine" })).endpoint.id;
-  const eventId = await recordEvent(app.services.db, { type: "instance.failed", userId: owner.user.id, data: { instanceId: crypto.randomUUID(), name: "web", from: "running", reason: "container died (exit code 1)" } });
-  const [row] = await eventually(() => app.services.db.select().from(notifications).where(eq(notifications.eventId, eventId)), (rows) => rows.length === 1, { what: "the notification" });
+  const eventId = await recordEvent(app.services.db, {
+    type: "instance.failed",
+    userId: owner.user.id,
+    data: { instanceId: crypto.randomUUID(), name: "web", from: "running", reason: "container died (exit code 1)" },
+  });
+  const [row] = await eventually(
+    () => app.services.db.select().from(notifications).where(eq(notifications.eventId, eventId)),
+    (rows) => rows.length === 1,
+    { what: "the notification" },
+  );
   ids.notification = row!.id;
   const [delivery] = await eventually(
-    () => app.services.db.select().from(eventDeliveries).where(eq(eventDeliveries.eventId, eventId)).then((rows) => rows.filter((r) => r.channel === "webhook")),
+    () =>
+      app.services.db
+        .select()
+        .from(eventDeliveries)
+        .where(eq(eventDeliveries.eventId, eventId))
+        .then((rows) => rows.filter((r) => r.channel === "webhook")),
     (rows) => rows.length === 1,
     { what: "the webhook delivery" },
   );
@@ -112,7 +125,7 @@ describe("another customer", () => {
     expect(await other.notifications.unreadCount.query()).toEqual({ unread: 0 });
     await expectAppError(other.notifications.markRead.mutate({ ids: [ids.notification] }), "NOT_FOUND");
     expect(await other.notifications.markAllRead.mutate()).toEqual({ marked: 0 });
-    expect((await other.webhooks.endpoints.list.query())).toEqual([]);
+    expect(await other.webhooks.endpoints.list.query()).toEqual([]);
     await expectAppError(other.webhooks.endpoints.update.mutate({ id: ids.endpoint, enabled: false }), "NOT_FOUND");
     await expectAppError(other.webhooks.endpoints.rotateSecret.mutate({ id: ids.endpoint }), "NOT_FOUND");
     await expectAppError(other.webhooks.endpoints.delete.mutate({ id: ids.endpoint }), "NOT_FOUND");
@@ -126,8 +139,16 @@ describe("another customer", () => {
   });
 
   test("marking read is all or nothing: one id that is not the caller's leaves every notification as it was", async () => {
-    const fresh = await recordEvent(app.services.db, { type: "instance.failed", userId: owner.user.id, data: { instanceId: crypto.randomUUID(), name: "db", from: "running", reason: "container died" } });
-    const [row] = await eventually(() => app.services.db.select().from(notifications).where(eq(notifications.eventId, fresh)), (rows) => rows.length === 1, { what: "the notification" });
+    const fresh = await recordEvent(app.services.db, {
+      type: "instance.failed",
+      userId: owner.user.id,
+      data: { instanceId: crypto.randomUUID(), name: "db", from: "running", reason: "container died" },
+    });
+    const [row] = await eventually(
+      () => app.services.db.select().from(notifications).where(eq(notifications.eventId, fresh)),
+      (rows) => rows.length === 1,
+      { what: "the notification" },
+    );
     await expectAppError(mine.notifications.markRead.mutate({ ids: [row!.id, crypto.randomUUID()] }), "NOT_FOUND");
     expect((await app.services.db.select().from(notifications).where(eq(notifications.id, row!.id)))[0]!.readAt).toBeNull();
     const before = (await mine.notifications.unreadCount.query()).unread;
@@ -154,7 +175,11 @@ describe("paging", () => {
     for (let i = 0; i < 5; i++) {
       eventIds.push(await recordEvent(app.services.db, { type: "instance.failed", userId: session.user.id, data: { instanceId: crypto.randomUUID(), name: `n${i}`, from: "running", reason: "x" } }));
     }
-    await eventually(() => api.notifications.unreadCount.query(), (c) => c.unread === 5, { what: "five notifications" });
+    await eventually(
+      () => api.notifications.unreadCount.query(),
+      (c) => c.unread === 5,
+      { what: "five notifications" },
+    );
     const first = await api.notifications.list.query({ limit: 2 });
     const second = await api.notifications.list.query({ limit: 2, cursor: first.nextCursor! });
     const third = await api.notifications.list.query({ limit: 2, cursor: second.nextCursor! });

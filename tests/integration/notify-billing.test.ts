@@ -55,16 +55,27 @@ async function customerWithInvoice(opts: { endpoint?: boolean } = {}) {
   month += 1;
   const period = `2017-${String(month).padStart(2, "0")}`;
   const instance = await seedInstance(app.services, session.user.id, { name: "web", priceHourlyMinor: 123, priceMonthlyMinor: 100_000 });
-  await seedUsage(app.services, instance, Array.from({ length: 10 }, (_, i) => ({ hour: new Date(Date.UTC(2017, month - 1, 2, i)), runningMs: HOUR })));
+  await seedUsage(
+    app.services,
+    instance,
+    Array.from({ length: 10 }, (_, i) => ({ hour: new Date(Date.UTC(2017, month - 1, 2, i)), runningMs: HOUR })),
+  );
   await runInvoicing(app.services, { period });
-  const [invoice] = await app.services.db.select().from(invoices).where(and(eq(invoices.userId, session.user.id), eq(invoices.period, period)));
+  const [invoice] = await app.services.db
+    .select()
+    .from(invoices)
+    .where(and(eq(invoices.userId, session.user.id), eq(invoices.period, period)));
   return { ...session, api, path, secret: created?.secret ?? null, endpointId: created?.endpoint.id ?? null, invoice: invoice!, period };
 }
 
 /** The customer's events of a type, once the relay has fanned them out. */
 const dispatched = (userId: string, type: string) =>
   eventually(
-    () => app.services.db.select().from(outboxEvents).where(and(eq(outboxEvents.userId, userId), eq(outboxEvents.type, type))),
+    () =>
+      app.services.db
+        .select()
+        .from(outboxEvents)
+        .where(and(eq(outboxEvents.userId, userId), eq(outboxEvents.type, type))),
     (rows) => rows.length > 0 && rows.every((r) => r.dispatchedAt !== null),
     { what: `${type} to be fanned out`, timeoutMs: 20_000 },
   );
@@ -75,7 +86,11 @@ describe("invoice.issued", () => {
     expect(c.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
     expect(c.invoice).toMatchObject({ status: "open", totalMinor: 1230 });
 
-    const [hook] = await eventually(() => Promise.resolve(receiver.at(c.path)), (list) => list.length >= 1, { what: "the webhook", timeoutMs: 20_000 });
+    const [hook] = await eventually(
+      () => Promise.resolve(receiver.at(c.path)),
+      (list) => list.length >= 1,
+      { what: "the webhook", timeoutMs: 20_000 },
+    );
     expect(() => new Webhook(c.secret!).verify(hook!.body, hook!.headers)).not.toThrow();
     const payload = JSON.parse(hook!.body);
     expect(payload).toMatchObject({
@@ -110,7 +125,11 @@ describe("invoice.issued", () => {
     expect(centre.items[1]).toMatchObject({ title: "New webhook endpoint", data: { kind: "webhook_endpoint_created", endpointId: c.endpointId } });
     expect(await c.api.notifications.unreadCount.query()).toEqual({ unread: 2 });
 
-    const deliveries = await eventually(() => c.api.webhooks.deliveries.list.query(), (d) => d.items[0]?.status === "succeeded", { what: "the delivery to be recorded" });
+    const deliveries = await eventually(
+      () => c.api.webhooks.deliveries.list.query(),
+      (d) => d.items[0]?.status === "succeeded",
+      { what: "the delivery to be recorded" },
+    );
     expect(deliveries.items).toHaveLength(1);
     expect(deliveries.items[0]).toMatchObject({ eventId: payload.id, eventType: "invoice.issued", endpointId: c.endpointId, attempts: 1, lastStatusCode: 204 });
     expect(deliveries.items[0]!.history).toMatchObject([{ attempt: 1, outcome: "succeeded", statusCode: 204, address: "127.0.0.1" }]);
@@ -125,12 +144,18 @@ describe("invoice.issued", () => {
 
     const mails = await mailsTo(smtp.received, c.user.email, 3);
     const receipt = mails.find((m) => mailSubject(m).startsWith("Payment received"))!;
-    const text = mimeParts(receipt).find((p) => p.headers["content-type"]?.startsWith("text/plain"))!.body.toString("utf8");
+    const text = mimeParts(receipt)
+      .find((p) => p.headers["content-type"]?.startsWith("text/plain"))!
+      .body.toString("utf8");
     expect(text).toContain("Amount paid: USD 12.30");
     expect(text).toContain(`Payment reference: ${started.paymentId}`);
     expect(text).toContain(`invoice ${c.invoice.number}`);
 
-    const hooks = await eventually(() => Promise.resolve(receiver.at(c.path)), (list) => list.length >= 2, { what: "the payment webhook", timeoutMs: 20_000 });
+    const hooks = await eventually(
+      () => Promise.resolve(receiver.at(c.path)),
+      (list) => list.length >= 2,
+      { what: "the payment webhook", timeoutMs: 20_000 },
+    );
     const paid = hooks.map((h) => JSON.parse(h.body)).find((p) => p.type === "payment.succeeded");
     expect(paid).toMatchObject({ data: { paymentId: started.paymentId, invoiceId: c.invoice.id, amountMinor: 1230 } });
     expect(() => new Webhook(c.secret!).verify(hooks[1]!.body, hooks[1]!.headers)).not.toThrow();
@@ -155,7 +180,12 @@ describe("preferences", () => {
     const [event] = await dispatched(session.user.id, "invoice.issued");
     expect(await app.services.db.select().from(notifications).where(eq(notifications.eventId, event!.id))).toHaveLength(1);
     expect(await app.services.db.select().from(eventDeliveries).where(eq(eventDeliveries.eventId, event!.id))).toEqual([]);
-    expect(await app.services.db.select().from(mailMessages).where(and(eq(mailMessages.to, session.user.email), eq(mailMessages.kind, "event.invoice.issued")))).toEqual([]);
+    expect(
+      await app.services.db
+        .select()
+        .from(mailMessages)
+        .where(and(eq(mailMessages.to, session.user.email), eq(mailMessages.kind, "event.invoice.issued"))),
+    ).toEqual([]);
     expect(receiver.at(path)).toEqual([]);
   });
 
@@ -176,8 +206,15 @@ describe("preferences", () => {
 describe("dunning", () => {
   const DAY = 86_400_000;
   const issuedDaysAgo = (invoiceId: string, days: number) =>
-    app.services.db.update(invoices).set({ finalizedAt: new Date(Date.now() - days * DAY - 60_000) }).where(eq(invoices.id, invoiceId));
-  const reminders = (userId: string) => app.services.db.select().from(outboxEvents).where(and(eq(outboxEvents.userId, userId), eq(outboxEvents.type, "invoice.overdue")));
+    app.services.db
+      .update(invoices)
+      .set({ finalizedAt: new Date(Date.now() - days * DAY - 60_000) })
+      .where(eq(invoices.id, invoiceId));
+  const reminders = (userId: string) =>
+    app.services.db
+      .select()
+      .from(outboxEvents)
+      .where(and(eq(outboxEvents.userId, userId), eq(outboxEvents.type, "invoice.overdue")));
 
   test("an unpaid invoice gets one reminder per stage as it ages (late runs send only the latest), with the PDF; after DUNNING_BLOCK_AFTER_DAYS new instances are refused with PAYMENT_OVERDUE", async () => {
     const c = await customerWithInvoice({ endpoint: false });

@@ -57,7 +57,11 @@ describe("instance events", () => {
     expect(failed.data).toMatchObject({ instanceId: id, name: "web", reason: "container died (exit code 137)" });
 
     // Failures reach the notification centre by default; routine state changes go to webhooks only.
-    const centre = await eventually(() => api.notifications.list.query(), (list) => list.items.length >= 1, { what: "the failure notification" });
+    const centre = await eventually(
+      () => api.notifications.list.query(),
+      (list) => list.items.length >= 1,
+      { what: "the failure notification" },
+    );
     expect(centre.items.map((n) => n.type)).toEqual(["instance.failed"]);
     expect(centre.items[0]!.title).toBe("web failed");
 

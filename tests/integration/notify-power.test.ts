@@ -74,7 +74,12 @@ async function changeLevel(to: PowerLevel) {
 }
 
 const instanceState = (owner: number, id: string) => app.client({ token: owners[owner]!.token }).compute.instances.get.query({ id });
-const settled = (owner: number, id: string, state: string) => eventually(() => instanceState(owner, id), (i) => i.state === state, { timeoutMs: 30_000, what: `${id} to be ${state}` });
+const settled = (owner: number, id: string, state: string) =>
+  eventually(
+    () => instanceState(owner, id),
+    (i) => i.state === state,
+    { timeoutMs: 30_000, what: `${id} to be ${state}` },
+  );
 
 /** Power events about each instance, in the order they were written. */
 async function powerEvents(instanceIds: string[]) {
@@ -101,7 +106,10 @@ describe("a power episode", () => {
     expect((await instanceState(1, ids.webB)).state).toBe("running");
 
     const events = await powerEvents([ids.batchA, ids.batchB, ids.dbA, ids.webB]);
-    for (const [owner, id] of [[0, ids.batchA], [1, ids.batchB]] as const) {
+    for (const [owner, id] of [
+      [0, ids.batchA],
+      [1, ids.batchB],
+    ] as const) {
       expect(events[id]!.map((e) => e.type)).toEqual(["power.notice", "power.paused", "power.resumed"]);
       expect(events[id]!.every((e) => e.userId === owners[owner]!.user.id)).toBe(true);
       expect(events[id]![0]!.data).toMatchObject({ instanceId: id, name: "batch", priority: "interruptible", level: "critical", action: "pause", episodeId: critical.id });
@@ -132,9 +140,22 @@ describe("a power episode", () => {
     const notices = await app.services.db
       .select()
       .from(outboxEvents)
-      .where(and(eq(outboxEvents.type, "power.notice"), inArray(outboxEvents.userId, owners.map((o) => o.user.id))));
+      .where(
+        and(
+          eq(outboxEvents.type, "power.notice"),
+          inArray(
+            outboxEvents.userId,
+            owners.map((o) => o.user.id),
+          ),
+        ),
+      );
     const mine = notices.filter((n) => n.data.episodeId === episode);
-    expect(mine.map((n) => [n.data.instanceId, n.data.action]).sort()).toEqual([[ids.batchA, "stop"], [ids.webB, "stop"]].sort());
+    expect(mine.map((n) => [n.data.instanceId, n.data.action]).sort()).toEqual(
+      [
+        [ids.batchA, "stop"],
+        [ids.webB, "stop"],
+      ].sort(),
+    );
     const other = await noticePowerEpisode(app.services.db, { level: "shutdown", expectedAt: new Date(), instanceIds: [ids.batchA], episodeId: `${episode}-next` });
     expect(other).toEqual([ids.batchA]);
   });

@@ -25,17 +25,26 @@ describe("account.security", () => {
     const mails = await mailsTo(app.mail, email, 3);
     // Deliveries run concurrently: the two notices may arrive in either order.
     expect(mails.slice(1).map(mailSubject).sort()).toEqual(["API key revoked: ci", "New API key: ci"]);
-    const text = mimeParts(mails.find((m) => mailSubject(m) === "New API key: ci")!).find((p) => p.headers["content-type"]?.startsWith("text/plain"))!.body.toString("utf8");
+    const text = mimeParts(mails.find((m) => mailSubject(m) === "New API key: ci")!)
+      .find((p) => p.headers["content-type"]?.startsWith("text/plain"))!
+      .body.toString("utf8");
     expect(text).toContain(`From address: ${ip}`);
     expect(text).toContain("Client: deploy-bot/2");
     expect(text).toContain("This is a security notice about your account; it is always sent.");
 
-    const centre = await eventually(() => api.notifications.list.query(), (l) => l.items.length === 2, { what: "two notices" });
+    const centre = await eventually(
+      () => api.notifications.list.query(),
+      (l) => l.items.length === 2,
+      { what: "two notices" },
+    );
     expect(centre.items.map((n) => [n.type, n.data.kind])).toEqual([
       ["account.security", "api_key_revoked"],
       ["account.security", "api_key_created"],
     ]);
-    const [created] = await app.services.db.select().from(outboxEvents).where(and(eq(outboxEvents.userId, user.id), eq(outboxEvents.type, "account.security")));
+    const [created] = await app.services.db
+      .select()
+      .from(outboxEvents)
+      .where(and(eq(outboxEvents.userId, user.id), eq(outboxEvents.type, "account.security")));
     expect(created!.data).toMatchObject({ kind: "api_key_created", apiKeyId: key.id, apiKeyName: "ci", ip, userAgent: "deploy-bot/2" });
   });
 
@@ -44,12 +53,21 @@ describe("account.security", () => {
     const api = app.client({ token });
     await api.auth.changePassword.mutate({ currentPassword: password, newPassword: "quiet-harbour-lantern-77" });
     const [event] = await eventually(
-      () => app.services.db.select().from(outboxEvents).where(and(eq(outboxEvents.userId, user.id), eq(outboxEvents.type, "account.security"))),
+      () =>
+        app.services.db
+          .select()
+          .from(outboxEvents)
+          .where(and(eq(outboxEvents.userId, user.id), eq(outboxEvents.type, "account.security"))),
       (rows) => rows.length === 1 && rows[0]!.dispatchedAt !== null,
       { what: "the event to be fanned out" },
     );
     expect(event!.data).toMatchObject({ kind: "password_changed" });
-    expect(await app.services.db.select().from(eventDeliveries).where(and(eq(eventDeliveries.eventId, event!.id), eq(eventDeliveries.channel, "email")))).toEqual([]);
+    expect(
+      await app.services.db
+        .select()
+        .from(eventDeliveries)
+        .where(and(eq(eventDeliveries.eventId, event!.id), eq(eventDeliveries.channel, "email"))),
+    ).toEqual([]);
     const mails = await mailsTo(app.mail, email, 2);
     expect(mails.filter((m) => mailSubject(m).toLowerCase().includes("password"))).toHaveLength(1);
     expect((await api.notifications.list.query()).items.map((n) => n.title)).toEqual(["Your password was changed"]);

@@ -115,7 +115,10 @@ describe("/openapi.json", () => {
     const extended = router({
       app: appRouter,
       widgets: router({
-        make: authedProcedure.meta({ scope: "compute:write" }).input(v.object({ label: v.pipe(v.string(), v.regex(/^[a-z]{3}-\d{2}$/)), count: v.pipe(v.number(), v.integer(), v.minValue(2)) })).mutation(() => "made"),
+        make: authedProcedure
+          .meta({ scope: "compute:write" })
+          .input(v.object({ label: v.pipe(v.string(), v.regex(/^[a-z]{3}-\d{2}$/)), count: v.pipe(v.number(), v.integer(), v.minValue(2)) }))
+          .mutation(() => "made"),
         peek: publicProcedure.query(() => "peeked"),
       }),
     });
@@ -145,9 +148,10 @@ describe("the curl examples work as printed", () => {
       expect(`${path}: exit ${code} ${err}`).toBe(`${path}: exit 0 `);
       // A subscription answers with server-sent events; a refusal is the JSON of its `serialized-error` event.
       if (type === "subscription") expect(`${path}: ${out}`).toContain("event: connected");
-      const body = (
-        type === "subscription" ? { error: JSON.parse(out.match(/^event: serialized-error\ndata: (.*)$/m)?.[1] ?? "null") ?? undefined } : JSON.parse(out)
-      ) as { result?: unknown; error?: { data: { appCode: string } } };
+      const body = (type === "subscription" ? { error: JSON.parse(out.match(/^event: serialized-error\ndata: (.*)$/m)?.[1] ?? "null") ?? undefined } : JSON.parse(out)) as {
+        result?: unknown;
+        error?: { data: { appCode: string } };
+      };
       if (body.error) expect(`${path}: ${body.error.data.appCode}`).not.toBeOneOf(shapeErrors.map((c) => `${path}: ${c}`));
       ran++;
     }

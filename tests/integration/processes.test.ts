@@ -22,7 +22,11 @@ describe("entry points", () => {
     const child = Bun.spawn([bun, "server/main.ts"], { cwd: root, env: processEnv({ PORT: String(port) }), stdout: "pipe", stderr: "pipe" });
     try {
       await eventually(
-        () => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status, () => 0),
+        () =>
+          fetch(`http://127.0.0.1:${port}/health`).then(
+            (r) => r.status,
+            () => 0,
+          ),
         (status) => status === 200,
         { timeoutMs: 20_000, what: "/health" },
       );
@@ -31,7 +35,10 @@ describe("entry points", () => {
       child.kill("SIGTERM");
       expect(await child.exited).toBe(0);
       const logs = await new Response(child.stdout).text();
-      const lines = logs.trim().split("\n").map((line) => JSON.parse(line));
+      const lines = logs
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line));
       expect(lines.some((l) => l.msg === "listening")).toBe(true);
       expect(lines.some((l) => l.msg === "workers stopped")).toBe(true);
     } finally {
@@ -52,7 +59,11 @@ describe("entry points", () => {
     try {
       const id = await queueMail(services.db, { to: "slow@example.test", subject: "In flight", text: "x", kind: "test" });
       await dispatchMail(services.queues, id);
-      await eventually(() => services.queues.queue("mail").getActiveCount(), (n) => n > 0, { timeoutMs: 15_000, what: "the job to be active" });
+      await eventually(
+        () => services.queues.queue("mail").getActiveCount(),
+        (n) => n > 0,
+        { timeoutMs: 15_000, what: "the job to be active" },
+      );
       child.kill("SIGTERM");
       expect(await child.exited).toBe(0);
       const row = await services.db.query.mailMessages.findFirst({ where: eq(mailMessages.id, id) });

@@ -39,7 +39,12 @@ beforeAll(async () => {
   const images = await run(["sh", "scripts/build-images.sh"], { timeoutMs: 1_500_000 });
   timings.imagesSeconds = Math.round((performance.now() - started) / 100) / 10;
   if (images.code !== 0) throw new Error(`building the images failed:\n${images.stderr.slice(-4000)}`);
-  const tags = Object.fromEntries(images.stdout.trim().split("\n").map((line) => line.split("=") as [string, string]));
+  const tags = Object.fromEntries(
+    images.stdout
+      .trim()
+      .split("\n")
+      .map((line) => line.split("=") as [string, string]),
+  );
   expect(Object.keys(tags).sort()).toEqual(["SAHARY_BASE_IMAGE", "SAHARY_IMAGE", "SAHARY_POSTGRES_IMAGE", "SAHARY_PROXY_IMAGE", "SAHARY_REDIS_IMAGE"]);
 
   workdir = mkdtempSync(join(tmpdir(), "sahary-stack-"));
@@ -64,7 +69,12 @@ beforeAll(async () => {
     // The stack's workers drive the shared engine: only within a namespace of their own.
     DOCKER_NAMESPACE: `sahary-s${testRun.id}`,
   };
-  writeFileSync(envFile, Object.entries(env).map(([key, value]) => `${key}=${value}\n`).join(""));
+  writeFileSync(
+    envFile,
+    Object.entries(env)
+      .map(([key, value]) => `${key}=${value}\n`)
+      .join(""),
+  );
 
   started = performance.now();
   const up = await compose("up", "-d", "--no-build");

@@ -73,7 +73,10 @@ describe("what each role is offered", () => {
     await page.getByText(jobId).waitFor({ timeout: 30_000 });
     // The job offers promote and clean, not reschedule, duplicate or edit. (Other files of the run may
     // have left delayed jobs too: look at this job's card, the innermost element holding its id and its buttons.)
-    const card = page.locator("div", { has: page.getByText(jobId, { exact: true }) }).filter({ has: page.locator("ul[class*=jobActions]") }).last();
+    const card = page
+      .locator("div", { has: page.getByText(jobId, { exact: true }) })
+      .filter({ has: page.locator("ul[class*=jobActions]") })
+      .last();
     expect(await card.locator("ul[class*=jobActions] button").count()).toBe(2);
     await page.getByRole("button", { name: "Promote all" }).waitFor();
     // The queue's menu offers pausing, and retrying failed jobs when other files of the run left some (a repair the server allows).
@@ -84,7 +87,11 @@ describe("what each role is offered", () => {
     // And what is offered works.
     await page.getByRole("menuitem", { name: "Pause" }).click();
     await page.getByRole("button", { name: "Confirm" }).click();
-    await eventually(() => app.services.queues.queue("mail").isPaused(), (paused) => paused, { what: "the mail queue to pause", timeoutMs: 15_000 });
+    await eventually(
+      () => app.services.queues.queue("mail").isPaused(),
+      (paused) => paused,
+      { what: "the mail queue to pause", timeoutMs: 15_000 },
+    );
     await app.services.queues.queue("mail").resume();
     expect(seen.errors).toEqual([]);
     await context.close();

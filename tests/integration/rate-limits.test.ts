@@ -156,7 +156,11 @@ describe("the budget's cost on Redis", () => {
       const res = await fetch(`${own.url}/trpc/auth.me`, { headers: { authorization: `Bearer ${token}` } });
       expect(res.status).toBe(200);
       // The sign-in limits fail closed.
-      const login = await fetch(`${own.url}/trpc/auth.login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: "a@example.test", password: "whatever-password" }) });
+      const login = await fetch(`${own.url}/trpc/auth.login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "a@example.test", password: "whatever-password" }),
+      });
       expect(login.status).toBe(503);
     } finally {
       await redis.start();

@@ -48,7 +48,10 @@ test("request lines carry the request id and who called: the user, and the API k
 test("a password sent to login never reaches the logs, whatever happens to the request", async () => {
   const email = uniqueEmail("log");
   await app.client().auth.register.mutate({ email, password: STRONG_PASSWORD, name: "Log Reader" });
-  await app.client().auth.login.mutate({ email, password: STRONG_PASSWORD }).catch(() => undefined);
+  await app
+    .client()
+    .auth.login.mutate({ email, password: STRONG_PASSWORD })
+    .catch(() => undefined);
   await fetch(`${app.url}/trpc/auth.login`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"email":"${email}","password":"${STRONG_PASSWORD}"` });
   expect(lines.length).toBeGreaterThan(0);
   expect(lines.some((line) => line.includes(STRONG_PASSWORD))).toBe(false);

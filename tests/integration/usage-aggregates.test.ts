@@ -38,14 +38,24 @@ async function recomputed(instanceIds: string[]) {
 
 async function aggregated(instanceIds: string[]) {
   return services.db
-    .select({ instanceId: usageMonthly.instanceId, planSeq: usageMonthly.planSeq, runningMs: usageMonthly.runningMs, pausedMs: usageMonthly.pausedMs, emergencyPausedMs: usageMonthly.emergencyPausedMs, txBytes: usageMonthly.txBytes })
+    .select({
+      instanceId: usageMonthly.instanceId,
+      planSeq: usageMonthly.planSeq,
+      runningMs: usageMonthly.runningMs,
+      pausedMs: usageMonthly.pausedMs,
+      emergencyPausedMs: usageMonthly.emergencyPausedMs,
+      txBytes: usageMonthly.txBytes,
+    })
     .from(usageMonthly)
     .where(and(inArray(usageMonthly.instanceId, instanceIds), eq(usageMonthly.periodStart, month)))
     .orderBy(usageMonthly.instanceId, usageMonthly.planSeq);
 }
 
 async function totals() {
-  const [row] = await services.db.select().from(usagePeriodTotals).where(and(eq(usagePeriodTotals.periodStart, month), eq(usagePeriodTotals.currency, "USD")));
+  const [row] = await services.db
+    .select()
+    .from(usagePeriodTotals)
+    .where(and(eq(usagePeriodTotals.periodStart, month), eq(usagePeriodTotals.currency, "USD")));
   return { computeMinor: row?.computeMinor ?? 0, txBytes: Number(row?.txBytes ?? 0) };
 }
 
@@ -71,7 +81,10 @@ describe("usage aggregates kept by triggers", () => {
       values (${resized.id}, ${at(3).toISOString()}::timestamptz, 0, ${user.id}, ${HOUR / 3}, 10),
              (${resized.id}, ${at(200).toISOString()}::timestamptz, 1, ${user.id}, ${HOUR}, 20)
       on conflict (instance_id, hour, plan_seq) do update set running_ms = usage_records.running_ms + excluded.running_ms, tx_bytes = usage_records.tx_bytes + excluded.tx_bytes`);
-    await services.db.update(usageRecords).set({ pausedMs: 0 }).where(and(eq(usageRecords.instanceId, capped.id), eq(usageRecords.hour, at(1))));
+    await services.db
+      .update(usageRecords)
+      .set({ pausedMs: 0 })
+      .where(and(eq(usageRecords.instanceId, capped.id), eq(usageRecords.hour, at(1))));
     expect(await aggregated(ids)).toEqual(await recomputed(ids));
 
     // capped: 1.5 h × 60 = 90 (under the 100 cap); resized: (2/3 h + 1 s) × 7 = 4.668 → 5, and 1 h × 9 = 9.

@@ -51,7 +51,11 @@ const eventsFor = (userId: string, n: number, from = 0): NewEvent[] =>
     data: { instanceId: crypto.randomUUID(), name: `web-${from + i}`, from: "provisioning" as const, to: "running" as const, reason: "requested" },
   }));
 
-const deliveriesOf = (eventIds: string[]) => services.db.select().from(eventDeliveries).where(and(inArray(eventDeliveries.eventId, eventIds), eq(eventDeliveries.channel, "webhook")));
+const deliveriesOf = (eventIds: string[]) =>
+  services.db
+    .select()
+    .from(eventDeliveries)
+    .where(and(inArray(eventDeliveries.eventId, eventIds), eq(eventDeliveries.channel, "webhook")));
 
 function spawnWorkers() {
   return Bun.spawn([process.execPath, "workers/main.ts"], { cwd: projectRoot, env: processEnv({ ...ENV, LOG_LEVEL: "error" }), stdout: "ignore", stderr: "pipe" });
@@ -75,11 +79,23 @@ describe("a worker killed mid-fan-out", () => {
     try {
       const firstHalf = produce(0, total / 2);
       const processed = () => paths.reduce((n, p) => n + receiver.idsAt(p).size, 0);
-      await eventually(async () => processed(), (n) => n >= 60, { what: "deliveries to start", timeoutMs: 60_000 });
+      await eventually(
+        async () => processed(),
+        (n) => n >= 60,
+        { what: "deliveries to start", timeoutMs: 60_000 },
+      );
       child.kill("SIGKILL");
       await child.exited;
       await firstHalf;
-      const atKill = { processed: processed(), undispatched: (await services.db.select().from(outboxEvents).where(and(eq(outboxEvents.userId, user.id), isNull(outboxEvents.dispatchedAt)))).length };
+      const atKill = {
+        processed: processed(),
+        undispatched: (
+          await services.db
+            .select()
+            .from(outboxEvents)
+            .where(and(eq(outboxEvents.userId, user.id), isNull(outboxEvents.dispatchedAt)))
+        ).length,
+      };
       await produce(total / 2, total);
       expect(atKill.processed).toBeLessThan(total * paths.length);
 
@@ -105,7 +121,12 @@ describe("a worker killed mid-fan-out", () => {
         for (const n of counts.values()) repeats += n - 1;
       }
       expect(repeats).toBeLessThanOrEqual(4);
-      expect(await services.db.select().from(outboxEvents).where(and(eq(outboxEvents.userId, user.id), isNull(outboxEvents.dispatchedAt)))).toEqual([]);
+      expect(
+        await services.db
+          .select()
+          .from(outboxEvents)
+          .where(and(eq(outboxEvents.userId, user.id), isNull(outboxEvents.dispatchedAt))),
+      ).toEqual([]);
     } finally {
       child.kill("SIGKILL");
       second?.kill("SIGKILL");
@@ -140,7 +161,11 @@ describe("Redis lost between the fan-out and the enqueue", () => {
     expect(swept.requeued).toBeGreaterThanOrEqual(10);
     const child = spawnWorkers();
     try {
-      await eventually(() => deliveriesOf(ids), (list) => list.every((d) => d.status === "succeeded"), { what: "the swept deliveries", timeoutMs: 60_000, intervalMs: 200 });
+      await eventually(
+        () => deliveriesOf(ids),
+        (list) => list.every((d) => d.status === "succeeded"),
+        { what: "the swept deliveries", timeoutMs: 60_000, intervalMs: 200 },
+      );
       for (const path of paths) expect(new Set(receiver.idsAt(path).keys())).toEqual(new Set(ids));
     } finally {
       child.kill("SIGKILL");

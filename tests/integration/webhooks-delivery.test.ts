@@ -64,7 +64,11 @@ const emit = (c: Customer, name = "web") =>
 
 const deliveryOf = (eventId: string) =>
   eventually(
-    () => app.services.db.select().from(eventDeliveries).where(and(eq(eventDeliveries.eventId, eventId), eq(eventDeliveries.channel, "webhook"))),
+    () =>
+      app.services.db
+        .select()
+        .from(eventDeliveries)
+        .where(and(eq(eventDeliveries.eventId, eventId), eq(eventDeliveries.channel, "webhook"))),
     (rows) => rows.length === 1,
     { what: "the event to be fanned out" },
   ).then((rows) => rows[0]!);
@@ -100,7 +104,10 @@ describe("retries", () => {
     for (const request of requests) expect(() => new Webhook(c.secret).verify(request.body, request.headers)).not.toThrow();
     // The schedule's wait separates the attempts.
     for (let i = 1; i < requests.length; i++) expect(requests[i]!.at - requests[i - 1]!.at).toBeGreaterThanOrEqual(STEP_MS - 50);
-    const rows = await app.services.db.select().from(eventDeliveries).where(and(eq(eventDeliveries.eventId, eventId), eq(eventDeliveries.status, "succeeded")));
+    const rows = await app.services.db
+      .select()
+      .from(eventDeliveries)
+      .where(and(eq(eventDeliveries.eventId, eventId), eq(eventDeliveries.status, "succeeded")));
     expect(rows).toHaveLength(1);
     expect(await endpointRow(c.endpointId)).toMatchObject({ enabled: true, consecutiveFailures: 0, failingSince: null });
   });
@@ -159,14 +166,27 @@ describe("disabling", () => {
     const endpoint = (await c.api.webhooks.endpoints.list.query())[0]!;
     expect(endpoint).toMatchObject({ enabled: false, disabledReason: "the receiver answered 410 Gone" });
 
-    const notice = await eventually(() => c.api.notifications.list.query(), (list) => list.items.some((n) => n.type === "webhook.endpoint_disabled"), { what: "the disabled notice" });
+    const notice = await eventually(
+      () => c.api.notifications.list.query(),
+      (list) => list.items.some((n) => n.type === "webhook.endpoint_disabled"),
+      { what: "the disabled notice" },
+    );
     expect(notice.items.find((n) => n.type === "webhook.endpoint_disabled")!.body).toContain(c.path);
     const mails = await mailsTo(smtp.received, c.user.email, 2);
     expect(mails.map(mailSubject).sort()).toEqual(["A webhook endpoint was disabled", "New webhook endpoint"]);
 
     const later = await emit(c);
-    await eventually(() => app.services.db.select().from(outboxEvents).where(eq(outboxEvents.id, later)), (rows) => rows[0]?.dispatchedAt != null, { what: "the later event to be fanned out" });
-    expect(await app.services.db.select().from(eventDeliveries).where(and(eq(eventDeliveries.eventId, later), eq(eventDeliveries.channel, "webhook")))).toEqual([]);
+    await eventually(
+      () => app.services.db.select().from(outboxEvents).where(eq(outboxEvents.id, later)),
+      (rows) => rows[0]?.dispatchedAt != null,
+      { what: "the later event to be fanned out" },
+    );
+    expect(
+      await app.services.db
+        .select()
+        .from(eventDeliveries)
+        .where(and(eq(eventDeliveries.eventId, later), eq(eventDeliveries.channel, "webhook"))),
+    ).toEqual([]);
     expect(receiver.at(c.path)).toHaveLength(1);
 
     // Redelivering to a disabled endpoint is refused until its owner enables it again.
@@ -181,7 +201,11 @@ describe("disabling", () => {
     const c = await customer();
     receiver.setResponder((req) => (req.path === c.path ? new Response(null, { status: 500 }) : new Response(null, { status: 204 })));
     const [a, b] = [await emit(c, "one"), await emit(c, "two")];
-    const endpoint = await eventually(() => endpointRow(c.endpointId), (e) => !e.enabled, { what: "the endpoint to be disabled", timeoutMs: 20_000 });
+    const endpoint = await eventually(
+      () => endpointRow(c.endpointId),
+      (e) => !e.enabled,
+      { what: "the endpoint to be disabled", timeoutMs: 20_000 },
+    );
     expect(endpoint.disabledReason).toMatch(/^every delivery failed since .* \(5 attempts in a row\)$/);
     const deliveries = await Promise.all([settledDelivery(c, a), settledDelivery(c, b)]);
     expect(deliveries.map((d) => d.status)).toEqual(["failed", "failed"]);
@@ -190,7 +214,10 @@ describe("disabling", () => {
     expect(attempts).toBeGreaterThanOrEqual(5);
     expect(attempts).toBeLessThanOrEqual(6);
     expect(receiver.at(c.path)).toHaveLength(attempts);
-    const disabledEvents = await app.services.db.select().from(outboxEvents).where(and(eq(outboxEvents.userId, c.user.id), eq(outboxEvents.type, "webhook.endpoint_disabled")));
+    const disabledEvents = await app.services.db
+      .select()
+      .from(outboxEvents)
+      .where(and(eq(outboxEvents.userId, c.user.id), eq(outboxEvents.type, "webhook.endpoint_disabled")));
     expect(disabledEvents).toHaveLength(1);
     expect(disabledEvents[0]!.data).toMatchObject({ endpointId: c.endpointId, reason: endpoint.disabledReason });
     // Nothing more reaches the receiver once it is disabled.
@@ -210,7 +237,11 @@ describe("redelivery and secrets", () => {
 
     const redelivered = await c.api.webhooks.deliveries.redeliver.mutate({ id: first.id });
     expect(redelivered).toMatchObject({ id: first.id, status: "pending", generation: 1, eventId });
-    const again = await eventually(() => c.api.webhooks.deliveries.list.query({ eventId }), (l) => l.items[0]!.status === "succeeded" && l.items[0]!.generation === 1, { what: "the redelivery" });
+    const again = await eventually(
+      () => c.api.webhooks.deliveries.list.query({ eventId }),
+      (l) => l.items[0]!.status === "succeeded" && l.items[0]!.generation === 1,
+      { what: "the redelivery" },
+    );
     expect(again.items[0]!.history.map((h) => [h.generation, h.attempt, h.outcome])).toEqual([
       [0, 1, "succeeded"],
       [1, 1, "succeeded"],
@@ -239,7 +270,10 @@ describe("redelivery and secrets", () => {
     expect(() => new Webhook(rotated.secret).verify(during!.body, during!.headers)).not.toThrow();
     expect(() => new Webhook(c.secret).verify(during!.body, during!.headers)).not.toThrow();
 
-    await app.services.db.update(webhookEndpoints).set({ previousSecretExpiresAt: new Date(Date.now() - 1000) }).where(eq(webhookEndpoints.id, c.endpointId));
+    await app.services.db
+      .update(webhookEndpoints)
+      .set({ previousSecretExpiresAt: new Date(Date.now() - 1000) })
+      .where(eq(webhookEndpoints.id, c.endpointId));
     await settledDelivery(c, await emit(c));
     const after = receiver.at(c.path)[1]!;
     expect(after.headers["webhook-signature"]!.split(" ")).toHaveLength(1);
@@ -253,7 +287,11 @@ describe("redelivery and secrets", () => {
   test("an endpoint gets only the event types it asked for", async () => {
     const c = await customer({ eventTypes: ["invoice.issued"] });
     const eventId = await emit(c);
-    await eventually(() => app.services.db.select().from(outboxEvents).where(eq(outboxEvents.id, eventId)), (rows) => rows[0]?.dispatchedAt != null, { what: "fan-out" });
+    await eventually(
+      () => app.services.db.select().from(outboxEvents).where(eq(outboxEvents.id, eventId)),
+      (rows) => rows[0]?.dispatchedAt != null,
+      { what: "fan-out" },
+    );
     expect(await app.services.db.select().from(eventDeliveries).where(eq(eventDeliveries.eventId, eventId))).toEqual([]);
     const updated = await c.api.webhooks.endpoints.update.mutate({ id: c.endpointId, eventTypes: [] });
     expect(updated.eventTypes).toEqual([]);

@@ -37,7 +37,12 @@ async function customer() {
 
 async function keyCaller(scopes: Scope[]) {
   const { user } = await customer();
-  const actor = { kind: "apiKey" as const, apiKeyId: crypto.randomUUID(), scopes, user: { id: user.id, email: user.email, name: user.name, role: user.role, status: user.status, emailVerifiedAt: user.emailVerifiedAt } };
+  const actor = {
+    kind: "apiKey" as const,
+    apiKeyId: crypto.randomUUID(),
+    scopes,
+    user: { id: user.id, email: user.email, name: user.name, role: user.role, status: user.status, emailVerifiedAt: user.emailVerifiedAt },
+  };
   return createCallerFactory(appRouter)({ ...app.services, actor, request: { requestId: crypto.randomUUID(), ip: null, userAgent: null }, resHeaders: new Headers() });
 }
 
@@ -90,7 +95,10 @@ describe("volumes and resize belong to their owner", () => {
   test("unknown fields are refused (strict inputs), and no volume is made", async () => {
     const me = await customer();
     await expectAppError(me.api.compute.volumes.create.mutate({ name: "x", sizeMb: 32, hostPath: "/etc" } as never), "VALIDATION_FAILED");
-    await expectAppError(me.api.compute.instances.create.mutate({ name: "x", planId: "nano", imageId: "busybox", volumes: [{ name: "v", mountPath: "/data", bind: "/" }] } as never), "VALIDATION_FAILED");
+    await expectAppError(
+      me.api.compute.instances.create.mutate({ name: "x", planId: "nano", imageId: "busybox", volumes: [{ name: "v", mountPath: "/data", bind: "/" }] } as never),
+      "VALIDATION_FAILED",
+    );
     await expectAppError(me.api.compute.instances.create.mutate({ name: "x", planId: "nano", imageId: "busybox", privileged: true } as never), "VALIDATION_FAILED");
     expect((await me.api.compute.volumes.list.query()).items).toEqual([]);
   });

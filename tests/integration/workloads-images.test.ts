@@ -57,8 +57,14 @@ describe("the allow-list", () => {
     await expectAppError(admin.admin.registries.add.mutate({ pattern: `${registry.host}/acme`, note: "twice" }), "CONFLICT");
     await expectAppError(admin.admin.registries.add.mutate({ pattern: "Not A Host!", note: "broken" }), "IMAGE_REFERENCE_INVALID");
     const listed = await admin.admin.registries.list.query();
-    expect(listed.map((e) => [e.pattern, e.source])).toEqual([["docker.io", "config"], [`${registry.host}/acme`, "admin"]]);
-    const [row] = await rig.app.services.db.select().from(auditLog).where(and(eq(auditLog.action, "admin.registry.allowed"), eq(auditLog.targetId, `${registry.host}/acme`)));
+    expect(listed.map((e) => [e.pattern, e.source])).toEqual([
+      ["docker.io", "config"],
+      [`${registry.host}/acme`, "admin"],
+    ]);
+    const [row] = await rig.app.services.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "admin.registry.allowed"), eq(auditLog.targetId, `${registry.host}/acme`)));
     expect(row).toBeDefined();
 
     const { api } = await customer(rig.app);

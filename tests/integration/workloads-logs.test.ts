@@ -23,7 +23,12 @@ beforeAll(async () => {
   await syncHosts(app.services);
   token = (await createUserWithSession(app.services)).token;
   const api = app.client({ token });
-  const created = await api.compute.instances.create.mutate({ name: "chatty", planId: "nano", imageId: "busybox", command: ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done"] });
+  const created = await api.compute.instances.create.mutate({
+    name: "chatty",
+    planId: "nano",
+    imageId: "busybox",
+    command: ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done"],
+  });
   expect((await actionDone(api, created.actionId)).status).toBe("succeeded");
   instanceId = created.instance.id;
 });
@@ -39,7 +44,9 @@ function sseClient(bearer: string | null) {
       httpSubscriptionLink({
         url: `${app.url}/trpc`,
         EventSource,
-        eventSourceOptions: () => ({ fetch: (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) } }) }),
+        eventSourceOptions: () => ({
+          fetch: (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) } }),
+        }),
       }),
     ],
   });
@@ -62,7 +69,11 @@ function follow(bearer: string | null, input: { id: string; tail?: number; maxLi
 describe("compute.instances.logsFollow", () => {
   test("streams new lines as the container writes them, in order", async () => {
     const followed = follow(token, { id: instanceId });
-    await eventually(async () => followed.lines.length, (n) => n >= 5, { timeoutMs: 20_000, what: "five lines" });
+    await eventually(
+      async () => followed.lines.length,
+      (n) => n >= 5,
+      { timeoutMs: 20_000, what: "five lines" },
+    );
     followed.subscription.unsubscribe();
     const numbers = followed.lines.map((l) => Number(/^tick-(\d+)$/.exec(l.message)?.[1]));
     for (let i = 1; i < numbers.length; i++) expect(numbers[i]).toBe(numbers[i - 1]! + 1);
@@ -74,23 +85,43 @@ describe("compute.instances.logsFollow", () => {
     const followed = follow(token, { id: instanceId, tail: 3, maxLines: 4 });
     await eventually(async () => followed.completed(), Boolean, { timeoutMs: 20_000, what: "the subscription to end" });
     expect(followed.lines).toHaveLength(4);
-    await eventually(async () => openLogFollows(), (n) => n === 0, { timeoutMs: 10_000, what: "no follow stream left open" });
+    await eventually(
+      async () => openLogFollows(),
+      (n) => n === 0,
+      { timeoutMs: 10_000, what: "no follow stream left open" },
+    );
   });
 
   test("a client that leaves cancels the follow: no stream leaks", async () => {
     const clients = Array.from({ length: 3 }, () => follow(token, { id: instanceId }));
-    await eventually(async () => openLogFollows(), (n) => n === 3, { timeoutMs: 20_000, what: "three open follows" });
+    await eventually(
+      async () => openLogFollows(),
+      (n) => n === 3,
+      { timeoutMs: 20_000, what: "three open follows" },
+    );
     for (const c of clients) c.subscription.unsubscribe();
-    await eventually(async () => openLogFollows(), (n) => n === 0, { timeoutMs: 10_000, what: "every follow stream closed" });
+    await eventually(
+      async () => openLogFollows(),
+      (n) => n === 0,
+      { timeoutMs: 10_000, what: "every follow stream closed" },
+    );
   });
 
   test("another user's instance is NOT_FOUND, an anonymous caller UNAUTHENTICATED", async () => {
     const stranger = follow((await createUserWithSession(app.services)).token, { id: instanceId });
-    const error = await eventually(async () => stranger.error(), (e) => e !== null, { timeoutMs: 20_000, what: "the refusal" });
+    const error = await eventually(
+      async () => stranger.error(),
+      (e) => e !== null,
+      { timeoutMs: 20_000, what: "the refusal" },
+    );
     expect(error!.data?.appCode).toBe("NOT_FOUND");
     stranger.subscription.unsubscribe();
     const anonymous = follow(null, { id: instanceId });
-    const refused = await eventually(async () => anonymous.error(), (e) => e !== null, { timeoutMs: 20_000, what: "the refusal" });
+    const refused = await eventually(
+      async () => anonymous.error(),
+      (e) => e !== null,
+      { timeoutMs: 20_000, what: "the refusal" },
+    );
     expect(refused!.data?.appCode).toBe("UNAUTHENTICATED");
     anonymous.subscription.unsubscribe();
     expect(openLogFollows()).toBe(0);

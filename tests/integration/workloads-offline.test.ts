@@ -34,7 +34,10 @@ test("stats, logs and actions answer 503, get says unknown, create says the engi
   const [host] = await app.services.db.select().from(hosts).where(eq(hosts.name, "local"));
 
   // The engine stops answering before the platform has noticed: calls that reach it are 503.
-  await app.services.db.update(hosts).set({ endpoint: `unix://${testRun.dataDir}/no-engine.sock` }).where(eq(hosts.id, host!.id));
+  await app.services.db
+    .update(hosts)
+    .set({ endpoint: `unix://${testRun.dataDir}/no-engine.sock` })
+    .where(eq(hosts.id, host!.id));
   const stats = await expectAppError(api.compute.instances.stats.query({ id }), "DEPENDENCY_UNAVAILABLE");
   expect(stats.data.httpStatus).toBe(503);
   await expectAppError(api.compute.instances.logs.query({ id }), "DEPENDENCY_UNAVAILABLE");
@@ -43,7 +46,11 @@ test("stats, logs and actions answer 503, get says unknown, create says the engi
   await syncHosts(app.services);
   const [seen] = await app.services.db.select().from(hosts).where(eq(hosts.id, host!.id));
   // syncHosts re-reads the configured endpoint, which answers: record the failure as it would.
-  if (seen!.status === "active") await app.services.db.update(hosts).set({ status: "offline", endpoint: `unix://${testRun.dataDir}/no-engine.sock`, lastError: "connect ENOENT" }).where(eq(hosts.id, host!.id));
+  if (seen!.status === "active")
+    await app.services.db
+      .update(hosts)
+      .set({ status: "offline", endpoint: `unix://${testRun.dataDir}/no-engine.sock`, lastError: "connect ENOENT" })
+      .where(eq(hosts.id, host!.id));
   const unknown = await api.compute.instances.get.query({ id });
   expect(unknown).toMatchObject({ state: "unknown", lastKnownState: "running", hostReachable: false });
   expect((await api.compute.instances.list.query()).items.find((i) => i.id === id)!.state).toBe("unknown");

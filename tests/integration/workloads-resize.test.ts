@@ -130,10 +130,25 @@ describe("the invoice of a month with a resize", () => {
     ]);
     const resizedAt = new Date(start + 10 * 24 * HOUR);
     const [micro] = await app.services.db.select().from(plans).where(eq(plans.slug, "micro"));
-    await app.services.db.insert(instancePlans).values({ instanceId: instance.id, seq: 1, planId: micro!.id, planSlug: "micro", cpuMillis: 500, memoryMb: 512, diskGb: 10, priceHourlyMinor: 2, priceMonthlyMinor: 800, currency: "USD", fromAt: resizedAt });
+    await app.services.db.insert(instancePlans).values({
+      instanceId: instance.id,
+      seq: 1,
+      planId: micro!.id,
+      planSlug: "micro",
+      cpuMillis: 500,
+      memoryMb: 512,
+      diskGb: 10,
+      priceHourlyMinor: 2,
+      priceMonthlyMinor: 800,
+      currency: "USD",
+      fromAt: resizedAt,
+    });
     await runInvoicing(app.services, { period: period.name });
 
-    const [invoice] = await app.services.db.select().from(invoices).where(and(eq(invoices.userId, user.id), eq(invoices.period, period.name)));
+    const [invoice] = await app.services.db
+      .select()
+      .from(invoices)
+      .where(and(eq(invoices.userId, user.id), eq(invoices.period, period.name)));
     const lines = await app.services.db.select().from(invoiceLines).where(eq(invoiceLines.invoiceId, invoice!.id)).orderBy(asc(invoiceLines.position));
     const periodMs = period.end.getTime() - start;
     const nanoHours = (resizedAt.getTime() - (start + HOUR + 2000)) / HOUR;

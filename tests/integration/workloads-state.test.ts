@@ -32,7 +32,12 @@ async function launch(name: string, extra: { command?: string[]; args?: string[]
   expect((await actionDone(api, created.actionId)).status).toBe("succeeded");
   return created.instance.id;
 }
-const settles = (id: string, state: string) => eventually(() => api.compute.instances.get.query({ id }), (i) => i.state === state, { timeoutMs: 30_000, what: `the instance to be ${state}` });
+const settles = (id: string, state: string) =>
+  eventually(
+    () => api.compute.instances.get.query({ id }),
+    (i) => i.state === state,
+    { timeoutMs: 30_000, what: `the instance to be ${state}` },
+  );
 
 describe("from the engine's events", () => {
   test("a container stopped outside the platform with SIGTERM (exit 143 under the init) reads as stopped, not error", async () => {
@@ -52,9 +57,13 @@ describe("from the engine's events", () => {
     const id = await launch("hungry");
     const before = Date.now();
     // A child of the container's init grows until the kernel kills it (PID 1 lives on).
-    const hog = await execIn(docker(), nameOf(id), ["awk", "BEGIN { s = \"x\"; while (1) s = s s }"], 60_000);
+    const hog = await execIn(docker(), nameOf(id), ["awk", 'BEGIN { s = "x"; while (1) s = s s }'], 60_000);
     expect(hog.exitCode).toBe(137);
-    const instance = await eventually(() => api.compute.instances.get.query({ id }), (i) => i.oom.kills >= 1, { timeoutMs: 30_000, what: "the OOM kill to be recorded" });
+    const instance = await eventually(
+      () => api.compute.instances.get.query({ id }),
+      (i) => i.oom.kills >= 1,
+      { timeoutMs: 30_000, what: "the OOM kill to be recorded" },
+    );
     expect(instance.state).toBe("running");
     expect(Date.parse(instance.oom.lastAt!)).toBeGreaterThanOrEqual(before - 1000);
     // The kernel's own count agrees (cgroup v1).

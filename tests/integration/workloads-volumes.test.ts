@@ -36,7 +36,12 @@ afterAll(async () => {
 
 const docker = () => app.services.docker;
 const nameOf = (id: string) => `${testRun.dockerNamespace}-${id}`;
-const volumeReady = (id: string) => eventually(() => api.compute.volumes.get.query({ id }), (v) => v.state === "available" || v.state === "error", { timeoutMs: 30_000, what: "the volume" });
+const volumeReady = (id: string) =>
+  eventually(
+    () => api.compute.volumes.get.query({ id }),
+    (v) => v.state === "available" || v.state === "error",
+    { timeoutMs: 30_000, what: "the volume" },
+  );
 
 test("the host reports what it can do about volumes", async () => {
   const [host] = await app.services.db.select().from(hosts).where(eq(hosts.name, "local"));
@@ -75,7 +80,9 @@ describe("a volume attached at create", () => {
     expect(after.size).toBe(before.size);
     expect(after.blocks).toBe(before.blocks);
     // Nothing reached the container's writable layer either: its root is read-only.
-    const sized = (await docker().getContainer(nameOf(instanceId)).inspect({ size: true } as object)) as { SizeRw?: number };
+    const sized = (await docker()
+      .getContainer(nameOf(instanceId))
+      .inspect({ size: true } as object)) as { SizeRw?: number };
     expect(sized.SizeRw ?? 0).toBeLessThan(MIB);
     await execIn(docker(), nameOf(instanceId), ["rm", "/var/lib/data/fill"]);
   });
@@ -85,7 +92,11 @@ describe("a volume attached at create", () => {
     expect((await actionDone(api, stopped.actionId)).status).toBe("succeeded");
     // What a reboot leaves: no loop device for the file.
     const file = volumeFile(app.services.config, volumeId);
-    const devices = Bun.spawnSync(["losetup", "-j", file]).stdout.toString().split("\n").filter(Boolean).map((l) => l.split(":")[0]!);
+    const devices = Bun.spawnSync(["losetup", "-j", file])
+      .stdout.toString()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split(":")[0]!);
     expect(devices.length).toBe(1);
     for (const device of devices) expect(Bun.spawnSync(["losetup", "-d", device]).exitCode).toBe(0);
     const pass = await reconcileAll(app.services);
@@ -110,7 +121,11 @@ describe("a volume attached at create", () => {
     expect((await actionDone(api, gone.actionId)).status).toBe("succeeded");
     expect((await api.compute.volumes.get.query({ id: volumeId })).state).toBe("deleted");
     expect(await Bun.file(volumeFile(app.services.config, volumeId)).exists()).toBe(false);
-    expect(await docker().listVolumes({ filters: { name: [`${testRun.dockerNamespace}-vol-${volumeId}`] } }).then((r) => r.Volumes ?? [])).toEqual([]);
+    expect(
+      await docker()
+        .listVolumes({ filters: { name: [`${testRun.dockerNamespace}-vol-${volumeId}`] } })
+        .then((r) => r.Volumes ?? []),
+    ).toEqual([]);
   });
 });
 
@@ -123,7 +138,11 @@ describe("standalone volumes", () => {
     await expectAppError(api.compute.volumes.create.mutate({ name: "cache", sizeMb: 48 }), "CONFLICT");
     const deleting = await api.compute.volumes.delete.mutate({ id: volume.id });
     expect(deleting.state).toBe("deleting");
-    await eventually(() => api.compute.volumes.get.query({ id: volume.id }), (v) => v.state === "deleted", { timeoutMs: 30_000, what: "the deletion" });
+    await eventually(
+      () => api.compute.volumes.get.query({ id: volume.id }),
+      (v) => v.state === "deleted",
+      { timeoutMs: 30_000, what: "the deletion" },
+    );
     expect(await Bun.file(volumeFile(app.services.config, volume.id)).exists()).toBe(false);
     expect((await api.compute.volumes.list.query()).items.map((v) => v.id)).not.toContain(volume.id);
   });
@@ -138,7 +157,11 @@ describe("standalone volumes", () => {
     const a = await client.compute.volumes.create.mutate({ name: "a", sizeMb: 32 });
     await client.compute.volumes.create.mutate({ name: "b", sizeMb: 32 });
     expect((await expectAppError(client.compute.volumes.create.mutate({ name: "c", sizeMb: 32 }), "QUOTA_EXCEEDED")).data.details).toMatchObject({ resource: "volumes" });
-    await eventually(() => client.compute.volumes.get.query({ id: a.id }), (v) => v.state === "available", { timeoutMs: 30_000, what: "the volume" });
+    await eventually(
+      () => client.compute.volumes.get.query({ id: a.id }),
+      (v) => v.state === "available",
+      { timeoutMs: 30_000, what: "the volume" },
+    );
   });
 });
 

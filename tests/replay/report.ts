@@ -197,7 +197,8 @@ function clip(span: Span, levels: ReplayRecord["levels"], end: number, test: (l:
 
 export type ReplayReport = ReturnType<typeof analyse>;
 
-const engine = (requests: Array<{ action: string; engineSeconds: number | null }>) => requests.map((q) => `${q.action} ${q.engineSeconds === null ? "?" : q.engineSeconds.toFixed(1)} s`).join(", ") || "—";
+const engine = (requests: Array<{ action: string; engineSeconds: number | null }>) =>
+  requests.map((q) => `${q.action} ${q.engineSeconds === null ? "?" : q.engineSeconds.toFixed(1)} s`).join(", ") || "—";
 
 export function formatReport(r: ReplayReport): string {
   const mins = (xs: Array<{ noticeMinutes: number | null }>) => xs.map((x) => (x.noticeMinutes === null ? "none" : `${x.noticeMinutes} min`)).join(", ") || "—";

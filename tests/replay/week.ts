@@ -125,7 +125,14 @@ export async function runWeekReplay(services: Services, opts: ReplayOptions) {
       const containers = await services.docker.listContainers({ all: true, filters: { label: [`sahary.namespace=${config.docker.namespace}`, "sahary.kind=instance"] } });
       const stateOf = (id: string) => containers.find((c) => c.Labels["sahary.instance"] === id)?.State ?? "absent";
       const [batch] = await db.select({ throttle: instances.cpuThrottleMillis }).from(instances).where(eq(instances.id, ids.interruptible));
-      const sample: Sample = { at: clock.now(), critical: stateOf(ids.critical), standard: stateOf(ids.standard), interruptible: stateOf(ids.interruptible), throttled: batch?.throttle != null, disconnected: sim.model.state.loadDisconnected };
+      const sample: Sample = {
+        at: clock.now(),
+        critical: stateOf(ids.critical),
+        standard: stateOf(ids.standard),
+        interruptible: stateOf(ids.interruptible),
+        throttled: batch?.throttle != null,
+        disconnected: sim.model.state.loadDisconnected,
+      };
       samples.push(sample);
       const draw = (state: string, running: number) => (state === "running" ? running : state === "paused" ? WATTS.paused : 0);
       load = WATTS.base + draw(sample.critical, WATTS.critical) + draw(sample.standard, WATTS.standard) + draw(sample.interruptible, sample.throttled ? WATTS.throttled : WATTS.interruptible);
@@ -161,10 +168,18 @@ export async function runWeekReplay(services: Services, opts: ReplayOptions) {
   const realSeconds = (Date.now() - realStart) / 1000;
 
   const changes = await db.select().from(energyLevelChanges).orderBy(asc(energyLevelChanges.seq));
-  const warnings = await db.select().from(energyEvents).where(inArray(energyEvents.kind, ["forecast_warning"])).orderBy(asc(energyEvents.at));
+  const warnings = await db
+    .select()
+    .from(energyEvents)
+    .where(inArray(energyEvents.kind, ["forecast_warning"]))
+    .orderBy(asc(energyEvents.at));
   const status = monitor.status();
   const byId = new Map(Object.entries(ids).map(([priority, id]) => [id, priority]));
-  const actions = await db.select().from(instanceActions).where(inArray(instanceActions.instanceId, Object.values(ids))).orderBy(asc(instanceActions.createdAt));
+  const actions = await db
+    .select()
+    .from(instanceActions)
+    .where(inArray(instanceActions.instanceId, Object.values(ids)))
+    .orderBy(asc(instanceActions.createdAt));
   return analyse({
     actions: actions.map((a) => ({
       priority: byId.get(a.instanceId)!,
@@ -184,6 +199,9 @@ export async function runWeekReplay(services: Services, opts: ReplayOptions) {
     warnings: warnings.map((w) => ({ at: w.at.getTime(), level: w.details?.level as PowerLevel, earliestAt: Date.parse(String(w.details?.earliestAt)) })),
     battery: { lowestSoc, lowestVolts: sim.model.state.minBatteryVoltage, disconnects: sim.model.state.disconnects, disconnectedSeconds: sim.model.state.disconnectedSeconds, lvd: REPLAY.cutoffs.lvd },
     link: { framesDecoded: status.framesDecoded, framesDropped: status.framesDropped, readingsRejected: status.readingsRejected },
-    minimum: minimumShedding({ chemistry: REPLAY.chemistry, nominalVoltage: REPLAY.nominalVoltage, capacityAh: REPLAY.capacityAh, startSoc: REPLAY.startSoc, cutoffs: REPLAY.cutoffs, startAt: simStart }, policy),
+    minimum: minimumShedding(
+      { chemistry: REPLAY.chemistry, nominalVoltage: REPLAY.nominalVoltage, capacityAh: REPLAY.capacityAh, startSoc: REPLAY.startSoc, cutoffs: REPLAY.cutoffs, startAt: simStart },
+      policy,
+    ),
   });
 }

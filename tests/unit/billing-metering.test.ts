@@ -32,8 +32,18 @@ describe("accounting a window from the state history", () => {
     const rows = [row(MIN, "provisioning", "running"), row(40 * MIN, "running", "paused", POWER_EMERGENCY_REASON), row(70 * MIN, "paused", "running")];
     const whole = accountWindow(T0, T0 + 90 * MIN, { state: "provisioning", reason: "x", startSeq: null }, rows);
     const cut = T0 + 37 * MIN + 123;
-    const first = accountWindow(T0, cut, { state: "provisioning", reason: "x", startSeq: null }, rows.filter((r) => r.at.getTime() <= cut));
-    const second = accountWindow(cut, T0 + 90 * MIN, first.end, rows.filter((r) => r.at.getTime() > cut));
+    const first = accountWindow(
+      T0,
+      cut,
+      { state: "provisioning", reason: "x", startSeq: null },
+      rows.filter((r) => r.at.getTime() <= cut),
+    );
+    const second = accountWindow(
+      cut,
+      T0 + 90 * MIN,
+      first.end,
+      rows.filter((r) => r.at.getTime() > cut),
+    );
     const total = (hs: typeof whole.hours) => hs.reduce((a, h) => ({ r: a.r + h.runningMs, p: a.p + h.pausedMs, e: a.e + h.emergencyPausedMs }), { r: 0, p: 0, e: 0 });
     const a = total(first.hours);
     const b = total(second.hours);

@@ -12,11 +12,7 @@ function frame(stream: 1 | 2, text: string): Buffer {
 
 describe("log demultiplexing", () => {
   test("splits stdout and stderr frames into timestamped lines, in order", () => {
-    const raw = Buffer.concat([
-      frame(1, "2026-11-21T09:00:00.123456789Z hello\n"),
-      frame(2, "2026-11-21T09:00:01.000000000Z oops\n"),
-      frame(1, "2026-11-21T09:00:02.5Z bye\n"),
-    ]);
+    const raw = Buffer.concat([frame(1, "2026-11-21T09:00:00.123456789Z hello\n"), frame(2, "2026-11-21T09:00:01.000000000Z oops\n"), frame(1, "2026-11-21T09:00:02.5Z bye\n")]);
     expect(demuxLogs(raw)).toEqual([
       { stream: "stdout", at: "2026-11-21T09:00:00.123Z", message: "hello" },
       { stream: "stderr", at: "2026-11-21T09:00:01.000Z", message: "oops" },
@@ -25,11 +21,7 @@ describe("log demultiplexing", () => {
   });
 
   test("orders lines by their timestamps when the engine's file order interleaves the streams", () => {
-    const raw = Buffer.concat([
-      frame(2, "2026-11-21T09:00:00.3Z late\n"),
-      frame(1, "2026-11-21T09:00:00.123456789Z early\n"),
-      frame(1, "2026-11-21T09:00:00.2Z middle\n"),
-    ]);
+    const raw = Buffer.concat([frame(2, "2026-11-21T09:00:00.3Z late\n"), frame(1, "2026-11-21T09:00:00.123456789Z early\n"), frame(1, "2026-11-21T09:00:00.2Z middle\n")]);
     expect(demuxLogs(raw).map((l) => l.message)).toEqual(["early", "middle", "late"]);
   });
 
@@ -51,7 +43,13 @@ describe("stats summary", () => {
     precpu_stats: { cpu_usage: { total_usage: 2_500_000_000 }, system_cpu_usage: 118_000_000_000 },
     memory_stats: { usage: 50 * 1024 * 1024, limit: 256 * 1024 * 1024, stats: { total_inactive_file: 10 * 1024 * 1024 } },
     networks: { eth0: { rx_bytes: 1000, tx_bytes: 500, rx_packets: 10, tx_packets: 5 }, eth1: { rx_bytes: 24, tx_bytes: 12, rx_packets: 1, tx_packets: 1 } },
-    blkio_stats: { io_service_bytes_recursive: [{ op: "Read", value: 4096 }, { op: "Write", value: 8192 }, { op: "Total", value: 12288 }] },
+    blkio_stats: {
+      io_service_bytes_recursive: [
+        { op: "Read", value: 4096 },
+        { op: "Write", value: 8192 },
+        { op: "Total", value: 12288 },
+      ],
+    },
     pids_stats: { current: 3 },
   };
 

@@ -6,7 +6,12 @@ const T0 = Date.UTC(2026, 5, 1, 10);
 /** Ten-second windows of `loadW` with `pvW` of sun. */
 const windows = (n: number, loadW: number, pvW: number, start = T0, onBackup = false): EnergyWindow[] =>
   Array.from({ length: n }, (_, i) => ({ at: start + i * 10_000, seconds: 10, loadWh: (loadW * 10) / 3600, pvWh: (pvW * 10) / 3600, onBackup }));
-const share = (instanceId: string, userId: string, cpuSeconds: number, vcpus: number, liveSeconds: number): InstanceShare => ({ instanceId, userId, cpuNs: cpuSeconds * 1e9, reservedMillisMs: vcpus * 1000 * liveSeconds * 1000 });
+const share = (instanceId: string, userId: string, cpuSeconds: number, vcpus: number, liveSeconds: number): InstanceShare => ({
+  instanceId,
+  userId,
+  cpuNs: cpuSeconds * 1e9,
+  reservedMillisMs: vcpus * 1000 * liveSeconds * 1000,
+});
 const total = (r: ReturnType<typeof attributeLoadEnergy>, id: string) => [...(r.byInstance.get(id)?.hours.values() ?? [])].reduce((a, s) => a + s.loadWh, 0);
 
 describe("sharing the measured load among instances", () => {
@@ -62,7 +67,14 @@ describe("sharing the measured load among instances", () => {
   });
 
   test("a share is shown in kWh with its sunlight share and the CO2 it avoided", () => {
-    expect(energyView({ loadWh: 2000, solarWh: 1200, batteryWh: 500, backupWh: 300 }, 400)).toEqual({ kwh: 2, solarKwh: 1.2, batteryKwh: 0.5, backupKwh: 0.3, sunlightShare: 0.85, co2AvoidedKg: 0.68 });
+    expect(energyView({ loadWh: 2000, solarWh: 1200, batteryWh: 500, backupWh: 300 }, 400)).toEqual({
+      kwh: 2,
+      solarKwh: 1.2,
+      batteryKwh: 0.5,
+      backupKwh: 0.3,
+      sunlightShare: 0.85,
+      co2AvoidedKg: 0.68,
+    });
     expect(energyView({ loadWh: 0, solarWh: 0, batteryWh: 0, backupWh: 0 }, 400).sunlightShare).toBeNull();
   });
 });

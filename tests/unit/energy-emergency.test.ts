@@ -147,7 +147,10 @@ describe("planning a convergence", () => {
     expect(plan.restore).toEqual([]);
     expect(plan.waiting).toEqual(["starting"]);
     // Down to critical the throttled ones are paused; one still being throttled is waited for.
-    const critical = planConvergence("critical", [instance("interruptible", "running", { id: "done", throttled: true }), instance("interruptible", "running", { id: "throttling", open: "throttle", openReason: POWER_EMERGENCY_REASON })]);
+    const critical = planConvergence("critical", [
+      instance("interruptible", "running", { id: "done", throttled: true }),
+      instance("interruptible", "running", { id: "throttling", open: "throttle", openReason: POWER_EMERGENCY_REASON }),
+    ]);
     expect(steps(critical.shed)).toEqual([["done", "pause"]]);
     expect(critical.waiting).toEqual(["throttling"]);
   });
@@ -166,7 +169,11 @@ describe("planning a convergence", () => {
       ["unthrottled", "resume", false],
     ]);
     // At conserve they stay throttled (and the held ones held).
-    expect(planConvergence("conserve", [instance("interruptible", "running", { throttled: true }), held("interruptible", "paused", { throttled: true })])).toEqual({ shed: [], restore: [], waiting: [] });
+    expect(planConvergence("conserve", [instance("interruptible", "running", { throttled: true }), held("interruptible", "paused", { throttled: true })])).toEqual({
+      shed: [],
+      restore: [],
+      waiting: [],
+    });
   });
 
   test("a second pass over the result of the first has nothing to do", () => {

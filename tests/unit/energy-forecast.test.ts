@@ -41,7 +41,17 @@ const flatProfile = (loadW: number): Profile => {
 describe("the runway forecast", () => {
   test("constant load, no sun: each threshold is crossed when its energy is used up, to the minute", () => {
     // 1200 Wh at 60 % under 100 W: 10 points (120 Wh) take 1.2 h.
-    const result = forecastRunway({ now: MIDNIGHT, soc: 60, capacityWh: 1200, chargeEfficiency: 0.85, currentLoadW: 100, profile: flatProfile(100), clearSky: null, thresholds: THRESHOLDS, horizonHours: 12 });
+    const result = forecastRunway({
+      now: MIDNIGHT,
+      soc: 60,
+      capacityWh: 1200,
+      chargeEfficiency: 0.85,
+      currentLoadW: 100,
+      profile: flatProfile(100),
+      clearSky: null,
+      thresholds: THRESHOLDS,
+      horizonHours: 12,
+    });
     expect(result.crossings.conserve!.expected).toBe(MIDNIGHT + 1.2 * HOUR);
     expect(result.crossings.critical!.expected).toBe(MIDNIGHT + 3.6 * HOUR);
     expect(result.crossings.shutdown!.expected).toBe(MIDNIGHT + 5.4 * HOUR);
@@ -52,7 +62,17 @@ describe("the runway forecast", () => {
   });
 
   test("a threshold already below is crossed now; one never reached is null", () => {
-    const result = forecastRunway({ now: MIDNIGHT, soc: 40, capacityWh: 1200, chargeEfficiency: 0.85, currentLoadW: 11, profile: flatProfile(11), clearSky: null, thresholds: THRESHOLDS, horizonHours: 10 });
+    const result = forecastRunway({
+      now: MIDNIGHT,
+      soc: 40,
+      capacityWh: 1200,
+      chargeEfficiency: 0.85,
+      currentLoadW: 11,
+      profile: flatProfile(11),
+      clearSky: null,
+      thresholds: THRESHOLDS,
+      horizonHours: 10,
+    });
     expect(result.crossings.conserve!.expected).toBe(MIDNIGHT);
     // 11 W for 10 h is 110 Wh: 9.2 points, down to 30.8 %, not below 30.
     expect(result.crossings.critical!.expected).toBeNull();

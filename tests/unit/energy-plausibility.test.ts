@@ -124,7 +124,15 @@ describe("two high bits flipped: the checksum adds up, the grammar does not", ()
 });
 
 describe("a receiver at the wrong baud rate", () => {
-  const stream = Buffer.concat(Array.from({ length: 10 }, () => encodeBlock([["PID", "0xA053"], ["V", "12800"], ["I", "1000"]])));
+  const stream = Buffer.concat(
+    Array.from({ length: 10 }, () =>
+      encodeBlock([
+        ["PID", "0xA053"],
+        ["V", "12800"],
+        ["I", "1000"],
+      ]),
+    ),
+  );
 
   test("at the right rate the bytes come through unchanged", () => {
     expect(Buffer.from(resample(stream, 19200, 19200))).toEqual(stream);

@@ -88,7 +88,12 @@ describe("what the edge says", () => {
     const answer = instanceAnswer("<b>evil</b>.sahary.localhost", "power", power());
     const json = renderAnswer(answer, "application/json", "req-1");
     expect(json.headers).toMatchObject({ "content-type": "application/json; charset=utf-8", "retry-after": "2400", "cache-control": "no-store" });
-    expect(JSON.parse(json.body).error.data).toMatchObject({ httpStatus: 503, appCode: "INSTANCE_UNAVAILABLE", requestId: "req-1", details: { state: "paused_for_power", power: { batteryPercent: 27 } } });
+    expect(JSON.parse(json.body).error.data).toMatchObject({
+      httpStatus: 503,
+      appCode: "INSTANCE_UNAVAILABLE",
+      requestId: "req-1",
+      details: { state: "paused_for_power", power: { batteryPercent: 27 } },
+    });
 
     const html = renderAnswer(instanceAnswer("h", "stopped", null), "*/*", null);
     expect(html.headers["content-type"]).toBe("text/html; charset=utf-8");
@@ -128,7 +133,15 @@ describe("counting the access log", () => {
 describe("ingress settings", () => {
   test("development defaults work for a non-root developer; production listens on 80/443 with ACME and an external proxy", () => {
     const dev = loadConfig({ DATA_DIR: "/srv/sahary" }).ingress;
-    expect(dev).toMatchObject({ domain: "sahary.localhost", tls: "internal", httpPort: 8080, httpsPort: 8443, proxy: "managed", admin: "unix:///srv/sahary/caddy/admin.sock", edgeUpstream: "127.0.0.1:3000" });
+    expect(dev).toMatchObject({
+      domain: "sahary.localhost",
+      tls: "internal",
+      httpPort: 8080,
+      httpsPort: 8443,
+      proxy: "managed",
+      admin: "unix:///srv/sahary/caddy/admin.sock",
+      edgeUpstream: "127.0.0.1:3000",
+    });
     expect(dev.publishAddresses).toEqual({ local: "127.0.0.1" });
     expect(dev.traffic).toMatchObject({ address: "127.0.0.1:2020", listen: "127.0.0.1:2020" });
     expect(loadConfig({ NODE_ENV: "test" }).ingress.proxy).toBe("external");

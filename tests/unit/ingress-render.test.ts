@@ -80,10 +80,15 @@ describe("the proxy configuration rendered from the database", () => {
   });
 
   test("acme TLS: the ACME issuer with the configured CA and email, no local CA, redirects to the default port", () => {
-    const { config } = render({ NODE_ENV: "production", APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7", INGRESS_ACME_EMAIL: "ops@example.net", INGRESS_ACME_CA: "https://acme-staging-v02.api.letsencrypt.org/directory", STRIPE_SECRET_KEY: "sk_test_x", STRIPE_WEBHOOK_SECRET: "whsec_x" }) as { config: Json };
-    expect(config.apps.tls.automation.policies).toEqual([
-      { issuers: [{ module: "acme", ca: "https://acme-staging-v02.api.letsencrypt.org/directory", email: "ops@example.net" }], on_demand: true },
-    ]);
+    const { config } = render({
+      NODE_ENV: "production",
+      APP_SECRET: "9f8Kq2LmZx7Vb1Nc4Rt6Yh3Jw5Pd0Gs8Ue2Ia7",
+      INGRESS_ACME_EMAIL: "ops@example.net",
+      INGRESS_ACME_CA: "https://acme-staging-v02.api.letsencrypt.org/directory",
+      STRIPE_SECRET_KEY: "sk_test_x",
+      STRIPE_WEBHOOK_SECRET: "whsec_x",
+    }) as { config: Json };
+    expect(config.apps.tls.automation.policies).toEqual([{ issuers: [{ module: "acme", ca: "https://acme-staging-v02.api.letsencrypt.org/directory", email: "ops@example.net" }], on_demand: true }]);
     expect(config.apps.pki).toBeUndefined();
     expect(config.apps.http.servers["sahary-https"].listen).toEqual([":443"]);
     expect(config.apps.http.servers["sahary-http"].routes[0].handle[0].headers.Location).toEqual(["https://{http.request.host}{http.request.uri}"]);

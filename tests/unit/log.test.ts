@@ -103,7 +103,10 @@ test("without a sink, lines go to stdout and survive an immediate exit", async (
   const child = Bun.spawn([process.execPath, "-e", script], { cwd: root, stdout: "pipe", stderr: "pipe" });
   const [code, out] = await Promise.all([child.exited, new Response(child.stdout).text()]);
   expect(code).toBe(3);
-  const records = out.trim().split("\n").map((line) => JSON.parse(line));
+  const records = out
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line));
   expect(records.map((r) => [r.level, r.msg])).toEqual([
     ["info", "one"],
     ["error", "two"],

@@ -41,6 +41,8 @@ describe("the event catalogue", () => {
 
   test("payload schemas refuse malformed data field by field", () => {
     const schema = EVENT_TYPES["invoice.issued"].data as v.GenericSchema;
-    expect(v.safeParse(schema, { invoiceId: "not-a-uuid", invoiceNumber: "INV-1", currency: "usd", period: "2026-10", status: "open", totalMinor: 1.5, amountDueMinor: 0, issuedAt: "now" }).issues?.length).toBeGreaterThanOrEqual(4);
+    expect(
+      v.safeParse(schema, { invoiceId: "not-a-uuid", invoiceNumber: "INV-1", currency: "usd", period: "2026-10", status: "open", totalMinor: 1.5, amountDueMinor: 0, issuedAt: "now" }).issues?.length,
+    ).toBeGreaterThanOrEqual(4);
   });
 });

@@ -25,7 +25,21 @@ const audience = (over: Partial<Audience> = {}): Audience => ({
 
 describe("fan-out", () => {
   test("defaults: a failure goes to the console, by mail and to every endpoint whose filter takes it", () => {
-    const plan = planFanOut([failed()], audience({ endpoints: new Map([[USER, [{ id: "all", eventTypes: [] }, { id: "billing-only", eventTypes: ["invoice.issued"] }, { id: "failures", eventTypes: ["instance.failed"] }]]]) }));
+    const plan = planFanOut(
+      [failed()],
+      audience({
+        endpoints: new Map([
+          [
+            USER,
+            [
+              { id: "all", eventTypes: [] },
+              { id: "billing-only", eventTypes: ["invoice.issued"] },
+              { id: "failures", eventTypes: ["instance.failed"] },
+            ],
+          ],
+        ]),
+      }),
+    );
     expect(plan.notifications).toHaveLength(1);
     expect(plan.notifications[0]).toMatchObject({ userId: USER, type: "instance.failed", title: "web failed" });
     expect(plan.deliveries.map((d) => [d.channel, d.endpointId])).toEqual([

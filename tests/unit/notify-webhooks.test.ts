@@ -39,7 +39,26 @@ describe("secrets", () => {
 
 describe("targets", () => {
   test("only public unicast addresses pass by default", () => {
-    for (const address of ["127.0.0.1", "127.8.9.10", "10.0.0.1", "172.31.255.255", "192.168.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "64:ff9b::a00:1", "2002:a00:1::", "2001::1"]) {
+    for (const address of [
+      "127.0.0.1",
+      "127.8.9.10",
+      "10.0.0.1",
+      "172.31.255.255",
+      "192.168.0.1",
+      "169.254.169.254",
+      "100.64.0.1",
+      "0.0.0.0",
+      "255.255.255.255",
+      "224.0.0.1",
+      "::1",
+      "::",
+      "fe80::1",
+      "fc00::1",
+      "::ffff:10.0.0.1",
+      "64:ff9b::a00:1",
+      "2002:a00:1::",
+      "2001::1",
+    ]) {
       expect({ address, refused: refusedAddress(address, policy) !== null }).toEqual({ address, refused: true });
     }
     for (const address of ["93.184.215.14", "8.8.8.8", "2606:4700:4700::1111"]) expect(refusedAddress(address, policy)).toBeNull();
@@ -66,7 +85,9 @@ describe("targets", () => {
   });
 
   test("the policy follows the configuration: https in production, the deny list, private targets on request", () => {
-    const production = targetPolicy(loadConfig({ NODE_ENV: "production", APP_SECRET: "k3Y8-p0W!zQ2rT6uV9xA1bC4dE7fG0hJ", STRIPE_SECRET_KEY: "sk_live_x", STRIPE_WEBHOOK_SECRET: "whsec_x", INGRESS_DOMAIN: "apps.sahary.cloud" }));
+    const production = targetPolicy(
+      loadConfig({ NODE_ENV: "production", APP_SECRET: "k3Y8-p0W!zQ2rT6uV9xA1bC4dE7fG0hJ", STRIPE_SECRET_KEY: "sk_live_x", STRIPE_WEBHOOK_SECRET: "whsec_x", INGRESS_DOMAIN: "apps.sahary.cloud" }),
+    );
     expect(production).toMatchObject({ requireHttps: true, allowPrivate: false });
     const dev = targetPolicy(loadConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true", WEBHOOK_DENY_ADDRESSES: "10.0.0.0/8, 192.0.2.1" }));
     expect(dev.requireHttps).toBe(false);

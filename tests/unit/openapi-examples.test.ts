@@ -54,11 +54,22 @@ describe("examples for schemas", () => {
   test("satisfy required fields, bounds, enums without repeats, records that need entries, and cross-field checks are described", () => {
     const schema = v.object({
       email: v.pipe(v.string(), v.email()),
-      scopes: v.pipe(v.array(v.picklist(["a", "b", "c"])), v.minLength(2), v.check((s) => new Set(s).size === s.length, "lists a scope twice")),
+      scopes: v.pipe(
+        v.array(v.picklist(["a", "b", "c"])),
+        v.minLength(2),
+        v.check((s) => new Set(s).size === s.length, "lists a scope twice"),
+      ),
       limit: v.pipe(v.number(), v.integer(), v.minValue(20), v.maxValue(50)),
-      env: v.pipe(v.record(v.pipe(v.string(), v.regex(/^[A-Z_]+$/)), v.string()), v.check((e) => Object.keys(e).length > 0, "at least one")),
+      env: v.pipe(
+        v.record(v.pipe(v.string(), v.regex(/^[A-Z_]+$/)), v.string()),
+        v.check((e) => Object.keys(e).length > 0, "at least one"),
+      ),
       note: v.optional(v.string()),
-      when: v.pipe(v.string(), v.isoTimestamp(), v.transform((s) => new Date(s))),
+      when: v.pipe(
+        v.string(),
+        v.isoTimestamp(),
+        v.transform((s) => new Date(s)),
+      ),
     });
     const described = describeInput([schema]);
     if (described.kind !== "schema") throw new Error(JSON.stringify(described));

@@ -39,7 +39,8 @@ test("userns-remap is read from docker info", () => {
 });
 
 test("drift: SIGTERM and exit 0 are stopped, a restarting container is up, a crash after restarts is an error", () => {
-  const info = (state: Record<string, unknown>, restarts = 0) => ({ State: { Running: false, Paused: false, Restarting: false, OOMKilled: false, ExitCode: 0, Error: "", ...state }, RestartCount: restarts }) as never;
+  const info = (state: Record<string, unknown>, restarts = 0) =>
+    ({ State: { Running: false, Paused: false, Restarting: false, OOMKilled: false, ExitCode: 0, Error: "", ...state }, RestartCount: restarts }) as never;
   expect(drift({ state: "running" }, info({ ExitCode: 143 }))?.to).toBe("stopped");
   expect(drift({ state: "running" }, info({ ExitCode: 0 }))?.to).toBe("stopped");
   expect(drift({ state: "running" }, info({ Restarting: true, ExitCode: 3 }))).toBeNull();

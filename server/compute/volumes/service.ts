@@ -68,7 +68,10 @@ export async function createVolume(deps: Deps, who: Who & { ownerId: string }, i
     await assertFreeName(tx, who.ownerId, input.name);
     await assertWithinQuota(tx, config, who.ownerId, { volumes: 1, volumeMb: input.sizeMb });
     const host = await placeInstance(tx, { cpuMillis: 0, memoryMb: 0, volumeMb: input.sizeMb });
-    const [row] = await tx.insert(volumes).values(newVolume(config, who.ownerId, host, input)).returning();
+    const [row] = await tx
+      .insert(volumes)
+      .values(newVolume(config, who.ownerId, host, input))
+      .returning();
     await recordAudit(tx, who, { action: "compute.volume.create", targetType: "volume", targetId: row!.id, metadata: { sizeMb: input.sizeMb, hostId: host.id } });
     return row!;
   });
@@ -120,7 +123,8 @@ export async function planVolumes(tx: Database, config: Config, ownerId: string,
 
   const fresh = requests.flatMap((r) => ("volumeId" in r ? [] : [{ name: r.name, sizeMb: r.sizeMb ?? defaultSizeMb, mountPath: r.mountPath }]));
   for (const v of fresh) {
-    if (v.sizeMb < MIN_VOLUME_MB || v.sizeMb > MAX_VOLUME_MB) throw new AppError("VALIDATION_FAILED", `A volume is ${MIN_VOLUME_MB} to ${MAX_VOLUME_MB} MiB`, { details: { field: "volumes", sizeMb: v.sizeMb } });
+    if (v.sizeMb < MIN_VOLUME_MB || v.sizeMb > MAX_VOLUME_MB)
+      throw new AppError("VALIDATION_FAILED", `A volume is ${MIN_VOLUME_MB} to ${MAX_VOLUME_MB} MiB`, { details: { field: "volumes", sizeMb: v.sizeMb } });
     await assertFreeName(tx, ownerId, v.name);
   }
   if (new Set(fresh.map((v) => v.name)).size !== fresh.length) throw new AppError("CONFLICT", "Two new volumes have the same name", { details: { field: "volumes" } });

@@ -34,7 +34,11 @@ async function run(argv: string[]): Promise<string> {
   return out;
 }
 
-const exists = (path: string) => access(path, constants.F_OK).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path, constants.F_OK).then(
+    () => true,
+    () => false,
+  );
 
 /** Whether this process can make volumes for the engine at `endpoint`, and if not, why. */
 export async function volumeSupport(config: Config, endpoint: string): Promise<{ supported: boolean; note: string | null; capacityMb: number }> {
@@ -93,7 +97,20 @@ export async function ensureVolumeStorage(docker: Docker, config: Config, volume
       await run(["fallocate", "-l", String(volume.sizeMb * MIB), partial]);
       // -m 0: no blocks reserved for root (the tenant is never root). nodiscard and no lazy initialisation: the kernel would
       // otherwise zero the inode tables after mounting by punching holes in the file, giving back disk it must own. The UUID is the id.
-      await run(["mkfs.ext4", "-q", "-F", "-m", "0", "-U", volume.id, "-L", `sahary-${volume.id.slice(0, 8)}`, "-E", `root_owner=${owner.uid}:${owner.gid},nodiscard,lazy_itable_init=0,lazy_journal_init=0`, partial]);
+      await run([
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-m",
+        "0",
+        "-U",
+        volume.id,
+        "-L",
+        `sahary-${volume.id.slice(0, 8)}`,
+        "-E",
+        `root_owner=${owner.uid}:${owner.gid},nodiscard,lazy_itable_init=0,lazy_journal_init=0`,
+        partial,
+      ]);
     } catch (error) {
       await rm(partial, { force: true });
       throw new PermanentFailure(`the volume's ${volume.sizeMb} MiB could not be allocated on the host: ${(error as Error).message}`);

@@ -54,7 +54,10 @@ export async function runVolumeJob(deps: Deps, volumeId: string, opts: { finalAt
     }
     if (volume.state === "deleting") {
       await withVolumeLock(deps.db, volume.id, () => removeVolumeStorage(docker, deps.config, volume.id));
-      await deps.db.update(volumes).set({ state: "deleted" }).where(and(eq(volumes.id, volumeId), eq(volumes.state, "deleting")));
+      await deps.db
+        .update(volumes)
+        .set({ state: "deleted" })
+        .where(and(eq(volumes.id, volumeId), eq(volumes.state, "deleting")));
       return { state: "deleted" };
     }
   } catch (error) {
