@@ -109,7 +109,8 @@ describe("tenant isolation with published ports", () => {
     const published = aliceInfo.NetworkSettings.Ports["8080/tcp"]![0]!;
     expect(published.HostIp).toBe("127.0.0.1");
     const [row] = await rig.app.services.db.select({ upstream: instances.upstream }).from(instances).where(eq(instances.id, alice.id));
-    expect(row!.upstream).toBe(`${published.HostIp}:${published.HostPort}`);
+    // The proxy shares the engine's host: it dials the container on its tenant network, not through the published port.
+    expect(row!.upstream).toBe(`${aliceIp}:8080`);
     // Every address of the host but loopback: the engine's bridges' gateways and the public interface.
     const hostAddresses = Object.values(networkInterfaces())
       .flat()

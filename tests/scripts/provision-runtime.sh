@@ -83,6 +83,13 @@ if ! command -v caddy >/dev/null 2>&1; then
   fi
 fi
 
+# The proxy opens a connection to an instance per request when the instance closes each one (BusyBox httpd does):
+# without reuse of TIME_WAIT ports for outgoing connections (Linux reuses them only on loopback by default), one
+# instance is capped at ~470 new connections/s (28k ephemeral ports per minute). Timestamps keep reuse safe.
+if [ "$(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null)" != 1 ]; then
+  as_root sh -c 'echo 1 > /proc/sys/net/ipv4/tcp_tw_reuse' 2>/dev/null && log "set net.ipv4.tcp_tw_reuse=1 (the proxy's connections to instances)"
+fi
+
 # Sized volumes: an ext4 file per volume on a loop device (fallocate and losetup from util-linux, mkfs.ext4 from
 # e2fsprogs); the workers must run as root for them (hosts.volumes_note says why when they cannot).
 for tool in fallocate losetup mkfs.ext4; do
