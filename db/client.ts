@@ -123,7 +123,7 @@ function lockDataDir(dir: string): () => void {
   } catch {
     const holder = Number(readFileSync(lockFile, "utf8"));
     if (holder && holder !== process.pid && isAlive(holder)) {
-      throw new Error(`The embedded database in ${dir} is in use by process ${holder}. ` + "Run one process per data folder, or set DATABASE_URL to share PostgreSQL between processes.");
+      throw new Error(`The embedded database in ${dir} is in use by process ${holder}. Run one process per data folder, or set DATABASE_URL to share PostgreSQL between processes.`);
     }
     writeFileSync(lockFile, String(process.pid));
   }

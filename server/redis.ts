@@ -51,7 +51,7 @@ export async function checkEvictionPolicy(redis: Redis, url: string): Promise<{ 
   const policy = Array.isArray(reply) ? String(reply[1] ?? "") : "";
   if (policy && policy !== "noeviction") {
     throw new RedisPolicyError(
-      `Redis at REDIS_URL=${redact(url)} has maxmemory-policy ${policy}: it may evict queued jobs. ` + "Set `maxmemory-policy noeviction` on it (and run it apart from any cache).",
+      `Redis at REDIS_URL=${redact(url)} has maxmemory-policy ${policy}: it may evict queued jobs. Set \`maxmemory-policy noeviction\` on it (and run it apart from any cache).`,
     );
   }
   return { policy: policy || null };

@@ -18,7 +18,7 @@ async function requireService(name: string, where: string, check: () => Promise<
     await check();
   } catch (error) {
     throw new MissingServiceError(
-      `${name} is required by the test suite and is not answering at ${where}: ${(error as Error).message}. ` + "Run `npm test` (it provisions what is missing) or start the service.",
+      `${name} is required by the test suite and is not answering at ${where}: ${(error as Error).message}. Run \`npm test\` (it provisions what is missing) or start the service.`,
     );
   }
 }
