@@ -8,6 +8,20 @@ import { chargeInstance, divideRoundHalfUp, instanceLines, storageCharge, storag
 /** A usage total; an instance with no records in the range sums to 0, not null. */
 export const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
 
+/** An instance's plan segment as invoices and estimates price it: the instance and the plan's prices in force. */
+export const segmentColumns = {
+  userId: instances.userId,
+  instanceId: instances.id,
+  name: instances.name,
+  priority: instances.priority,
+  planSeq: instancePlans.seq,
+  planSlug: instancePlans.planSlug,
+  fromAt: instancePlans.fromAt,
+  priceHourlyMinor: instancePlans.priceHourlyMinor,
+  priceMonthlyMinor: instancePlans.priceMonthlyMinor,
+  currency: instancePlans.currency,
+};
+
 /**
  * Usage priced per plan segment: every (instance, plan) pair with usage in
  * the range, at the prices of that plan (`instance_plans`), so a resize is
@@ -16,16 +30,7 @@ export const sum = (column: AnyColumn) => sql<number>`coalesce(sum(${column}), 0
 export async function segmentUsage(db: Database, opts: { from: Date; to: Date; where?: SQL | undefined }) {
   return db
     .select({
-      userId: instances.userId,
-      instanceId: instances.id,
-      name: instances.name,
-      priority: instances.priority,
-      planSeq: instancePlans.seq,
-      planSlug: instancePlans.planSlug,
-      fromAt: instancePlans.fromAt,
-      priceHourlyMinor: instancePlans.priceHourlyMinor,
-      priceMonthlyMinor: instancePlans.priceMonthlyMinor,
-      currency: instancePlans.currency,
+      ...segmentColumns,
       runningMs: sum(usageRecords.runningMs),
       pausedMs: sum(usageRecords.pausedMs),
       emergencyPausedMs: sum(usageRecords.emergencyPausedMs),
@@ -52,16 +57,7 @@ export async function periodSegments(db: Database, opts: { period: Pick<Period, 
   const m = usageMonthly;
   return db
     .select({
-      userId: instances.userId,
-      instanceId: instances.id,
-      name: instances.name,
-      priority: instances.priority,
-      planSeq: instancePlans.seq,
-      planSlug: instancePlans.planSlug,
-      fromAt: instancePlans.fromAt,
-      priceHourlyMinor: instancePlans.priceHourlyMinor,
-      priceMonthlyMinor: instancePlans.priceMonthlyMinor,
-      currency: instancePlans.currency,
+      ...segmentColumns,
       runningMs: m.runningMs,
       pausedMs: m.pausedMs,
       emergencyPausedMs: m.emergencyPausedMs,

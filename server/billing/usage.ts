@@ -9,7 +9,7 @@ import { addEnergy, energyView, noEnergy } from "../energy/attribution";
 import { AppError } from "../errors";
 import { HOUR_MS, hourFloor, periodOf } from "./periods";
 import { invoiceTotals, pricingRules } from "./pricing";
-import { priceSegments, priceStorage, segmentUsage, storageUsage, sum, type SegmentRow, type StorageRow } from "./segments";
+import { priceSegments, priceStorage, segmentColumns, segmentUsage, storageUsage, sum, type SegmentRow, type StorageRow } from "./segments";
 
 /** What pricing needs to know of an instance: its identity and its copy of the plan's prices. */
 export const pricedInstance = {
@@ -128,16 +128,7 @@ export async function estimate(deps: { db: Database; config: Config }, ownerId: 
   // Instances that will accrue time but have no usage yet this period (just created) are projected too, on their current plan.
   const live = await db
     .select({
-      userId: instances.userId,
-      instanceId: instances.id,
-      name: instances.name,
-      priority: instances.priority,
-      planSeq: instancePlans.seq,
-      planSlug: instancePlans.planSlug,
-      fromAt: instancePlans.fromAt,
-      priceHourlyMinor: instancePlans.priceHourlyMinor,
-      priceMonthlyMinor: instancePlans.priceMonthlyMinor,
-      currency: instancePlans.currency,
+      ...segmentColumns,
       state: instances.state,
       stateReason: instances.stateReason,
       meteredUntil: meterCursors.meteredUntil,
