@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq, sql } from "drizzle-orm";
-import postgres from "postgres";
 import { auditLog, invoices } from "../../db/schema";
 import type { Services } from "../../server/services";
-import { seedCustomers } from "../harness/billing";
+import { holdInvoiceCounter, seedCustomers } from "../harness/billing";
 import { testRun } from "../harness/env";
 import { recordRecovery } from "../harness/fault-report";
 import { startPlatform, stopwatch, type PlatformProcess } from "../harness/faults";
@@ -64,18 +63,7 @@ describe("SIGTERM during a long job", () => {
     const customers = 500;
     await seedCustomers(services, period, customers);
     // Hold the invoice counter so the job is certainly still at work when the stop comes.
-    const sql = postgres(testRun.databaseUrl, { max: 2, onnotice: () => {} });
-    await sql`insert into billing_counters (name, value) values ('invoice', 0) on conflict do nothing`;
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let locked!: () => void;
-    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
-    const holder = sql.begin(async (tx) => {
-      await tx`select value from billing_counters where name = 'invoice' for update`;
-      locked();
-      await held;
-    });
-    await lockTaken;
+    const counter = await holdInvoiceCounter(testRun.databaseUrl);
     // Released whatever happens: a lock left held would stall every later invoicing in the run.
     let exitMs: number;
     try {
@@ -83,7 +71,11 @@ describe("SIGTERM during a long job", () => {
       children.push(worker);
       await services.queues.enqueue("billing", "invoice", { period }, { jobId: `sigterm-invoice-${period}` });
       await eventually(
-        () => sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and application_name = 'sahary' and wait_event_type = 'Lock'`,
+        // On PostgreSQL, execute answers the rows themselves.
+        () =>
+          services.db.execute(sql`select pid from pg_stat_activity where datname = current_database() and application_name = 'sahary' and wait_event_type = 'Lock'`) as unknown as Promise<
+            { pid: number }[]
+          >,
         (rows) => rows.length > 0,
         { timeoutMs: 60_000, what: "the job to be at work" },
       );
@@ -95,10 +87,8 @@ describe("SIGTERM during a long job", () => {
       await worker.exited;
       exitMs = exiting();
     } finally {
-      release();
+      await counter.release();
     }
-    await holder;
-    await sql.end({ timeout: 5 });
     const atExit = await count(period);
     expect(atExit).toBe(0);
     // SHUTDOWN_TIMEOUT_MS bounds the stop (plus the database pool's 5 s to close), whatever the job is doing.

@@ -1,4 +1,5 @@
 import { eq, sql } from "drizzle-orm";
+import postgres from "postgres";
 import { hosts, images, instancePlans, instances, instanceStateHistory, plans, usageRecords, users } from "../../db/schema";
 import type { Services } from "../../server/services";
 
@@ -131,4 +132,33 @@ export async function seedCustomers(services: Db, period: string, n: number) {
     .from(users)
     .where(eq(users.email, `inv-${tag}-1@example.test`));
   return { firstUser: first!.id };
+}
+
+/**
+ * Holds the invoice counter's row lock from a connection of its own, so an
+ * invoicing run is certainly still at work (waiting to number its invoices)
+ * while a test acts. Call `release()` in `finally` as well: a lock left held
+ * would stall every later invoicing in the run. Releasing twice is harmless.
+ */
+export async function holdInvoiceCounter(databaseUrl: string): Promise<{ release(): Promise<void> }> {
+  const client = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  await client`insert into billing_counters (name, value) values ('invoice', 0) on conflict do nothing`;
+  let letGo!: () => void;
+  const held = new Promise<void>((resolve) => (letGo = resolve));
+  let locked!: () => void;
+  const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+  const holder = client.begin(async (tx) => {
+    await tx`select value from billing_counters where name = 'invoice' for update`;
+    locked();
+    await held;
+  });
+  await lockTaken;
+  let released: Promise<void> | undefined;
+  return {
+    release: () => {
+      letGo();
+      released ??= holder.then(() => client.end({ timeout: 5 }));
+      return released;
+    },
+  };
 }

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq } from "drizzle-orm";
-import postgres from "postgres";
 import { auditLog, instances, sessions } from "../../db/schema";
 import { clientAddress } from "../../server/client-ip";
 import { MAX_REPORTED_ISSUES } from "../../server/input";
@@ -8,6 +7,7 @@ import { testRun } from "../harness/env";
 import { startPlatform } from "../harness/faults";
 import { startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
+import { holdInvoiceCounter, seedInstance, seedUsage } from "../harness/billing";
 
 /**
  * What the outside test found at the HTTP edge: input rules, the CSRF rule
@@ -169,16 +169,12 @@ describe("slow requests and failed lookups", () => {
   test("a request that takes longer than 10 s still gets its answer; past REQUEST_TIMEOUT_MS it gets 504 in the error envelope", async () => {
     const api = await startPlatform("server/api.ts", { REQUEST_TIMEOUT_MS: "20000" });
     const strict = await startPlatform("server/api.ts", { REQUEST_TIMEOUT_MS: "2000" });
-    const sql = postgres(testRun.databaseUrl, { max: 2, onnotice: () => {} });
-    // Released in `finally` too: a lock left held would stall every later invoicing in the run.
-    let release: () => void = () => {};
+    let counter: Awaited<ReturnType<typeof holdInvoiceCounter>> | undefined;
     try {
       const { token } = await createUserWithSession(app.services, { role: "admin" });
       const customer = await createUserWithSession(app.services);
-      const { seedInstance, seedUsage } = await import("../harness/billing");
       const instance = await seedInstance(app.services, customer.user.id);
       await seedUsage(app.services, instance, [{ hour: new Date("2002-06-01T00:00:00Z"), runningMs: 60_000 }]);
-      await sql`insert into billing_counters (name, value) values ('invoice', 0) on conflict do nothing`;
       const invoice = (base: string) =>
         fetch(`${base}/trpc/admin.billing.runInvoicing`, {
           method: "POST",
@@ -186,15 +182,7 @@ describe("slow requests and failed lookups", () => {
           body: JSON.stringify({ period: "2002-06" }),
         });
 
-      const held = new Promise<void>((resolve) => (release = resolve));
-      let locked!: () => void;
-      const lockTaken = new Promise<void>((resolve) => (locked = resolve));
-      const holder = sql.begin(async (tx) => {
-        await tx`select value from billing_counters where name = 'invoice' for update`;
-        locked();
-        await held;
-      });
-      await lockTaken;
+      counter = await holdInvoiceCounter(testRun.databaseUrl);
 
       const started = Date.now();
       const slow = invoice(api.url);
@@ -207,15 +195,13 @@ describe("slow requests and failed lookups", () => {
       expect(cutAfter).toBeLessThan(10_000);
 
       await Bun.sleep(Math.max(0, 12_000 - (Date.now() - started)));
-      release();
-      await holder;
+      await counter.release();
       const answer = await slow;
       expect(Date.now() - started).toBeGreaterThan(11_000);
       expect(answer.status).toBe(200);
       expect(((await answer.json()) as any).result.data.period).toBe("2002-06");
     } finally {
-      release();
-      await sql.end({ timeout: 5 });
+      await counter?.release();
       api.kill();
       strict.kill();
     }
