@@ -113,12 +113,17 @@ export function imageView(image: Image) {
   return { id: image.id, slug: image.slug, name: image.name, reference: image.reference, description: image.description, httpPort: image.httpPort, writablePaths: image.writablePaths };
 }
 
+/** What an instance takes over from the plan it is sold on (and keeps, whatever later becomes of the plan): resources and prices. */
+export function planTerms(plan: Plan) {
+  const { cpuMillis, memoryMb, diskGb, priceHourlyMinor, priceMonthlyMinor, currency } = plan;
+  return { cpuMillis, memoryMb, diskGb, priceHourlyMinor, priceMonthlyMinor, currency };
+}
+
 /**
  * Entry `seq` of an instance's plan history (`instance_plans`): the plan's
  * resources and prices as sold, in force from `fromAt` (default: the insert's
  * time). Invoices price each entry's usage at its own prices.
  */
 export function planSegment(instanceId: string, seq: number, plan: Plan, fromAt?: Date): typeof instancePlans.$inferInsert {
-  const { id: planId, slug: planSlug, cpuMillis, memoryMb, diskGb, priceHourlyMinor, priceMonthlyMinor, currency } = plan;
-  return { instanceId, seq, planId, planSlug, cpuMillis, memoryMb, diskGb, priceHourlyMinor, priceMonthlyMinor, currency, ...(fromAt ? { fromAt } : {}) };
+  return { instanceId, seq, planId: plan.id, planSlug: plan.slug, ...planTerms(plan), ...(fromAt ? { fromAt } : {}) };
 }

@@ -6,7 +6,7 @@ import { recordAudit } from "../audit";
 import { assertPowerAdmits } from "../energy/restrictions";
 import { AppError } from "../errors";
 import { resolveAllowedImage } from "../registries/allowlist";
-import { findImage, findPlan, planSegment, type Image } from "./catalogue";
+import { findImage, findPlan, planSegment, planTerms, type Image } from "./catalogue";
 import { placeInstance } from "./hosts";
 import { enqueueAction, type ComputeDeps, type Who } from "./instances";
 import { assertWithinQuota, lockUserForCreate } from "./quotas";
@@ -99,12 +99,7 @@ export async function createInstance(deps: ComputeDeps, who: Who & { ownerId: st
           imageReference: reference,
           command: input.command ?? null,
           args: input.args ?? null,
-          cpuMillis: plan.cpuMillis,
-          memoryMb: plan.memoryMb,
-          diskGb: plan.diskGb,
-          priceHourlyMinor: plan.priceHourlyMinor,
-          priceMonthlyMinor: plan.priceMonthlyMinor,
-          currency: plan.currency,
+          ...planTerms(plan),
           httpPort,
           priority,
           env,

@@ -25,7 +25,7 @@ import {
   type Serialize,
 } from "./containers";
 import type { Engines } from "./engines";
-import { planSegment } from "./catalogue";
+import { planSegment, planTerms } from "./catalogue";
 import { getHost, type Host } from "./hosts";
 import { ensureCatalogueImage, ensureRegistryImage, type PullProgress, type ReadyImage } from "./images";
 import { changeState, lockInstance, type Action, type Instance } from "./instances";
@@ -353,12 +353,7 @@ async function resize(deps: LifecycleDeps, docker: Docker, host: Host, action: A
     set: {
       ...extra,
       planId: plan.id,
-      cpuMillis: plan.cpuMillis,
-      memoryMb: plan.memoryMb,
-      diskGb: plan.diskGb,
-      priceHourlyMinor: plan.priceHourlyMinor,
-      priceMonthlyMinor: plan.priceMonthlyMinor,
-      currency: plan.currency,
+      ...planTerms(plan),
       planSeq: instance.planSeq + 1,
     },
     after: async (tx, current) => {
