@@ -23,6 +23,13 @@ export const hosts = pgTable(
     storageDriver: text("storage_driver"),
     engineVersion: text("engine_version"),
     /**
+     * `cgroupfs` or `systemd` (`docker info` CgroupDriver). On `cgroupfs`, an
+     * instance's container goes under its priority's freeze group (a cgroup
+     * parent), which the power emergency freezes in one write
+     * (server/compute/freezer.ts).
+     */
+    cgroupDriver: text("cgroup_driver"),
+    /**
      * The engine remaps container users to a subordinate range (`docker info`
      * SecurityOptions `name=userns`); `usernsRoot` is the host uid/gid that
      * container root maps to (from its DockerRootDir, `…/<uid>.<gid>`), so

@@ -131,6 +131,8 @@ export type ContainerInputs = {
   /** Folders the catalogue entry says the image writes to besides /tmp. */
   writablePaths: readonly string[];
   volumes: ReadonlyArray<{ dockerName: string; mountPath: string }>;
+  /** The priority's freeze group on engines that take one (server/compute/freezer.ts). */
+  cgroupParent: string | null;
 };
 
 /** Whether `path` is `base` or inside it. */
@@ -201,6 +203,7 @@ export function containerSpec(config: Config, instance: Instance, inputs: Contai
       // An init reaps zombies and forwards SIGTERM, so stop does not wait out the grace period.
       Init: true,
       Privileged: false,
+      ...(inputs.cgroupParent ? { CgroupParent: inputs.cgroupParent } : {}),
       NetworkMode: inputs.network,
       RestartPolicy: config.compute.restartMax > 0 ? { Name: "on-failure", MaximumRetryCount: config.compute.restartMax } : { Name: "no" },
       LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },

@@ -62,6 +62,7 @@ export async function syncHosts(deps: { db: Database; config: Config; engines: E
           memoryCapacityMb: Math.floor((Number(info.MemTotal) / MIB) * config.compute.overcommit.memory),
           storageDriver: String(info.Driver ?? "unknown"),
           engineVersion: String(info.ServerVersion ?? ""),
+          cgroupDriver: typeof info.CgroupDriver === "string" ? info.CgroupDriver : null,
           usernsRemap: userns.remap,
           usernsRoot: userns.root,
           volumesSupported: storage.supported,

@@ -27,6 +27,7 @@ import {
 import type { Engines } from "./engines";
 import { planSegment, planTerms } from "./catalogue";
 import { getHost, type Host } from "./hosts";
+import { cgroupParentOf, thawWhenPausesSettled } from "./freezer";
 import { ensureCatalogueImage, ensureRegistryImage, type PullProgress, type ReadyImage } from "./images";
 import { changeState, lockInstance, type Action, type Instance } from "./instances";
 import { ACTION_OUTCOME, ACTION_RULES, type InstanceState } from "./states";
@@ -72,6 +73,8 @@ export async function executeAction(deps: LifecycleDeps, actionId: string, opts:
   if (TAKES_DOWN.includes(action.kind)) await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
   // A new instance's address answers "starting" meanwhile; nothing to wait for.
   else if (action.kind === "create") void routes.changed(instance.id);
+  // Anything but a pause must not run into a freeze group the emergency left frozen (a kill or a new process would wait on it).
+  if (action.kind !== "pause") await releaseFreezeGroup(deps, instance);
   let effect: Effect;
   try {
     effect = await perform(deps, docker, host, action, instance);
@@ -80,13 +83,24 @@ export async function executeAction(deps: LifecycleDeps, actionId: string, opts:
     const message = (error as Error).message;
     log.warn("lifecycle action failed", { error: message });
     await failAction(deps.db, actionId, message);
+    await releaseFreezeGroup(deps, instance);
     await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
     return { status: "failed", error: message };
   }
   await completeAction(deps.db, actionId, effect);
+  await releaseFreezeGroup(deps, instance);
   await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
   log.info("lifecycle action succeeded");
   return { status: "succeeded" };
+}
+
+/**
+ * Thaws the instance's freeze group if the power emergency left it frozen and
+ * no pause on the priority is open any more: the last pause to land releases
+ * it, and so does any other action that would otherwise wait on it.
+ */
+async function releaseFreezeGroup(deps: LifecycleDeps, instance: Instance): Promise<void> {
+  if (await thawWhenPausesSettled(deps, instance.priority)) deps.log.info("freeze group thawed: no pause on it is open", { priority: instance.priority });
 }
 
 /** Marks the action running (counting the attempt) and, for a create, moves the instance to provisioning. */
@@ -263,7 +277,7 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action
   const publishAddress = publishAddressOf(config, host);
   const make = async () => {
     const network = await serialize(() => ensureTenantNetwork(docker, config, instance.userId));
-    return ensureContainer(docker, containerSpec(config, instance, { network, publishAddress, image, writablePaths, volumes: mounts }));
+    return ensureContainer(docker, containerSpec(config, instance, { network, publishAddress, image, writablePaths, volumes: mounts, cgroupParent: cgroupParentOf(config, host, instance.priority) }));
   };
   const created = await make();
   if (created.Config.Labels?.[LABELS.instance] !== instance.id) {

@@ -4,7 +4,8 @@ import { energyEvents, instanceActions, instances } from "../../db/schema";
 import { systemActor } from "../auth/actor";
 import { recordAudit } from "../audit";
 import { pauseInstance, pauseInstances, resumeInstance, startInstance, stopInstance, throttleInstance, type ComputeDeps } from "../compute/instances";
-import { POWER_EMERGENCY_REASON, POWER_RESTORED_REASON, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "../compute/states";
+import { freezeGroupOf, groupFrozen, setGroupFrozen, thawWhenPausesSettled } from "../compute/freezer";
+import { POWER_EMERGENCY_REASON, POWER_RESTORED_REASON, PRIORITIES, PRIORITY_SHED_ORDER, type ActionKind, type InstancePriority, type InstanceState } from "../compute/states";
 import { AppError, isAppError } from "../errors";
 import { mapBounded } from "../billing/counters";
 import { backupSignalFor, invokeBackupHook } from "./backup-hook";
@@ -218,11 +219,15 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
   };
 
   const shedding = plan.shed.filter((step) => step.action === "pause" || step.action === "stop");
+  const pauses = plan.shed.filter((step) => step.action === "pause");
+  await releaseFreezeGroups(deps, level);
+  // The pauses' priorities' freeze groups first: their containers stop in microseconds, before any action is recorded.
+  const frozen = [...new Set(pauses.map((step) => step.priority))].filter((priority) => setGroupFrozen(freezeGroupOf(config, priority), true));
+  if (frozen.length) log.info("power emergency: freeze groups frozen", { level, priorities: frozen });
   // The pauses (the bulk of a shed: every interruptible instance at once) go out as one batch, one
   // transaction and one queue round trip; stops and throttles alongside, SHED_CONCURRENCY at a time.
   // The owners' notices are recorded meanwhile: they reach owners through the outbox well before the
   // pauses' own events, which are written when the engine has done them.
-  const pauses = plan.shed.filter((step) => step.action === "pause");
   const others = plan.shed.filter((step) => step.action !== "pause");
   const [paused, shedOthers] = await Promise.all([
     pauses.length
@@ -244,6 +249,8 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
     } else outcomes.set(step, { done: { ...step, actionId: outcome.actionId } });
   }
   for (const step of plan.shed) record(step, outcomes.get(step)!, result.shed);
+  // With no pause recorded after all (every instance busy or gone), nothing would thaw the group: do it now.
+  for (const priority of frozen) await thawWhenPausesSettled(deps, priority);
 
   for (const [i, step] of plan.restore.entries()) {
     if (i > 0 && !(await stillCurrent(db, latest, config.energy.emergency.resumeStaggerMs, energyClock))) {
@@ -270,6 +277,21 @@ export async function convergeInstances(deps: EmergencyDeps, latest: LevelChange
     });
   }
   return result;
+}
+
+/**
+ * Thaws the freeze groups this pass does not need: those of priorities the
+ * level does not pause (recovery: before any resume, which the group would
+ * hold), and those whose pauses have all landed but whose last pause's
+ * release never ran (its worker died).
+ */
+async function releaseFreezeGroups(deps: EmergencyDeps, level: PowerLevel): Promise<void> {
+  for (const priority of PRIORITIES) {
+    const group = freezeGroupOf(deps.config, priority);
+    if (!groupFrozen(group)) continue;
+    const thawed = shedAction(level, priority) === "pause" ? await thawWhenPausesSettled(deps, priority) : setGroupFrozen(group, false);
+    if (thawed) deps.log.info("power emergency: freeze group thawed", { level, priority });
+  }
 }
 
 /**

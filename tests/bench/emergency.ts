@@ -3,8 +3,13 @@
  * `n` interruptible containers at once, and to bring them back, through the
  * whole real chain — controller end of a socat pty pair → serial bridge (Node
  * + serialport) → monitor (VE.Direct decode, power policy) → level change
- * recorded → power-emergency job → emergency worker → pause actions →
- * lifecycle workers → `docker pause`.
+ * recorded → power-emergency job → emergency worker → the priority's freeze
+ * group frozen (server/compute/freezer.ts) → pause actions → lifecycle
+ * workers → `docker pause` of each, after which the group is thawed.
+ *
+ * "Frozen" is the kernel's word: the container's cgroup freezer state, polled
+ * every millisecond (its processes get no more CPU from then on). "Paused in
+ * Docker's record" is the engine's own pause event for the container.
  *
  * The policy's dwell times are 0, so the figures are the pipeline's own, not
  * the policy's deliberate wait. Between runs the battery monitor hovers at SOC 31 %
@@ -12,8 +17,8 @@
  * rung); each run writes one block with SOC 29 % (below the critical
  * threshold, 30 % — a step a real battery can take, so the plausibility
  * filter passes it at once) at the controller end of the pty, and times from
- * that write to the first and the last container paused (the engine's own
- * pause events). Then it goes to 80 % (normal, once the filter has seen three
+ * that write to the first and the last container frozen, and paused in
+ * Docker's record. Then it goes to 80 % (normal, once the filter has seen three
  * readings confirm the jump) and times from the recorded level change to the
  * first and the last container resumed: recovery staggers one resume every
  * EMERGENCY_RESUME_STAGGER_MS (`stagger`, default 100 ms here so a run stays
@@ -28,6 +33,7 @@
  * It uses its own database, Redis prefix, Docker namespace and pty pair and
  * removes them (and every container it made) at the end.
  */
+import { existsSync, readFileSync } from "node:fs";
 import Docker from "dockerode";
 import { and, desc, eq, inArray, sql } from "drizzle-orm";
 import { energyLevelChanges, instanceActions, instances } from "../../db/schema";
@@ -37,6 +43,7 @@ import { encodeBlock } from "../../hardware/protocols/vedirect";
 import { openPtyPair } from "../../hardware/pty-pair";
 import { systemActor } from "../../server/auth/actor";
 import { mapBounded } from "../../server/billing/counters";
+import { freezeGroupOf } from "../../server/compute/freezer";
 import { syncHosts } from "../../server/compute/hosts";
 import { createInstance } from "../../server/compute/create";
 import { setUserQuota } from "../../server/compute/quotas";
@@ -199,7 +206,43 @@ async function throttledAtConserve() {
   );
 }
 
-type Run = { firstPaused: number; lastPaused: number; firstResumed: number; lastResumed: number; steps: Record<string, number> };
+/**
+ * Where the kernel says whether a container's processes are frozen: its
+ * cgroup's freezer state, read as the effective one (frozen by its own pause
+ * or through its freeze group). Under the freeze group on cgroupfs, else
+ * under the engine's default parent.
+ */
+async function freezeProbes(ids: readonly string[]): Promise<Array<() => boolean>> {
+  const rows = await db
+    .select({ id: instances.id, containerId: instances.containerId, priority: instances.priority })
+    .from(instances)
+    .where(inArray(instances.id, [...ids]));
+  const root = "/sys/fs/cgroup";
+  return rows.map(({ containerId, priority }) => {
+    const parents = [freezeGroupOf(config, priority), "/docker"];
+    for (const parent of parents) {
+      const v1 = `${root}/freezer${parent}/${containerId}/freezer.state`;
+      if (existsSync(v1)) return () => readFileSync(v1, "utf8").startsWith("FROZEN");
+      const v2 = `${root}${parent}/${containerId}/cgroup.events`;
+      if (existsSync(v2)) return () => readFileSync(v2, "utf8").includes("frozen 1");
+    }
+    throw new Error(`no cgroup found for container ${containerId}`);
+  });
+}
+
+/** Polls the probes every millisecond; returns when each container was first seen frozen. */
+async function watchFrozen(probes: ReadonlyArray<() => boolean>, timeoutMs: number): Promise<number[]> {
+  const at: Array<number | undefined> = probes.map(() => undefined);
+  const deadline = Date.now() + timeoutMs;
+  while (at.some((t) => t === undefined)) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for the containers to freeze");
+    for (const [i, frozen] of probes.entries()) if (at[i] === undefined && frozen()) at[i] = now();
+    await Bun.sleep(1);
+  }
+  return at as number[];
+}
+
+type Run = { firstFrozen: number; lastFrozen: number; firstPaused: number; lastPaused: number; firstResumed: number; lastResumed: number; steps: Record<string, number> };
 const bySize: Array<{ size: number; runs: Run[] }> = [];
 let engineFloor: { containers: number; pause: { first: number; last: number }; unpause: { first: number; last: number } } | undefined;
 try {
@@ -212,9 +255,11 @@ try {
       engineAt.pause.clear();
       engineAt.unpause.clear();
       // The crossing: one block whose last byte (its checksum) completes a reading below the threshold.
+      const probes = await freezeProbes(fleet.slice(0, size));
       soc = 29;
       controller.write(block(soc));
       const t0 = now();
+      const frozenAt = await watchFrozen(probes, 60_000);
       await until(
         async () => engineAt.pause.size,
         (n) => n >= size,
@@ -248,6 +293,8 @@ try {
       const resumed = [...engineAt.unpause.values()];
       const levelAt = recovered.at.getTime();
       results.push({
+        firstFrozen: Math.min(...frozenAt) - t0,
+        lastFrozen: Math.max(...frozenAt) - t0,
         firstPaused: Math.min(...paused) - t0,
         lastPaused: Math.max(...paused) - t0,
         firstResumed: Math.min(...resumed) - levelAt,
@@ -298,11 +345,19 @@ console.log(`power emergency at scale: ${runs} runs per size; dwell 0; resume st
 for (const { size, runs: rs } of bySize) {
   console.log(`${size} interruptible containers:`);
   line(
-    "byte written → first container paused",
+    "byte written → first container frozen",
+    rs.map((r) => r.firstFrozen),
+  );
+  line(
+    "byte written → last container frozen",
+    rs.map((r) => r.lastFrozen),
+  );
+  line(
+    "byte written → first paused in Docker's record",
     rs.map((r) => r.firstPaused),
   );
   line(
-    "byte written → last container paused",
+    "byte written → last paused in Docker's record",
     rs.map((r) => r.lastPaused),
   );
   line(
@@ -325,18 +380,18 @@ if (engineFloor) {
     `engine floor, ${containers} containers straight through the Docker API, 8 at a time: paused first ${fmt(pause.first)} last ${fmt(pause.last)}; unpaused first ${fmt(unpause.first)} last ${fmt(unpause.last)}`,
   );
 }
-console.log("growth (p50 of the last paused, against the smallest size):");
+console.log("growth (p50 of the last frozen, against the smallest size):");
 const base = percentile(
-  bySize[0]!.runs.map((r) => r.lastPaused),
+  bySize[0]!.runs.map((r) => r.lastFrozen),
   50,
 );
 for (const { size, runs: rs } of bySize) {
   const p50 = percentile(
-    rs.map((r) => r.lastPaused),
+    rs.map((r) => r.lastFrozen),
     50,
   );
   console.log(
-    `  ${String(size).padStart(4)} containers: last paused p50 ${fmt(p50)}  ×${(p50 / base).toFixed(2)} for ×${(size / sizes[0]!).toFixed(1)} containers  (${(p50 / size).toFixed(1)} ms per container)`,
+    `  ${String(size).padStart(4)} containers: last frozen p50 ${fmt(p50)}  ×${(p50 / base).toFixed(2)} for ×${(size / sizes[0]!).toFixed(1)} containers  (${(p50 / size).toFixed(1)} ms per container)`,
   );
 }
 process.exit(0);

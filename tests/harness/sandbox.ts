@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import Docker from "dockerode";
 import { Redis } from "ioredis";
@@ -74,6 +74,7 @@ export function defineSandbox(kind: "test" | "bench") {
     async destroy(): Promise<{ containersRemoved: number }> {
       const docker = new Docker({ socketPath: dockerSocket });
       const filters = { label: [`sahary.namespace=${dockerNamespace}`] };
+      releaseFreezeGroups(dockerNamespace, "thaw");
       const containers = await docker.listContainers({ all: true, filters }).catch(() => []);
       await Promise.all(
         containers.map((c) =>
@@ -102,6 +103,7 @@ export function defineSandbox(kind: "test" | "bench") {
         ),
       );
       await detachLoops(dataDir);
+      releaseFreezeGroups(dockerNamespace, "remove");
 
       const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
       try {
@@ -125,6 +127,41 @@ export function defineSandbox(kind: "test" | "bench") {
       return { containersRemoved: containers.length };
     },
   };
+}
+
+/**
+ * The namespace's freeze groups (server/compute/freezer.ts), which the engine
+ * leaves behind as empty cgroups: /sys/fs/cgroup/<controller>/<ns>.<priority>
+ * under cgroup v1, /sys/fs/cgroup/<ns>.<priority> under v2.
+ */
+function freezeGroups(namespace: string): string[] {
+  const root = "/sys/fs/cgroup";
+  const list = (dir: string) => {
+    try {
+      return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
+    } catch {
+      return [];
+    }
+  };
+  const ours = (name: string) => name.startsWith(`${namespace}.`);
+  return list(root).flatMap((e) =>
+    ours(e.name)
+      ? [`${root}/${e.name}`]
+      : list(`${root}/${e.name}`)
+          .filter((c) => ours(c.name))
+          .map((c) => `${root}/${e.name}/${c.name}`),
+  );
+}
+
+/** Thaws the groups (a run that failed may have left one frozen; killing its containers would wait on it) or removes them. */
+function releaseFreezeGroups(namespace: string, how: "thaw" | "remove") {
+  for (const dir of freezeGroups(namespace)) {
+    try {
+      if (how === "remove") rmdirSync(dir);
+      else if (existsSync(`${dir}/freezer.state`)) writeFileSync(`${dir}/freezer.state`, "THAWED");
+      else if (existsSync(`${dir}/cgroup.freeze`)) writeFileSync(`${dir}/cgroup.freeze`, "0");
+    } catch {}
+  }
 }
 
 /** Detaches the loop devices whose backing file lives under `dir` (volumes a run made). */

@@ -91,7 +91,7 @@ describe("lifecycle jobs are idempotent", () => {
     const crashed = await row(instance.id);
     const network = await tenantNetworkLock(app.services.db, crashed.userId, crashed.hostId)(() => ensureTenantNetwork(docker(), app.services.config, crashed.userId));
     const image = { run: crashed.imageReference, digest: "unknown", volumePaths: [] };
-    await ensureContainer(docker(), containerSpec(app.services.config, crashed, { network, publishAddress: "127.0.0.1", image, writablePaths: [], volumes: [] }));
+    await ensureContainer(docker(), containerSpec(app.services.config, crashed, { network, publishAddress: "127.0.0.1", image, writablePaths: [], volumes: [], cgroupParent: null }));
 
     expect((await run(actionId)).status).toBe("succeeded");
     const containers = await containersOf(docker(), instance.id);

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
-import { auditLog, energyEvents, energyLevelChanges, instanceActions } from "../../db/schema";
+import { auditLog, energyEvents, energyLevelChanges, hosts, instanceActions } from "../../db/schema";
 import { startMonitor, type Monitor } from "../../hardware/monitor";
 import { DEFAULT_POLICY, type PowerPolicy } from "../../hardware/policy";
 import type { PtyPair } from "../../hardware/pty-pair";
 import { systemActor } from "../../server/auth/actor";
+import { freezeGroupOf, groupFrozen, setGroupFrozen } from "../../server/compute/freezer";
 import { syncHosts } from "../../server/compute/hosts";
 import { stateHistory } from "../../server/compute/instances";
 import { reconcileInstance } from "../../server/compute/reconcile";
@@ -547,5 +549,86 @@ describe("the ladder: throttle before pause", () => {
     await quota(ids.batch, planNanoCpus);
     expect(await lastActionDone(ids.batch)).toMatchObject({ kind: "throttle", reason: POWER_RESTORED_REASON, status: "succeeded" });
     expect(await engineState(ids.batch)).toBe("running");
+  }, 60_000);
+});
+
+describe("freeze groups: a priority frozen in one write", () => {
+  /** The container's processes as the kernel sees them: frozen by its own pause or through its freeze group. */
+  async function kernelFrozen(instanceId: string): Promise<boolean> {
+    const info = await app.services.docker.getContainer(containerOf(instanceId)).inspect();
+    const parent = info.HostConfig.CgroupParent;
+    const v1 = `/sys/fs/cgroup/freezer${parent}/${info.Id}/freezer.state`;
+    if (existsSync(v1)) return readFileSync(v1, "utf8").startsWith("FROZEN");
+    return readFileSync(`/sys/fs/cgroup${parent}/${info.Id}/cgroup.events`, "utf8").includes("frozen 1");
+  }
+  const group = (priority: InstancePriority) => freezeGroupOf(app.services.config, priority);
+  const thawed = (priority: InstancePriority) =>
+    eventually(
+      async () => groupFrozen(group(priority)),
+      (frozen) => !frozen,
+      { what: `the ${priority} freeze group to be thawed` },
+    );
+
+  test("each container is made under its priority's group on this cgroupfs engine", async () => {
+    const [host] = await app.services.db.select().from(hosts);
+    // The machine this suite runs on has Docker's cgroupfs driver; anything else must fail loudly here, not skip.
+    expect(host!.cgroupDriver).toBe("cgroupfs");
+    for (const [id, priority] of [
+      [ids.batch, "interruptible"],
+      [ids.web, "standard"],
+      [ids.db, "critical"],
+    ] as const) {
+      const info = await app.services.docker.getContainer(containerOf(id)).inspect();
+      expect(info.HostConfig.CgroupParent).toBe(group(priority));
+    }
+  });
+
+  test("critical freezes the interruptible container before its pause action has run; Docker then pauses it and the group is thawed", async () => {
+    await settled(ids.batch, "running");
+    expect(await kernelFrozen(ids.batch)).toBe(false);
+    const critical = await changeLevel("critical", { dispatch: false });
+    const pass = await handlePowerEmergency(app.services, powerEmergencyPayload(critical));
+    expect(pass.shed.map((s) => [s.instanceId, s.action])).toEqual([[ids.batch, "pause"]]);
+    // By the time the pass returns the processes are stopped: by the group, or already by the pause itself.
+    expect(await kernelFrozen(ids.batch)).toBe(true);
+    expect(await kernelFrozen(ids.web)).toBe(false);
+    expect(await kernelFrozen(ids.db)).toBe(false);
+    await settled(ids.batch, "paused");
+    // The last pause to land thaws the group; the container stays frozen by its own pause, as Docker records.
+    await thawed("interruptible");
+    expect(await kernelFrozen(ids.batch)).toBe(true);
+    expect(await engineState(ids.batch)).toBe("paused");
+
+    await changeLevel("normal");
+    await settled(ids.batch, "running");
+    expect(await kernelFrozen(ids.batch)).toBe(false);
+  }, 60_000);
+
+  test("a group left frozen by a pass that died is thawed by the next pass: at once when the level admits the priority, once no pause is open when it does not", async () => {
+    await settled(ids.batch, "running");
+    // A pass froze the group and died before any pause was recorded: at normal, the next pass thaws it.
+    expect(setGroupFrozen(group("interruptible"), true)).toBe(true);
+    await eventually(
+      () => kernelFrozen(ids.batch),
+      (frozen) => frozen,
+      { what: "the group to freeze the container" },
+    );
+    await enforcePowerLevel(app.services);
+    expect(groupFrozen(group("interruptible"))).toBe(false);
+    expect(await kernelFrozen(ids.batch)).toBe(false);
+
+    // At critical with the container paused and no pause open, a stale frozen group is released too, and recovery is not held by it.
+    await changeLevel("critical");
+    await settled(ids.batch, "paused");
+    await thawed("interruptible");
+    setGroupFrozen(group("interruptible"), true);
+    await enforcePowerLevel(app.services);
+    expect(groupFrozen(group("interruptible"))).toBe(false);
+    expect(await engineState(ids.batch)).toBe("paused");
+    setGroupFrozen(group("interruptible"), true);
+    await changeLevel("normal");
+    await settled(ids.batch, "running");
+    expect(groupFrozen(group("interruptible"))).toBe(false);
+    expect(await kernelFrozen(ids.batch)).toBe(false);
   }, 60_000);
 });
