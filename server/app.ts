@@ -88,12 +88,12 @@ export function createApp(services: Services) {
     queueBoardRoutes(services, (c) => requestInfo(c, config.http.trustedProxyHops)),
   );
 
-  // A change to sessions, users or API keys made through the API applies to the very next request in
-  // every API process: its answer waits until they all confirm they have dropped what they cached.
-  services.authCache.start();
+  // A change made through the API (to sessions, users or API keys; to instances) applies to the very next request
+  // in every API process: its answer waits until they all confirm they have dropped what they cached.
+  services.changes.start();
   app.post("/trpc/*", async (c, next) => {
     await next();
-    if (c.res.status < 300 && changesCredentials(c.req.path)) await services.authCache.settle();
+    if (c.res.status < 300 && changesCachedState(c.req.path)) await services.changes.settle();
   });
 
   const trpc = {
@@ -146,12 +146,15 @@ function fail(c: HonoContext<AppEnv>, code: AppErrorCode, message: string) {
   return c.json(errorBody(code, message, c.get("requestId") ?? null), httpStatusOf(code) as 400);
 }
 
-/** Mutations under `auth.` and `admin.` are the ones that end sessions, revoke keys or change users. */
-function changesCredentials(path: string): boolean {
+/**
+ * Mutations under `auth.` and `admin.` are the ones that end sessions, revoke keys or change users (and
+ * admins act on instances); under `compute.` they change instances.
+ */
+function changesCachedState(path: string): boolean {
   return path
     .slice("/trpc/".length)
     .split(",")
-    .some((procedure) => procedure.startsWith("auth.") || procedure.startsWith("admin."));
+    .some((procedure) => procedure.startsWith("auth.") || procedure.startsWith("admin.") || procedure.startsWith("compute."));
 }
 
 function requestInfo(c: HonoContext<AppEnv>, trustedProxyHops: number): RequestInfo {

@@ -225,6 +225,7 @@ const EnvSchema = v.object({
   RATE_LIMIT_API_KEY_PER_MINUTE: v.optional(nonNegativeInt, "600"),
   AUTH_CACHE_TTL_MS: v.optional(nonNegativeInt, "30000"),
   AUTH_CACHE_MAX_ENTRIES: v.optional(positiveInt, "10000"),
+  INSTANCE_LIST_CACHE_TTL_MS: v.optional(nonNegativeInt, "30000"),
   VERIFY_TOKEN_HOURS: v.optional(positiveInt, "48"),
   RESET_TOKEN_MINUTES: v.optional(positiveInt, "60"),
   EMERGENCY_RESUME_STAGGER_MS: v.optional(nonNegativeInt, "2000"),
@@ -388,6 +389,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       lockMs: e.WORKER_LOCK_MS,
     },
     compute: {
+      /** The in-process cache of customers' instance lists (server/compute/list-cache.ts); a TTL of 0 turns it off. */
+      listCache: { ttlMs: e.INSTANCE_LIST_CACHE_TTL_MS, maxOwners: e.AUTH_CACHE_MAX_ENTRIES },
       hosts: computeHosts,
       dockerTimeoutMs: e.DOCKER_TIMEOUT_MS,
       overcommit: { cpu: e.HOST_CPU_OVERCOMMIT, memory: e.HOST_MEMORY_OVERCOMMIT },

@@ -3,7 +3,9 @@ import type { Database, DatabaseHandle } from "../db/client";
 import { openDatabase } from "../db/client";
 import { migrateDatabase } from "../db/migrate";
 import { createQueues, type Queues } from "../workers/queues";
+import { CHANGES_CHANNEL, invalidationChannel, type InvalidationChannel } from "../db/invalidation";
 import { createAuthCache, type AuthCache } from "./auth/cache";
+import { createInstanceListCache, type InstanceListCache } from "./compute/list-cache";
 import { createSessionManager, type SessionManager } from "./auth/session";
 import { createStripeClient, type StripeClient } from "./billing/stripe";
 import { seedCatalogue } from "./compute/catalogue";
@@ -33,8 +35,12 @@ export type Services = {
   engines: Engines;
   mailer: MailTransport;
   sessions: SessionManager;
+  /** Changes announced by database triggers, for the caches below (one listening connection). */
+  changes: InvalidationChannel;
   /** What credentials resolve to, kept in this process (sessions, API keys, their users). */
   authCache: AuthCache;
+  /** Customers' instance lists, kept in this process. */
+  instanceLists: InstanceListCache;
   /** Null when STRIPE_SECRET_KEY is unset (development). */
   stripe: StripeClient | null;
   /** The reverse proxy in front of instances: its admin API and the route sync. */
@@ -70,7 +76,9 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
   const queues = createQueues(redis, config.redis.prefix);
   const docker = new Docker({ socketPath: config.docker.socketPath });
   const mailer = createMailTransport(config.mail);
-  const authCache = createAuthCache(database, config.auth.cache, log);
+  const changes = invalidationChannel(database, CHANGES_CHANNEL, { log });
+  const authCache = createAuthCache(changes, config.auth.cache);
+  const instanceLists = createInstanceListCache(changes, config.compute.listCache);
   const sessions = createSessionManager(database.db, { production: config.production, cache: authCache });
   log.info("services ready", { database: database.driver });
 
@@ -86,12 +94,14 @@ export async function createServices(config: Config, opts: { log?: Logger } = {}
     engines: createEngines(config),
     mailer,
     sessions,
+    changes,
     authCache,
+    instanceLists,
     stripe: createStripeClient(config),
     ingress: createIngress({ db: database.db, config, log }),
     async close() {
       await queues.close();
-      await authCache.close();
+      await changes.close();
       redis.disconnect();
       mailer.close();
       await database.close();

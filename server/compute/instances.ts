@@ -14,6 +14,7 @@ import type { RequestInfo } from "../trpc";
 import { findPlan } from "./catalogue";
 import { stateChangeEvents } from "./customer-events";
 import { assertHostRoom, hostUnreachable, instanceHoldsCapacity } from "./hosts";
+import type { InstanceListCache } from "./list-cache";
 import { assertWithinQuota, lockUserForCreate } from "./quotas";
 import { ACTION_RULES, assertTransition, PRIORITY_SHED_ORDER, type ActionKind, type InstanceState } from "./states";
 import { actionView, instanceView } from "./views";
@@ -334,14 +335,26 @@ export async function findInstance(db: Database, ownerId: string | null, instanc
  * The owner's instances, newest first, a page at a time. Deleted instances
  * are listed only when asked for by state.
  */
-export async function listInstances(deps: ViewDeps, ownerId: string, opts: { state?: InstanceState | undefined; cursor?: string | undefined; limit?: number | undefined }) {
-  const { db } = deps;
+export async function listInstances(
+  deps: ViewDeps & { instanceLists?: InstanceListCache },
+  ownerId: string,
+  opts: { state?: InstanceState | undefined; cursor?: string | undefined; limit?: number | undefined },
+) {
+  const { db, instanceLists } = deps;
   const limit = opts.limit ?? 20;
+  const key = `${opts.state ?? ""}|${limit}|${opts.cursor ?? ""}`;
+  const now = Date.now();
+  const cached = instanceLists?.get<InstanceListPage>(ownerId, key, now);
+  if (cached) return cached;
+  const ticket = instanceLists?.ticket() ?? null;
   const cursor = opts.cursor ? decodeCursor(opts.cursor) : null;
   const statement = reads(db).list[(opts.state ? 2 : 0) + (cursor ? 1 : 0)]!;
   const rows = await statement.execute({ ownerId, state: opts.state, cursorAt: cursor?.at, cursorId: cursor?.id, limit: limit + 1 });
-  return page(rows, limit, (row) => instanceView(row.instance, deps.config.ingress, { status: row.hostStatus }));
+  const result = page(rows, limit, (row) => instanceView(row.instance, deps.config.ingress, { status: row.hostStatus }));
+  instanceLists?.put(ticket, ownerId, key, result, now);
+  return result;
 }
+type InstanceListPage = { items: Array<ReturnType<typeof instanceView>>; nextCursor: string | null };
 
 export async function getAction(db: Database, ownerId: string | null, actionId: string) {
   const [action] = await reads(db).action.execute({ id: actionId });

@@ -35,7 +35,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 sum_ticks() { local t=0; for p in "$@"; do t=$((t + $(ticks "$p"))); done; echo $t; }
 backends() { psql -Atqc "select pid from pg_stat_activity where datname = '$DB' and pid <> pg_backend_pid()" "$PG_URL/postgres"; }
 REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | awk -F: '/^process_id/{print $2+0}')
-start_api() { DATABASE_POOL_MAX=${POOL:-10} "$CO/node_modules/.bin/bun" server/api.ts >/dev/null 2>&1 & SP=$!; wait_up http://127.0.0.1:3142/health; }
+start_api() { RATE_LIMIT_ACCOUNT_PER_MINUTE=${RATE_LIMIT_ACCOUNT_PER_MINUTE:-1000000000} DATABASE_POOL_MAX=${POOL:-10} "$CO/node_modules/.bin/bun" server/api.ts >/dev/null 2>&1 & SP=$!; wait_up http://127.0.0.1:3142/health; }
 start_anchor() { (cd "$TMP" && ANCHOR_PG=$DATABASE_URL ANCHOR_REDIS=$REDIS_URL exec "$CO/node_modules/.bin/bun" anchor-server.ts 3141) >/dev/null 2>&1 & SP=$!; wait_up http://127.0.0.1:3141/trpc/user "Authorization: Bearer anchor-token"; }
 stop() { kill "$SP"; wait "$SP" 2>/dev/null; SP=; }
 

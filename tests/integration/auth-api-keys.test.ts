@@ -123,7 +123,7 @@ describe("using and revoking keys", () => {
       .update(apiKeys)
       .set({ lastUsedAt: new Date(Date.now() - 120_000) })
       .where(eq(apiKeys.id, created.id));
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     await app.client({ token: created.key }).auth.me.query();
     expect((await keyRow(created.id))!.lastUsedAt!.getTime()).toBeGreaterThan(Date.now() - 10_000);
     expect((await app.client({ token }).auth.apiKeys.list.query())[0]!.lastUsedAt).not.toBeNull();
@@ -162,7 +162,7 @@ describe("using and revoking keys", () => {
     const { token, user } = await createUserWithSession(app.services);
     const { key } = await app.client({ token }).auth.apiKeys.create.mutate({ name: "bot", scopes: ["account:read"] });
     await app.services.db.update(users).set({ status: "suspended" }).where(eq(users.id, user.id));
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     await expectAppError(app.client({ token: key }).auth.me.query(), "ACCOUNT_SUSPENDED");
     await expectAppError(app.client({ token }).auth.me.query(), "ACCOUNT_SUSPENDED");
   });

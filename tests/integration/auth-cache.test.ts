@@ -128,11 +128,11 @@ describe("changes made outside the API", () => {
     await warm(owner.token, owner.key);
     await app.services.db.update(users).set({ status: "suspended" }).where(eq(users.id, owner.user.id));
     // Nothing held the answer back this time: wait for every process to confirm, as a script can.
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     await expectAppError(on(b, owner.token).auth.me.query(), "ACCOUNT_SUSPENDED");
     await expectAppError(on(a, owner.key).auth.me.query(), "ACCOUNT_SUSPENDED");
     await app.services.db.update(users).set({ name: "Renamed Outside", status: "active" }).where(eq(users.id, owner.user.id));
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     expect((await on(b, owner.token).auth.me.query()).name).toBe("Renamed Outside");
   });
 

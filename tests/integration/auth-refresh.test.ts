@@ -42,7 +42,7 @@ async function sessionDueForRefresh() {
     .update(sessions)
     .set({ expiresAt: new Date(Date.now() + 3_600_000) })
     .where(eq(sessions.id, id));
-  await one.services.authCache.settle();
+  await one.services.changes.settle();
   return { token, id, updatesBefore: await updatesOf(id) };
 }
 
@@ -88,7 +88,7 @@ describe("sliding refresh under concurrency", () => {
       .update(sessions)
       .set({ expiresAt: new Date(Date.now() + 3_600_000), absoluteExpiresAt: absolute })
       .where(eq(sessions.id, id));
-    await one.services.authCache.settle();
+    await one.services.changes.settle();
     const [response] = await burst(1, { cookie: `sahary_session=${token}` });
     const cookie = response!.headers.getSetCookie()[0]!;
     const maxAge = Number(/Max-Age=(\d+)/.exec(cookie)![1]);

@@ -74,7 +74,7 @@ describe("login", () => {
   test("a suspended account cannot sign in, and its existing sessions stop working", async () => {
     const { email, password, token, user } = await registerVerifiedUser(app, app.mail);
     await app.services.db.update(users).set({ status: "suspended" }).where(eq(users.id, user.id));
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     await expectAppError(from().auth.login.mutate({ email, password }), "ACCOUNT_SUSPENDED");
     await expectAppError(app.client({ token }).auth.me.query(), "ACCOUNT_SUSPENDED");
     // Only someone who knows the password learns that the account is suspended.
@@ -206,7 +206,7 @@ describe("session storage", () => {
     const id = new Bun.CryptoHasher("sha256").update(token).digest("hex");
     const soon = new Date(Date.now() + 86_400_000);
     await app.services.db.update(sessions).set({ expiresAt: soon }).where(eq(sessions.id, id));
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     await app.client({ token }).auth.me.query();
     const [row] = await app.services.db.select().from(sessions).where(eq(sessions.id, id));
     expect(row!.expiresAt.getTime()).toBeGreaterThan(Date.now() + 6 * 86_400_000);
@@ -221,7 +221,7 @@ describe("session storage", () => {
       .update(sessions)
       .set({ expiresAt: new Date(Date.now() + 3_600_000) })
       .where(eq(sessions.id, id));
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     const res = await fetch(`${app.url}/trpc/auth.me`, { headers: { cookie: `sahary_session=${token}` } });
     expect(res.status).toBe(200);
     expect(res.headers.getSetCookie()[0]).toStartWith(`sahary_session=${token};`);

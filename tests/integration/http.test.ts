@@ -165,7 +165,7 @@ describe("sessions and the typed client", () => {
       .update(sessions)
       .set({ absoluteExpiresAt: new Date(Date.now() - 1000) })
       .where(eq(sessions.userId, user.id));
-    await app.services.authCache.settle();
+    await app.services.changes.settle();
     await expectAppError(app.client({ token }).auth.me.query(), "UNAUTHENTICATED");
     expect(await app.services.db.query.sessions.findMany({ where: (s, { eq }) => eq(s.userId, user.id) })).toHaveLength(0);
   });
