@@ -2,6 +2,8 @@ import { readFile } from "node:fs/promises";
 import type Docker from "dockerode";
 import { containerName, statusCode } from "../compute/containers";
 import { summarizeStats } from "../compute/stats";
+import { freezeGroupOf } from "../compute/freezer";
+import type { InstancePriority } from "../compute/states";
 import type { Config } from "../config";
 
 /**
@@ -11,7 +13,7 @@ import type { Config } from "../config";
  */
 export type CounterSample = { containerId: string; cpuNs: number; memoryBytes: number; rxBytes: number; txBytes: number; via: "cgroup" | "docker" };
 
-export type SampleTarget = { instanceId: string; containerId: string | null; endpoint: string };
+export type SampleTarget = { instanceId: string; containerId: string | null; endpoint: string; priority: InstancePriority };
 
 // A one-shot sample answers in about a second; an engine slower than this is treated as unavailable for this tick.
 const DOCKER_SAMPLE_TIMEOUT_MS = 5000;
@@ -31,7 +33,7 @@ export class ContainerNotRunningError extends Error {
  */
 export async function sampleCounters(docker: Docker, config: Config, target: SampleTarget): Promise<CounterSample | null> {
   if (target.containerId && target.endpoint.startsWith("unix://")) {
-    const local = await readCgroupCounters(target.containerId);
+    const local = await readCgroupCounters(target.containerId, freezeGroupOf(config, target.priority));
     if (local) return local;
   }
   return readDockerCounters(docker, config, target);
@@ -59,16 +61,18 @@ export async function readDockerCounters(docker: Docker, config: Config, target:
   };
 }
 
-// Where dockerd puts a container's cgroups on cgroup v1: the cgroupfs driver, then the systemd driver.
-const CGROUP_V1_LAYOUTS = [
+// Where dockerd puts a container's cgroups on cgroup v1: under its freeze group (the cgroup parent the platform gives
+// it, server/compute/freezer.ts), else the cgroupfs driver's default parent, then the systemd driver's.
+const cgroupV1Layouts = (group: string | null) => [
+  ...(group ? [(controller: string, id: string) => `/sys/fs/cgroup/${controller}${group}/${id}`] : []),
   (controller: string, id: string) => `/sys/fs/cgroup/${controller}/docker/${id}`,
   (controller: string, id: string) => `/sys/fs/cgroup/${controller}/system.slice/docker-${id}.scope`,
 ];
 
 /** Counters from the cgroup v1 files and the container's network namespace; null when they are not visible here. */
-export async function readCgroupCounters(containerId: string): Promise<CounterSample | null> {
+export async function readCgroupCounters(containerId: string, group: string | null): Promise<CounterSample | null> {
   if (!/^[0-9a-f]{64}$/.test(containerId)) return null;
-  for (const layout of CGROUP_V1_LAYOUTS) {
+  for (const layout of cgroupV1Layouts(group)) {
     const cpuDir = layout("cpuacct", containerId);
     let cpuText: string;
     try {

@@ -80,6 +80,7 @@ async function candidates(db: Database, until: Date, after: string | null) {
       cpuMillis: instances.cpuMillis,
       createdAt: instances.createdAt,
       containerId: instances.containerId,
+      priority: instances.priority,
       endpoint: hosts.endpoint,
       cursor: meterCursors,
     })
@@ -203,7 +204,7 @@ async function meterPage(deps: MeteringDeps, page: Candidate[], until: Date, sam
     const live = page.filter((c) => LIVE_STATES.includes(c.state) && (cursors.get(c.id)?.meteredUntil ?? until) < until);
     await mapBounded(live, config.billing.sampleConcurrency, async (c) => {
       try {
-        const counters = await sampleCounters(engines.get(c.endpoint), config, { instanceId: c.id, containerId: c.containerId, endpoint: c.endpoint });
+        const counters = await sampleCounters(engines.get(c.endpoint), config, { instanceId: c.id, containerId: c.containerId, endpoint: c.endpoint, priority: c.priority });
         if (counters) {
           samples.set(c.id, { ...counters, at: new Date() });
           result.sampled += 1;

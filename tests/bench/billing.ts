@@ -18,6 +18,7 @@
 import { eq, inArray, sql } from "drizzle-orm";
 import { hosts, images, instances, invoices, plans, usageRecords } from "../../db/schema";
 import { mapBounded, readCgroupCounters, readDockerCounters } from "../../server/billing/counters";
+import { freezeGroupOf } from "../../server/compute/freezer";
 import { runInvoicing } from "../../server/billing/invoicing";
 import { meterUsage } from "../../server/billing/metering";
 import { syncHosts } from "../../server/compute/hosts";
@@ -159,9 +160,9 @@ try {
   }
   results.meteringTickRealContainers = ticks;
 
-  const targets = live.map((r) => ({ instanceId: r.id, containerId: r.containerId, endpoint: `unix://${socketPath}` }));
+  const targets = live.map((r) => ({ instanceId: r.id, containerId: r.containerId, endpoint: `unix://${socketPath}`, priority: r.priority }));
   const docker = services.engines.get(`unix://${socketPath}`);
-  const cgroup = await time(() => mapBounded(targets, config.billing.sampleConcurrency, (t) => readCgroupCounters(t.containerId!)));
+  const cgroup = await time(() => mapBounded(targets, config.billing.sampleConcurrency, (t) => readCgroupCounters(t.containerId!, freezeGroupOf(config, t.priority))));
   results.sampleCgroupFiles = { containers: targets.length, ms: Math.round(cgroup.ms * 100) / 100, read: cgroup.value.filter(Boolean).length };
   const parallel = await time(() => mapBounded(targets, config.billing.sampleConcurrency, (t) => readDockerCounters(docker, config, t)));
   results.sampleDockerOneShotParallel = {

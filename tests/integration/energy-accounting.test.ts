@@ -95,6 +95,9 @@ describe("per-tenant solar accounting", () => {
       { what: "the settle margin to pass" },
     );
     const tick = await meterUsage(app.services, { until: new Date(t2) });
+    // Both containers are on this machine's engine: sampled from their cgroup files (under their freeze group), not the engine's stats.
+    expect(tick.sampledViaCgroup).toBe(tick.sampled);
+    expect(tick.sampled).toBeGreaterThanOrEqual(2);
 
     const measuredWh = (10 * LOAD_W) / 3600;
     expect(tick.energy).toMatchObject({ from: expect.any(String) });

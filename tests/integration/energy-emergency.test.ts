@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
-import { auditLog, energyEvents, energyLevelChanges, hosts, instanceActions } from "../../db/schema";
+import { auditLog, energyEvents, energyLevelChanges, hosts, instanceActions, instances } from "../../db/schema";
 import { startMonitor, type Monitor } from "../../hardware/monitor";
 import { DEFAULT_POLICY, type PowerPolicy } from "../../hardware/policy";
 import type { PtyPair } from "../../hardware/pty-pair";
@@ -570,7 +570,7 @@ describe("freeze groups: a priority frozen in one write", () => {
     );
 
   test("each container is made under its priority's group on this cgroupfs engine", async () => {
-    const [host] = await app.services.db.select().from(hosts);
+    const [host] = await app.services.db.select({ cgroupDriver: hosts.cgroupDriver }).from(hosts).innerJoin(instances, eq(instances.hostId, hosts.id)).where(eq(instances.id, ids.batch));
     // The machine this suite runs on has Docker's cgroupfs driver; anything else must fail loudly here, not skip.
     expect(host!.cgroupDriver).toBe("cgroupfs");
     for (const [id, priority] of [

@@ -68,7 +68,8 @@ describe("from the engine's events", () => {
     expect(Date.parse(instance.oom.lastAt!)).toBeGreaterThanOrEqual(before - 1000);
     // The kernel's own count agrees (cgroup v1).
     const info = await docker().getContainer(nameOf(id)).inspect();
-    const control = await Bun.file(`/sys/fs/cgroup/memory/docker/${info.Id}/memory.oom_control`).text();
+    // Under its freeze group (the cgroup parent the platform gives it on this cgroupfs engine).
+    const control = await Bun.file(`/sys/fs/cgroup/memory${info.HostConfig.CgroupParent}/${info.Id}/memory.oom_control`).text();
     expect(Number(/oom_kill (\d+)/.exec(control)![1])).toBe(instance.oom.kills);
   });
 
