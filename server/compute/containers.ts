@@ -73,16 +73,43 @@ async function networksNamed(docker: Docker, name: string) {
 }
 
 /**
+ * Tenant networks this process ensured, by engine client and name: a create on
+ * a known network goes straight to the container, without the lock and the
+ * engine's list. Removing a tenant network forgets it here; one removed by
+ * another process shows as a 404 when the container is started (or, on engines
+ * that check it then, created), and the caller forgets it and ensures it again.
+ */
+const knownNetworks = new WeakMap<Docker, Map<string, string>>();
+
+/** The tenant network's id if this process ensured it on this engine (and has not removed it since). */
+export function knownTenantNetwork(docker: Docker, config: Config, userId: string): string | undefined {
+  return knownNetworks.get(docker)?.get(tenantNetworkName(config, userId));
+}
+
+export function forgetTenantNetwork(docker: Docker, config: Config, userId: string): void {
+  knownNetworks.get(docker)?.delete(tenantNetworkName(config, userId));
+}
+
+function rememberTenantNetwork(docker: Docker, name: string, id: string): void {
+  const known = knownNetworks.get(docker) ?? new Map<string, string>();
+  knownNetworks.set(docker, known);
+  known.set(name, id);
+}
+
+/**
  * The tenant's bridge network on this engine, by id: its containers reach each
  * other and nobody else's. Docker does not make a create-by-name atomic, so
- * callers serialise this per tenant (`serialize`); should duplicates exist all
- * the same, the oldest is used and the unused others are removed.
+ * callers serialise this per tenant (`serialize`). The create comes first (a
+ * tenant's first instance on the host is the case that pays): with
+ * CheckDuplicate the engine refuses a name it has (409), and only then are the
+ * networks listed; should duplicates exist all the same, the oldest is used
+ * and the unused others are removed.
  */
 export async function ensureTenantNetwork(docker: Docker, config: Config, userId: string): Promise<string> {
   const name = tenantNetworkName(config, userId);
-  let networks = await networksNamed(docker, name);
-  if (!networks.length) {
-    await docker.createNetwork({
+  let id: string;
+  try {
+    const created = await docker.createNetwork({
       Name: name,
       Driver: "bridge",
       CheckDuplicate: true,
@@ -90,16 +117,21 @@ export async function ensureTenantNetwork(docker: Docker, config: Config, userId
       Options: { "com.docker.network.bridge.enable_icc": "true" },
       Labels: { [LABELS.namespace]: config.docker.namespace, [LABELS.owner]: userId, [LABELS.kind]: "tenant-network" },
     });
-    networks = await networksNamed(docker, name);
+    id = created.id;
+  } catch (error) {
+    if (statusCode(error) !== 409) throw error;
+    const [kept, ...duplicates] = await networksNamed(docker, name);
+    if (!kept) throw new Error(`network ${name} was refused as existing but is not there`);
+    for (const duplicate of duplicates) await ignoreStatus(docker.getNetwork(duplicate.Id).remove(), 403, 404, 409);
+    id = kept.Id;
   }
-  const [kept, ...duplicates] = networks;
-  if (!kept) throw new Error(`network ${name} vanished right after creation`);
-  for (const duplicate of duplicates) await ignoreStatus(docker.getNetwork(duplicate.Id).remove(), 403, 404, 409);
-  return kept.Id;
+  rememberTenantNetwork(docker, name, id);
+  return id;
 }
 
 /** Removes the tenant's network when none of its containers remain on it; a network in use is left alone. */
 export async function removeTenantNetwork(docker: Docker, config: Config, userId: string): Promise<boolean> {
+  forgetTenantNetwork(docker, config, userId);
   let removed = true;
   for (const { Id } of await networksNamed(docker, tenantNetworkName(config, userId))) {
     const network = docker.getNetwork(Id);
@@ -214,29 +246,69 @@ export function containerSpec(config: Config, instance: Instance, inputs: Contai
   return spec;
 }
 
+/** What bringing a container up needs to know of it: read from the engine, or known from the spec it was just created with. */
+export type MadeContainer = {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  nanoCpus: number | undefined;
+  running: boolean;
+  paused: boolean;
+  /** Whether it ever ran (one created and never started has not). */
+  everStarted: boolean;
+};
+
+const NEVER_STARTED = "0001-01-01T00:00:00Z";
+
+function madeFrom(info: Docker.ContainerInspectInfo): MadeContainer {
+  return {
+    id: info.Id,
+    name: info.Name,
+    labels: info.Config.Labels ?? {},
+    nanoCpus: info.HostConfig.NanoCpus,
+    running: info.State.Running,
+    paused: info.State.Paused,
+    everStarted: info.State.StartedAt !== NEVER_STARTED,
+  };
+}
+
 /**
  * Returns the instance's container, creating it if no earlier attempt did. A
  * container that is not running and was made from another spec (a resize, an
  * image re-pulled, volumes re-created after a reboot, a platform upgrade) is
  * made again: its root is read-only, so nothing but scratch space is lost.
+ *
+ * The create comes first, so a first provision costs the engine one call (its
+ * answer says all the caller needs: the spec is what was asked for); a name
+ * already taken (409: an earlier or a concurrent attempt, a stopped instance)
+ * is looked at then.
  */
-export async function ensureContainer(docker: Docker, spec: Docker.ContainerCreateOptions): Promise<Docker.ContainerInspectInfo> {
+export async function ensureContainer(docker: Docker, spec: Docker.ContainerCreateOptions): Promise<MadeContainer> {
   const name = spec.name!;
-  const existing = await inspectContainer(docker, name);
-  if (existing) {
-    if (existing.State.Running || existing.Config.Labels?.[LABELS.spec] === spec.Labels![LABELS.spec]) return existing;
-    await removeContainer(docker, existing.Id);
-  }
+  const created = await createNamed(docker, spec);
+  if (created) return created;
+  const existing = await appeared(docker, name);
+  if (existing.State.Running || existing.Config.Labels?.[LABELS.spec] === spec.Labels![LABELS.spec]) return madeFrom(existing);
+  await removeContainer(docker, existing.Id);
+  // 409 again: a concurrent attempt created it under the same name meanwhile; use that one.
+  return (await createNamed(docker, spec)) ?? madeFrom(await appeared(docker, name));
+}
+
+/** Creates the container; null when the name is taken (409). */
+async function createNamed(docker: Docker, spec: Docker.ContainerCreateOptions): Promise<MadeContainer | null> {
   try {
-    await docker.createContainer(spec);
+    const container = await docker.createContainer(spec);
+    return { id: container.id, name: `/${spec.name}`, labels: { ...spec.Labels }, nanoCpus: spec.HostConfig?.NanoCpus, running: false, paused: false, everStarted: false };
   } catch (error) {
-    // 409: a concurrent attempt created it under the same name; use that one.
-    if (statusCode(error) !== 409) {
-      if (statusCode(error) === 400) throw new PermanentFailure(`the engine refused the container: ${engineMessage(error).slice(0, 200)}`);
-      throw error;
-    }
+    const code = statusCode(error);
+    if (code === 409) return null;
+    if (code === 400) throw new PermanentFailure(`the engine refused the container: ${engineMessage(error).slice(0, 200)}`);
+    throw error;
   }
-  // After a 409 the engine may hold the name for a create still in flight: give it a moment to appear.
+}
+
+/** The container named `name`: after a 409 the engine may hold the name for a create still in flight, so it gets a moment to appear. */
+async function appeared(docker: Docker, name: string): Promise<Docker.ContainerInspectInfo> {
   for (let waited = 0; ; waited += 50) {
     const info = await inspectContainer(docker, name);
     if (info) return info;
@@ -245,11 +317,11 @@ export async function ensureContainer(docker: Docker, spec: Docker.ContainerCrea
   }
 }
 
-/** Brings an existing container to running (starting or unpausing it). */
-export async function ensureRunning(docker: Docker, info: Docker.ContainerInspectInfo): Promise<Docker.ContainerInspectInfo> {
-  const container = docker.getContainer(info.Id);
-  if (info.State.Paused) await container.unpause();
-  else if (!info.State.Running) await ignoreStatus(container.start(), 304);
+/** Brings an existing container to running (starting or unpausing it); the one inspect after gives its address and ports. */
+export async function ensureRunning(docker: Docker, made: Pick<MadeContainer, "id" | "running" | "paused">): Promise<Docker.ContainerInspectInfo> {
+  const container = docker.getContainer(made.id);
+  if (made.paused) await container.unpause();
+  else if (!made.running) await ignoreStatus(container.start(), 304);
   return container.inspect();
 }
 

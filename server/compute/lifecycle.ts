@@ -11,9 +11,12 @@ import {
   ensureContainer,
   ensureRunning,
   ensureTenantNetwork,
+  forgetTenantNetwork,
   inspectContainer,
+  knownTenantNetwork,
   ipAddressOf,
   LABELS,
+  type MadeContainer,
   PermanentFailure,
   publishAddressOf,
   removeContainer,
@@ -218,9 +221,13 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
 
 /** `docker update` of the container's CPU quota when it differs from the instance's limit (works paused or stopped too). */
 async function applyCpuLimit(docker: Docker, info: Docker.ContainerInspectInfo, instance: Instance): Promise<void> {
+  await applyCpuLimitTo(docker, info.Id, info.HostConfig.NanoCpus, instance);
+}
+
+async function applyCpuLimitTo(docker: Docker, id: string, current: number | undefined, instance: Instance): Promise<void> {
   const nanoCpus = cpuLimitMillis(instance) * 1_000_000;
-  if (info.HostConfig.NanoCpus === nanoCpus) return;
-  await docker.getContainer(info.Id).update({ NanoCpus: nanoCpus });
+  if (current === nanoCpus) return;
+  await docker.getContainer(id).update({ NanoCpus: nanoCpus });
 }
 
 async function requireContainer(docker: Docker, name: string): Promise<Docker.ContainerInspectInfo> {
@@ -246,16 +253,27 @@ function progressWriter(db: Database, actionId: string) {
     );
   };
   /** Resolves when every write so far is done (so a later one cannot be overtaken). */
-  return { report, settled: () => pending };
+  return { report, settled: () => pending, wrote: () => last !== 0 };
 }
 
 /**
  * Makes sure the image is on the engine (within the limits for an own
  * image), the volumes are ready, the container exists with the current spec,
  * and starts it.
+ *
+ * The tenant network needs neither the image nor the volumes, so it is
+ * ensured meanwhile, or not at all when this process knows it exists (see
+ * knownTenantNetwork): a network removed behind its back costs one 404, and
+ * the container is made again on a network ensured under the lock.
  */
 async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action: Action, instance: Instance): Promise<Effect> {
   const { db, config } = deps;
+  const serialize = tenantNetworkLock(db, instance.userId, host.id);
+  const ensureNetwork = () => serialize(() => ensureTenantNetwork(docker, config, instance.userId));
+  const known = knownTenantNetwork(docker, config, instance.userId);
+  const networkReady = known ? Promise.resolve(known) : ensureNetwork();
+  // Awaited below; should the image or the volumes fail first, its own failure is not the one to report.
+  networkReady.catch(() => undefined);
   const progress = progressWriter(db, action.id);
   const onProgress = progress.report;
   let writablePaths: string[] = [];
@@ -268,30 +286,41 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action
     image = await ensureRegistryImage(docker, config, instance.imageReference, instance.imageDigest, onProgress);
   }
   await progress.settled();
-  await db
-    .update(instanceActions)
-    .set({ progress: sql`case when ${instanceActions.progress} is null then null else jsonb_set(${instanceActions.progress}, '{phase}', '"starting"') end` })
-    .where(eq(instanceActions.id, action.id));
-  const mounts = await prepareInstanceVolumes(deps, docker, host, instance);
-  const serialize = tenantNetworkLock(db, instance.userId, host.id);
-  const publishAddress = publishAddressOf(config, host);
-  const make = async () => {
-    const network = await serialize(() => ensureTenantNetwork(docker, config, instance.userId));
-    return ensureContainer(docker, containerSpec(config, instance, { network, publishAddress, image, writablePaths, volumes: mounts, cgroupParent: cgroupParentOf(config, host, instance.priority) }));
-  };
-  const created = await make();
-  if (created.Config.Labels?.[LABELS.instance] !== instance.id) {
-    throw new PermanentFailure(`container ${created.Name} exists but does not belong to this instance`);
+  // Nothing to move on when no pull was ever reported (an image already on the engine): no write.
+  if (progress.wrote() || action.progress !== null) {
+    await db
+      .update(instanceActions)
+      .set({ progress: sql`case when ${instanceActions.progress} is null then null else jsonb_set(${instanceActions.progress}, '{phase}', '"starting"') end` })
+      .where(eq(instanceActions.id, action.id));
   }
-  await applyCpuLimit(docker, created, instance);
+  const mounts = await prepareInstanceVolumes(deps, docker, host, instance);
+  const publishAddress = publishAddressOf(config, host);
+  const make = (network: string) =>
+    ensureContainer(docker, containerSpec(config, instance, { network, publishAddress, image, writablePaths, volumes: mounts, cgroupParent: cgroupParentOf(config, host, instance.priority) }));
+  const remake = async () => {
+    forgetTenantNetwork(docker, config, instance.userId);
+    return make(await ensureNetwork());
+  };
+  let created: MadeContainer;
+  try {
+    created = await make(await networkReady);
+  } catch (error) {
+    // An engine that checks the network at create: the one this process knew of was removed meanwhile.
+    if (!known || statusCode(error) !== 404) throw error;
+    created = await remake();
+  }
+  if (created.labels[LABELS.instance] !== instance.id) {
+    throw new PermanentFailure(`container ${created.name} exists but does not belong to this instance`);
+  }
+  await applyCpuLimitTo(docker, created.id, created.nanoCpus, instance);
   let running: Docker.ContainerInspectInfo;
   try {
     running = await ensureRunning(docker, created);
   } catch (error) {
-    // Created, then its tenant network was removed before it ever ran: make it again.
-    if (statusCode(error) !== 404 || created.State.StartedAt !== "0001-01-01T00:00:00Z") throw error;
-    await removeContainer(docker, created.Id);
-    running = await ensureRunning(docker, await make());
+    // Created, then its tenant network was removed before it ever ran (or the network this process knew of is gone): make it again.
+    if (statusCode(error) !== 404 || (created.everStarted && !known)) throw error;
+    await removeContainer(docker, created.id);
+    running = await ensureRunning(docker, await remake());
   }
   return {
     set: {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { hosts, instanceActions, instances } from "../../db/schema";
-import { containerSpec, ensureContainer, ensureTenantNetwork } from "../../server/compute/containers";
+import { containerSpec, ensureContainer, ensureTenantNetwork, knownTenantNetwork, LABELS, removeTenantNetwork, tenantNetworkName } from "../../server/compute/containers";
+import { cgroupParentOf } from "../../server/compute/freezer";
 import { syncHosts } from "../../server/compute/hosts";
 import { stateHistory } from "../../server/compute/instances";
 import { executeAction, tenantNetworkLock } from "../../server/compute/lifecycle";
@@ -91,11 +92,15 @@ describe("lifecycle jobs are idempotent", () => {
     const crashed = await row(instance.id);
     const network = await tenantNetworkLock(app.services.db, crashed.userId, crashed.hostId)(() => ensureTenantNetwork(docker(), app.services.config, crashed.userId));
     const image = { run: crashed.imageReference, digest: "unknown", volumePaths: [] };
-    await ensureContainer(docker(), containerSpec(app.services.config, crashed, { network, publishAddress: "127.0.0.1", image, writablePaths: [], volumes: [], cgroupParent: null }));
+    const [host] = await app.services.db.select().from(hosts).where(eq(hosts.id, crashed.hostId));
+    const cgroupParent = cgroupParentOf(app.services.config, host!, crashed.priority);
+    const left = await ensureContainer(docker(), containerSpec(app.services.config, crashed, { network, publishAddress: "127.0.0.1", image, writablePaths: [], volumes: [], cgroupParent }));
 
     expect((await run(actionId)).status).toBe("succeeded");
     const containers = await containersOf(docker(), instance.id);
     expect(containers).toHaveLength(1);
+    // Adopted (its create met the name taken), not made again.
+    expect(containers[0]!.Id).toBe(left.id);
     expect(containers[0]!.State).toBe("running");
     const action = await api.compute.actions.get.query({ id: actionId });
     expect(action.status).toBe("succeeded");
@@ -148,6 +153,83 @@ describe("lifecycle jobs are idempotent", () => {
     expect(after.HostConfig.Memory).toBe(512 * 1024 * 1024);
     expect(await containersOf(docker(), id)).toHaveLength(1);
     await destroy(id);
+  });
+});
+
+describe("the tenant network on the create path", () => {
+  const config = () => app.services.config;
+  async function engineOf(instanceId: string) {
+    const [host] = await app.services.db
+      .select()
+      .from(hosts)
+      .where(eq(hosts.id, (await row(instanceId)).hostId));
+    return app.services.engines.get(host!.endpoint);
+  }
+
+  test("a network this process knew of, removed by another, is made again and the create succeeds", async () => {
+    const first = await runningInstance("net-known");
+    const { userId } = await row(first);
+    const name = tenantNetworkName(config(), userId);
+    const before = await docker().getNetwork(name).inspect();
+    // This process's lifecycle remembers the network: the next create goes straight to the container.
+    expect(knownTenantNetwork(await engineOf(first), config(), userId)).toBe(before.Id);
+    // Another process deletes the tenant's last instance: the container, then the network. This one is not told.
+    await docker().getContainer(nameOf(first)).remove({ force: true });
+    await docker().getNetwork(before.Id).remove();
+
+    const { instance, actionId } = await api.compute.instances.create.mutate({ name: "net-after", planId: "nano", imageId: "busybox" });
+    expect((await run(actionId)).status).toBe("succeeded");
+    const now = await docker().getNetwork(name).inspect();
+    expect(now.Id).not.toBe(before.Id);
+    const info = await docker().getContainer(nameOf(instance.id)).inspect();
+    expect(info.State.Running).toBe(true);
+    expect(info.HostConfig.NetworkMode).toBe(now.Id);
+    expect((await row(instance.id)).ipAddress).toBe(Object.values(info.NetworkSettings.Networks)[0]!.IPAddress);
+    expect(await containersOf(docker(), instance.id)).toHaveLength(1);
+    expect(knownTenantNetwork(await engineOf(instance.id), config(), userId)).toBe(now.Id);
+    await destroy(instance.id);
+    await destroy(first);
+  });
+
+  test("a stopped instance whose network was removed meanwhile starts again, on a new one", async () => {
+    const id = await runningInstance("net-stopped");
+    const { actionId: stopId } = await api.compute.instances.stop.mutate({ id });
+    expect((await run(stopId)).status).toBe("succeeded");
+    const { userId } = await row(id);
+    const before = await docker().getNetwork(tenantNetworkName(config(), userId)).inspect();
+    expect(knownTenantNetwork(await engineOf(id), config(), userId)).toBe(before.Id);
+    // A stopped container does not hold its network: the engine lets it go.
+    await docker().getNetwork(before.Id).remove();
+
+    const { actionId: startId } = await api.compute.instances.start.mutate({ id });
+    expect((await run(startId)).status).toBe("succeeded");
+    const now = await docker().getNetwork(tenantNetworkName(config(), userId)).inspect();
+    expect(now.Id).not.toBe(before.Id);
+    const info = await docker().getContainer(nameOf(id)).inspect();
+    expect(info.State.Running).toBe(true);
+    expect(info.HostConfig.NetworkMode).toBe(now.Id);
+    expect(await containersOf(docker(), id)).toHaveLength(1);
+    await destroy(id);
+  });
+
+  test("a network that exists unknown to the process is found; a duplicate of its name gives way to the oldest", async () => {
+    const owner = `probe${Date.now()}`;
+    const name = tenantNetworkName(config(), owner);
+    const labels = { [LABELS.namespace]: testRun.dockerNamespace, [LABELS.owner]: owner, [LABELS.kind]: "tenant-network" };
+    const oldest = await docker().createNetwork({ Name: name, Driver: "bridge", Labels: labels });
+    // Engines before API 1.44 make a second of the same name when asked without CheckDuplicate (as racing creates could).
+    const duplicate = await docker()
+      .createNetwork({ Name: name, Driver: "bridge", CheckDuplicate: false, Labels: labels })
+      .catch(() => null);
+    try {
+      expect(await tenantNetworkLock(app.services.db, owner, "probe")(() => ensureTenantNetwork(docker(), config(), owner))).toBe(oldest.id);
+      const left = (await docker().listNetworks({ filters: { name: [name] } })).filter((n) => n.Name === name);
+      expect(left.map((n) => n.Id)).toEqual([oldest.id]);
+      if (duplicate) expect(left.map((n) => n.Id)).not.toContain(duplicate.id);
+    } finally {
+      await removeTenantNetwork(docker(), config(), owner);
+    }
+    expect(knownTenantNetwork(docker(), config(), owner)).toBeUndefined();
   });
 });
 
