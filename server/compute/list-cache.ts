@@ -27,7 +27,7 @@ export type InstanceListCache = ReturnType<typeof createInstanceListCache>;
 
 type Owner = { at: number; pages: Map<string, unknown> };
 /** Pages kept per owner (first pages, filters, cursors), oldest dropped first. */
-const PAGES_PER_OWNER = 16;
+const PAGES_PER_OWNER = 4;
 
 export function createInstanceListCache(changes: InvalidationChannel | null, opts: InstanceListCacheOptions) {
   const enabled = changes !== null && opts.ttlMs > 0 && opts.maxOwners > 0;
