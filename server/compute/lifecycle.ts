@@ -76,8 +76,10 @@ export async function executeAction(deps: LifecycleDeps, actionId: string, opts:
   if (TAKES_DOWN.includes(action.kind)) await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
   // A new instance's address answers "starting" meanwhile; nothing to wait for.
   else if (action.kind === "create") void routes.changed(instance.id);
-  // Anything but a pause must not run into a freeze group the emergency left frozen (a kill or a new process would wait on it).
-  if (action.kind !== "pause") await releaseFreezeGroup(deps, instance);
+  // Anything but a pause must not run into a freeze group the emergency left frozen (a kill or a new process would wait
+  // on it); a pause releases the group once it has landed, below.
+  const pausing = action.kind === "pause";
+  if (!pausing) await releaseFreezeGroup(deps, instance);
   let effect: Effect;
   try {
     effect = await perform(deps, docker, host, action, instance);
@@ -86,12 +88,12 @@ export async function executeAction(deps: LifecycleDeps, actionId: string, opts:
     const message = (error as Error).message;
     log.warn("lifecycle action failed", { error: message });
     await failAction(deps.db, actionId, message);
-    await releaseFreezeGroup(deps, instance);
+    if (pausing) await releaseFreezeGroup(deps, instance);
     await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
     return { status: "failed", error: message };
   }
   await completeAction(deps.db, actionId, effect);
-  await releaseFreezeGroup(deps, instance);
+  if (pausing) await releaseFreezeGroup(deps, instance);
   await routes.changed(instance.id, { waitMs: ROUTE_WAIT_MS });
   log.info("lifecycle action succeeded");
   return { status: "succeeded" };
@@ -100,7 +102,8 @@ export async function executeAction(deps: LifecycleDeps, actionId: string, opts:
 /**
  * Thaws the instance's freeze group if the power emergency left it frozen and
  * no pause on the priority is open any more: the last pause to land releases
- * it, and so does any other action that would otherwise wait on it.
+ * it, and so does any other action before it would wait on it (a delete that
+ * cancelled a pending pause among them).
  */
 async function releaseFreezeGroup(deps: LifecycleDeps, instance: Instance): Promise<void> {
   if (await thawWhenPausesSettled(deps, instance.priority)) deps.log.info("freeze group thawed: no pause on it is open", { priority: instance.priority });
@@ -179,7 +182,7 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
       const info = await inspectContainer(docker, name);
       if (!info) return provision(deps, docker, host, action, instance);
       const container = docker.getContainer(info.Id);
-      await applyCpuLimit(docker, info, instance);
+      await applyCpuLimit(docker, info.Id, info.HostConfig.NanoCpus, instance);
       if (info.State.Paused) await container.unpause();
       await container.restart({ t: config.compute.stopTimeoutS });
       const running = await container.inspect();
@@ -203,7 +206,7 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
     case "resume": {
       const info = await requireContainer(docker, name);
       // The CPU limit first, so the container never runs unthrottled for a moment it should not.
-      await applyCpuLimit(docker, info, instance);
+      await applyCpuLimit(docker, info.Id, info.HostConfig.NanoCpus, instance);
       if (info.State.Paused) await docker.getContainer(info.Id).unpause();
       else if (!info.State.Running) throw new PermanentFailure(`the container is ${info.State.Status}, not paused`);
       // Pausing keeps the published port.
@@ -211,7 +214,7 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
     }
     case "throttle": {
       const info = await requireContainer(docker, name);
-      await applyCpuLimit(docker, info, instance);
+      await applyCpuLimit(docker, info.Id, info.HostConfig.NanoCpus, instance);
       return {};
     }
     case "resize":
@@ -220,11 +223,7 @@ async function perform(deps: LifecycleDeps, docker: Docker, host: Host, action: 
 }
 
 /** `docker update` of the container's CPU quota when it differs from the instance's limit (works paused or stopped too). */
-async function applyCpuLimit(docker: Docker, info: Docker.ContainerInspectInfo, instance: Instance): Promise<void> {
-  await applyCpuLimitTo(docker, info.Id, info.HostConfig.NanoCpus, instance);
-}
-
-async function applyCpuLimitTo(docker: Docker, id: string, current: number | undefined, instance: Instance): Promise<void> {
+async function applyCpuLimit(docker: Docker, id: string, current: number | undefined, instance: Instance): Promise<void> {
   const nanoCpus = cpuLimitMillis(instance) * 1_000_000;
   if (current === nanoCpus) return;
   await docker.getContainer(id).update({ NanoCpus: nanoCpus });
@@ -312,7 +311,7 @@ async function provision(deps: LifecycleDeps, docker: Docker, host: Host, action
   if (created.labels[LABELS.instance] !== instance.id) {
     throw new PermanentFailure(`container ${created.name} exists but does not belong to this instance`);
   }
-  await applyCpuLimitTo(docker, created.id, created.nanoCpus, instance);
+  await applyCpuLimit(docker, created.id, created.nanoCpus, instance);
   let running: Docker.ContainerInspectInfo;
   try {
     running = await ensureRunning(docker, created);
