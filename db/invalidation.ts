@@ -113,6 +113,12 @@ export function invalidationChannel(database: Pick<DatabaseHandle, "listen">, ch
       return subscribed;
     },
 
+    /** Subscribes if not yet done and tells whether a lookup may be answered from memory now. */
+    ready(): boolean {
+      start();
+      return subscribed;
+    },
+
     start,
 
     /** Call before reading what you will store; null when nothing may be stored now. */

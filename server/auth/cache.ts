@@ -84,12 +84,8 @@ export function createAuthCache(changes: InvalidationChannel | null, opts: AuthC
     });
   }
   /** Lookups answer from memory only while the channel is subscribed (it starts on the first lookup). */
-  const active = () => {
-    if (!enabled) return false;
-    changes.start();
-    return changes.active;
-  };
-  const current = (ticket: number | null) => enabled && changes.current(ticket);
+  const active = () => enabled && changes.ready();
+  const current = (ticket: Ticket | null) => enabled && changes.current(ticket);
 
   const fresh = (at: number, now: number) => now - at < opts.ttlMs;
 
@@ -125,7 +121,7 @@ export function createAuthCache(changes: InvalidationChannel | null, opts: AuthC
     },
 
     /** Call before reading what you will `put`; null when nothing may be stored now. */
-    ticket(): number | null {
+    ticket(): Ticket | null {
       return enabled ? changes.ticket() : null;
     },
 

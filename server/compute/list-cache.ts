@@ -47,9 +47,7 @@ export function createInstanceListCache(changes: InvalidationChannel | null, opt
   return {
     /** The page as last read, if it may still be served. */
     get<T>(ownerId: string, page: string, now: number): T | undefined {
-      if (!enabled) return undefined;
-      changes.start();
-      if (!changes.active) return undefined;
+      if (!enabled || !changes.ready()) return undefined;
       const owner = owners.get(ownerId);
       if (!owner) return undefined;
       if (now - owner.at >= opts.ttlMs) {
