@@ -33,7 +33,6 @@
  * It uses its own database, Redis prefix, Docker namespace and pty pair and
  * removes them (and every container it made) at the end.
  */
-import { existsSync, readFileSync } from "node:fs";
 import Docker from "dockerode";
 import { and, desc, eq, inArray, sql } from "drizzle-orm";
 import { energyLevelChanges, instanceActions, instances } from "../../db/schema";
@@ -53,6 +52,7 @@ import { createLogger } from "../../server/log";
 import { createServices } from "../../server/services";
 import { processors } from "../../workers/processors";
 import { startWorkers } from "../../workers/runner";
+import { frozenProbe } from "../harness/compute";
 import { openControllerEnd } from "../harness/serial";
 import { createUserWithSession } from "../harness/users";
 import { defineSandbox } from "../harness/sandbox";
@@ -217,16 +217,10 @@ async function freezeProbes(ids: readonly string[]): Promise<Array<() => boolean
     .select({ id: instances.id, containerId: instances.containerId, priority: instances.priority })
     .from(instances)
     .where(inArray(instances.id, [...ids]));
-  const root = "/sys/fs/cgroup";
   return rows.map(({ containerId, priority }) => {
-    const parents = [freezeGroupOf(config, priority), "/docker"];
-    for (const parent of parents) {
-      const v1 = `${root}/freezer${parent}/${containerId}/freezer.state`;
-      if (existsSync(v1)) return () => readFileSync(v1, "utf8").startsWith("FROZEN");
-      const v2 = `${root}${parent}/${containerId}/cgroup.events`;
-      if (existsSync(v2)) return () => readFileSync(v2, "utf8").includes("frozen 1");
-    }
-    throw new Error(`no cgroup found for container ${containerId}`);
+    const probe = frozenProbe(freezeGroupOf(config, priority), containerId!) ?? frozenProbe("/docker", containerId!);
+    if (!probe) throw new Error(`no cgroup found for container ${containerId}`);
+    return probe;
   });
 }
 

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import type Docker from "dockerode";
 import { and, gte, inArray, ne, type SQL } from "drizzle-orm";
 import { instanceActions, instances, instanceStateHistory } from "../../db/schema";
@@ -7,6 +8,20 @@ import { eventually } from "./server";
 import { testRun } from "./env";
 
 type Client = ReturnType<TestServer["client"]>;
+
+/**
+ * Reads whether the kernel holds a container's processes frozen (by its own
+ * pause or through its freeze group): its cgroup's effective freezer state
+ * under `parent` (its cgroup parent), cgroup v1 or v2. Null when the container
+ * has no cgroup there.
+ */
+export function frozenProbe(parent: string, containerId: string): (() => boolean) | null {
+  const v1 = `/sys/fs/cgroup/freezer${parent}/${containerId}/freezer.state`;
+  if (existsSync(v1)) return () => readFileSync(v1, "utf8").startsWith("FROZEN");
+  const v2 = `/sys/fs/cgroup${parent}/${containerId}/cgroup.events`;
+  if (existsSync(v2)) return () => readFileSync(v2, "utf8").includes("frozen 1");
+  return null;
+}
 
 /** Polls `compute.actions.get` until the action has finished; returns it. */
 export function actionDone(client: Client, actionId: string, timeoutMs = 30_000) {

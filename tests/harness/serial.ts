@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import type { Database } from "../../db/client";
 import { energyAttributions, energyEvents, energyHourly, energyLevelChanges, energyMonitor, energyPolicies, energyReadings, usageEnergy } from "../../db/schema";
 import { openPtyPair, type PtyPair } from "../../hardware/pty-pair";
+import { type MonitorState, saveMonitorState } from "../../server/energy/telemetry";
 import { testRun } from "./env";
 
 const root = resolve(import.meta.dir, "../..");
@@ -67,4 +68,25 @@ export async function resetEnergyState(db: Database): Promise<void> {
   await db.delete(energyMonitor);
   await db.delete(energyAttributions);
   await db.delete(usageEnergy);
+}
+
+/**
+ * Saves the monitor's state as a running VE.Direct monitor would, started a
+ * minute before `reading` and healthy since; `over` changes the rest (counters).
+ */
+export function saveLiveMonitor(db: Database, reading: NonNullable<MonitorState["lastReading"]> & { at: string }, over: Partial<MonitorState> = {}): Promise<void> {
+  const at = new Date(reading.at);
+  return saveMonitorState(db, {
+    protocol: "vedirect",
+    startedAt: new Date(at.getTime() - 60_000),
+    updatedAt: at,
+    telemetry: "ok",
+    lastReadingAt: at,
+    lastReading: reading,
+    framesDecoded: 60,
+    framesDropped: 0,
+    bridgeState: "running",
+    bridgeRestarts: 0,
+    ...over,
+  });
 }

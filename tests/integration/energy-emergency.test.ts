@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import { auditLog, energyEvents, energyLevelChanges, hosts, instanceActions, instances } from "../../db/schema";
 import { startMonitor, type Monitor } from "../../hardware/monitor";
@@ -16,7 +15,7 @@ import type { PowerLevel } from "../../server/energy/levels";
 import { updatePowerPolicy } from "../../server/energy/policy";
 import { throttledCpuMillis } from "../../server/energy/restrictions";
 import { currentPowerLevel, dispatchPowerEmergency, powerEmergencyPayload, recordLevelChange } from "../../server/energy/power";
-import { actionDone, retireOtherInstances } from "../harness/compute";
+import { actionDone, frozenProbe, retireOtherInstances } from "../harness/compute";
 import { testRun } from "../harness/env";
 import { expectAppError } from "../harness/expect";
 import { openTestPtyPair, resetEnergyState, startSimulator } from "../harness/serial";
@@ -556,10 +555,9 @@ describe("freeze groups: a priority frozen in one write", () => {
   /** The container's processes as the kernel sees them: frozen by its own pause or through its freeze group. */
   async function kernelFrozen(instanceId: string): Promise<boolean> {
     const info = await app.services.docker.getContainer(containerOf(instanceId)).inspect();
-    const parent = info.HostConfig.CgroupParent;
-    const v1 = `/sys/fs/cgroup/freezer${parent}/${info.Id}/freezer.state`;
-    if (existsSync(v1)) return readFileSync(v1, "utf8").startsWith("FROZEN");
-    return readFileSync(`/sys/fs/cgroup${parent}/${info.Id}/cgroup.events`, "utf8").includes("frozen 1");
+    const probe = frozenProbe(info.HostConfig.CgroupParent ?? "", info.Id);
+    if (!probe) throw new Error(`no cgroup found for container ${info.Id}`);
+    return probe();
   }
   const group = (priority: InstancePriority) => freezeGroupOf(app.services.config, priority);
   const thawed = (priority: InstancePriority) =>

@@ -14,7 +14,7 @@ import { saveMonitorState } from "../../server/energy/telemetry";
 import { appRouter } from "../../server/router";
 import { createCallerFactory } from "../../server/trpc";
 import { expectAppError } from "../harness/expect";
-import { resetEnergyState } from "../harness/serial";
+import { resetEnergyState, saveLiveMonitor } from "../harness/serial";
 import { startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
 
@@ -215,18 +215,7 @@ describe("energy.status", () => {
       await storeSample(db(), sample(new Date(Math.floor((now - (3 - i) * 10_000) / 10_000) * 10_000), { batteryCurrent: current, batteryVoltage: 12.2, soc }));
     }
     const reading = { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.2, batteryCurrent: -10.4, soc, socSource: "voltage" as const };
-    await saveMonitorState(db(), {
-      protocol: "vedirect",
-      startedAt: new Date(now - 60_000),
-      updatedAt: new Date(now),
-      telemetry: "ok",
-      lastReadingAt: new Date(now),
-      lastReading: reading,
-      framesDecoded: 59,
-      framesDropped: 1,
-      bridgeState: "running",
-      bridgeRestarts: 0,
-    });
+    await saveLiveMonitor(db(), reading, { framesDecoded: 59, framesDropped: 1 });
     const change = await recordLevelChange(db(), { from: "normal", to: "conserve", at: new Date(now - 5000), soc: 49, reading: {}, policy: DEFAULT_POLICY });
 
     const status = await client(customer.token).energy.status.query();
@@ -272,18 +261,7 @@ describe("energy.forecast", () => {
     const now = Date.now();
     // 60 % of 200 Ah × 12 V under 100 W, no history: 10 points (240 Wh) to conserve take 2.4 h.
     const reading = { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.2, batteryCurrent: -8.2, soc: 60, socSource: "controller" as const, loadPower: 100, pvPower: 0 };
-    await saveMonitorState(db(), {
-      protocol: "vedirect",
-      startedAt: new Date(now - 60_000),
-      updatedAt: new Date(now),
-      telemetry: "ok",
-      lastReadingAt: new Date(now),
-      lastReading: reading,
-      framesDecoded: 10,
-      framesDropped: 0,
-      bridgeState: "running",
-      bridgeRestarts: 0,
-    });
+    await saveLiveMonitor(db(), reading, { framesDecoded: 10 });
     const { forecast, trajectory, reason } = await client(customer.token).energy.forecast.query();
     expect(reason).toBeNull();
     expect(forecast).toMatchObject({ soc: 60, horizonHours: 48, capacityWh: { rated: 2400, estimated: null, used: 2400 }, historyDays: 0, clearSkyIndex: null });

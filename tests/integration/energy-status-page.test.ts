@@ -6,11 +6,10 @@ import { emptyReading } from "../../hardware/protocols/reading";
 import { POWER_EMERGENCY_REASON } from "../../server/compute/states";
 import { recordLevelChange } from "../../server/energy/power";
 import { storeSample } from "../../server/energy/readings";
-import { saveMonitorState } from "../../server/energy/telemetry";
 import { wantsJson } from "../../server/status/http";
 import { seedInstance } from "../harness/billing";
 import { retireOtherInstances } from "../harness/compute";
-import { resetEnergyState } from "../harness/serial";
+import { resetEnergyState, saveLiveMonitor } from "../harness/serial";
 import { eventually, startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
 
@@ -61,18 +60,7 @@ describe("the public status page", () => {
       });
     }
     const reading = { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.1, batteryCurrent: -6.5, soc: 28.4, socSource: "voltage" as const, loadPower: 78.6, pvPower: 0 };
-    await saveMonitorState(app.services.db, {
-      protocol: "vedirect",
-      startedAt: new Date(now - 60_000),
-      updatedAt: new Date(now),
-      telemetry: "ok",
-      lastReadingAt: new Date(now),
-      lastReading: reading,
-      framesDecoded: 60,
-      framesDropped: 0,
-      bridgeState: "running",
-      bridgeRestarts: 0,
-    });
+    await saveLiveMonitor(app.services.db, reading);
     await recordLevelChange(app.services.db, { from: "normal", to: "critical", at: new Date(now - 60_000), soc: 28.9, reading: {}, policy: DEFAULT_POLICY });
     const owner = await createUserWithSession(app.services, { name: "Ada Secret" });
     const held = [await seedInstance(app.services, owner.user.id, { name: "private-batch" }), await seedInstance(app.services, owner.user.id, { name: "private-crawler" })];

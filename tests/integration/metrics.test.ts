@@ -4,13 +4,12 @@ import { join } from "node:path";
 import { DEFAULT_POLICY } from "../../hardware/policy";
 import { emptyReading } from "../../hardware/protocols/reading";
 import { recordLevelChange } from "../../server/energy/power";
-import { saveMonitorState } from "../../server/energy/telemetry";
 import { listProcedures } from "../../server/procedures";
 import { appRouter } from "../../server/router";
 import { QUEUE_NAMES } from "../../workers/queues";
 import { seedInstance } from "../harness/billing";
 import { projectRoot } from "../harness/process";
-import { resetEnergyState } from "../harness/serial";
+import { resetEnergyState, saveLiveMonitor } from "../harness/serial";
 import { startTestServer, type TestServer } from "../harness/server";
 import { createUserWithSession } from "../harness/users";
 
@@ -140,18 +139,11 @@ describe("/metrics", () => {
     expect(value(samples, "sahary_telemetry_frames_decoded_total")).toBeUndefined();
 
     const now = Date.now();
-    await saveMonitorState(db, {
-      protocol: "vedirect",
-      startedAt: new Date(now - 60_000),
-      updatedAt: new Date(now),
-      telemetry: "ok",
-      lastReadingAt: new Date(now),
-      lastReading: { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.4, batteryCurrent: -3.5, soc: 47.5, pvPower: 120, loadPower: 80 },
-      framesDecoded: 59,
-      framesDropped: 2,
-      bridgeState: "running",
-      bridgeRestarts: 1,
-    });
+    await saveLiveMonitor(
+      db,
+      { ...emptyReading(), at: new Date(now).toISOString(), batteryVoltage: 12.4, batteryCurrent: -3.5, soc: 47.5, pvPower: 120, loadPower: 80 },
+      { framesDecoded: 59, framesDropped: 2, bridgeRestarts: 1 },
+    );
     await recordLevelChange(db, { from: "normal", to: "conserve", at: new Date(now - 1000), soc: 47.5, reading: {}, policy: DEFAULT_POLICY });
     samples = (await scrape(app)).samples;
     expect(value(samples, "sahary_power_level", { level: "conserve" })).toBe(1);
