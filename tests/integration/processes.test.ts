@@ -8,6 +8,7 @@ import { openDatabase } from "../../db/client";
 import { migrateDatabase } from "../../db/migrate";
 import { mailMessages, users } from "../../db/schema";
 import { dispatchMail, queueMail } from "../../server/mail/outbox";
+import { jobId } from "../../workers/queues";
 import { testRun } from "../harness/env";
 import { eventually, startTestServices } from "../harness/server";
 import { freePort, processEnv, projectRoot } from "../harness/process";
@@ -59,10 +60,11 @@ describe("entry points", () => {
     try {
       const id = await queueMail(services.db, { to: "slow@example.test", subject: "In flight", text: "x", kind: "test" });
       await dispatchMail(services.queues, id);
+      // This message's own job (mail other files left queued may be in hand before it).
       await eventually(
-        () => services.queues.queue("mail").getActiveCount(),
-        (n) => n > 0,
-        { timeoutMs: 15_000, what: "the job to be active" },
+        async () => (await services.queues.queue("mail").getJob(jobId("mail", id)))?.getState(),
+        (state) => state === "active",
+        { timeoutMs: 30_000, what: "the job to be active" },
       );
       child.kill("SIGTERM");
       expect(await child.exited).toBe(0);
